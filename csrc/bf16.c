@@ -1,0 +1,20 @@
+/* bf16.c: bulk fp32 -> bf16 conversion (round to nearest even), OpenMP-parallel. */
+#include "bf16.h"
+#include "common.h"
+
+/* Below this many elements a single thread is faster than waking a team. */
+#define PF_BF16_PAR_MIN (1 << 16)
+
+/* x[n] -> y[n] (bf16 values held in fp32). */
+void pf_round_bf16(const float *x, float *y, int64_t n) {
+    int nt = n >= PF_BF16_PAR_MIN ? pf_get_num_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t i = 0; i < n; i++) y[i] = pf_bf16_round(x[i]);
+}
+
+/* x[n] -> y[n] bf16 bit patterns. */
+void pf_to_bf16(const float *x, uint16_t *y, int64_t n) {
+    int nt = n >= PF_BF16_PAR_MIN ? pf_get_num_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t i = 0; i < n; i++) y[i] = pf_bf16_bits(x[i]);
+}

@@ -1,0 +1,25 @@
+/* common.c: per-thread error messages and the process-wide thread count. */
+#include <stdarg.h>
+#include <stdio.h>
+#include "common.h"
+
+static _Thread_local char pf_error_buf[512];
+static int pf_num_threads = 1;
+
+pf_status pf_fail(pf_status status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(pf_error_buf, sizeof pf_error_buf, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+const char *pf_last_error(void) { return pf_error_buf[0] ? pf_error_buf : "unknown error"; }
+
+pf_status pf_set_num_threads(int n) {
+    if (n < 1) return pf_fail(PF_EINVAL, "number of threads must be >= 1, got %d", n);
+    __atomic_store_n(&pf_num_threads, n, __ATOMIC_RELAXED);
+    return PF_OK;
+}
+
+int pf_get_num_threads(void) { return __atomic_load_n(&pf_num_threads, __ATOMIC_RELAXED); }

@@ -1,0 +1,34 @@
+/* common.h: internal helpers shared by the C core (errors, allocation, OpenMP). */
+#ifndef PF_COMMON_H
+#define PF_COMMON_H
+
+#include <stdlib.h>
+#include "pf.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Keep a printf-style message for pf_last_error() and return the status. */
+pf_status pf_fail(pf_status status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* TRY(expr): propagate a non-OK status to the caller. */
+#define TRY(expr)                                   \
+    do {                                            \
+        pf_status pf_try_status_ = (expr);          \
+        if (pf_try_status_ != PF_OK) return pf_try_status_; \
+    } while (0)
+
+#define PF_ALIGN 64
+
+/* 64-byte aligned allocation of n bytes (n may be 0); free with free(). */
+static inline void *pf_malloc(size_t n) {
+    size_t rounded = (n + PF_ALIGN - 1) / PF_ALIGN * PF_ALIGN;
+    return aligned_alloc(PF_ALIGN, rounded ? rounded : PF_ALIGN);
+}
+
+static inline int64_t pf_min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t pf_max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+#endif

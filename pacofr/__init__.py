@@ -1,0 +1,14 @@
+"""pacofr: PaCo-FR facial representation pre-training and evaluation on CPUs.
+
+A C core (OpenMP, oneDNN) under a thin NumPy API. See README.md.
+"""
+from ._version import __version__
+from . import _C
+from ._threads import default_num_threads
+from .runtime import build_info, get_gemm_backend, get_num_threads, set_gemm_backend, set_num_threads
+from . import ops
+
+_C.set_num_threads(default_num_threads())
+
+__all__ = ["__version__", "build_info", "set_num_threads", "get_num_threads", "set_gemm_backend",
+           "get_gemm_backend", "ops"]

@@ -1,0 +1,1 @@
+"""NumPy twins of the C core's operations: the test oracles, and a readable specification."""
