@@ -17,12 +17,6 @@
 #define UK_NV 2
 #define UK_ATTR __attribute__((target("avx512f")))
 #include "gemm_ukernel.inc"
-#undef UK_FN
-#undef UK_V
-#undef UK_MR
-#undef UK_VL
-#undef UK_NV
-#undef UK_ATTR
 
 /* 6 x 16 tile: 12 ymm accumulators, 2 for B, 1 broadcast. */
 #define UK_FN pf_ukernel_avx2
@@ -32,12 +26,6 @@
 #define UK_NV 2
 #define UK_ATTR __attribute__((target("avx2,fma")))
 #include "gemm_ukernel.inc"
-#undef UK_FN
-#undef UK_V
-#undef UK_MR
-#undef UK_VL
-#undef UK_NV
-#undef UK_ATTR
 
 static int have_avx512(void) { return __builtin_cpu_supports("avx512f"); }
 static int have_avx2(void) {

@@ -216,16 +216,21 @@ static PyObject *py_get_num_threads(PyObject *self, PyObject *unused) {
     return PyLong_FromLong(pf_get_num_threads());
 }
 
+/* arg as UTF-8, or NULL with TypeError "<what>, got <type>". */
+static const char *str_arg(PyObject *arg, const char *what) {
+    if (!PyUnicode_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "%s, got %s", what, Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    return PyUnicode_AsUTF8(arg);
+}
+
 static const char *backend_names[] = {"dnnl", "portable"};
 
 static PyObject *py_set_gemm_backend(PyObject *self, PyObject *arg) {
     (void)self;
-    const char *s = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
-    if (!s) {
-        if (!PyErr_Occurred())
-            PyErr_Format(PyExc_TypeError, "backend must be 'dnnl' or 'portable', got %s", Py_TYPE(arg)->tp_name);
-        return NULL;
-    }
+    const char *s = str_arg(arg, "backend must be 'dnnl' or 'portable'");
+    if (!s) return NULL;
     for (int i = 0; i < 2; i++)
         if (strcmp(s, backend_names[i]) == 0) {
             pf_status st = pf_set_gemm_backend((pf_gemm_backend)i);
@@ -258,12 +263,8 @@ static PyObject *py_portable_kernels(PyObject *self, PyObject *unused) {
 
 static PyObject *py_set_portable_kernel(PyObject *self, PyObject *arg) {
     (void)self;
-    const char *s = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
-    if (!s) {
-        if (!PyErr_Occurred())
-            PyErr_Format(PyExc_TypeError, "kernel must be a str, got %s", Py_TYPE(arg)->tp_name);
-        return NULL;
-    }
+    const char *s = str_arg(arg, "kernel must be a str");
+    if (!s) return NULL;
     pf_status st = pf_set_portable_kernel(s);
     if (st != PF_OK) return raise_status(st);
     Py_RETURN_NONE;
