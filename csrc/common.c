@@ -1,4 +1,5 @@
 /* common.c: per-thread error messages and the process-wide thread count. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include "common.h"
@@ -23,3 +24,11 @@ pf_status pf_set_num_threads(int n) {
 }
 
 int pf_get_num_threads(void) { return __atomic_load_n(&pf_num_threads, __ATOMIC_RELAXED); }
+
+int64_t pf_first_nonfinite(const float *x, int64_t n) {
+    int64_t first = n;
+#pragma omp parallel for schedule(static) reduction(min : first) num_threads(pf_get_num_threads()) if (n > 65536)
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i]) && i < first) first = i;
+    return first == n ? -1 : first;
+}

@@ -49,11 +49,16 @@ pf_status pf_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, flo
         return PF_OK;
     }
     trans_a = trans_a != 0, trans_b = trans_b != 0;
+    int nt = pf_get_num_threads();
+#ifdef _OPENMP
+    if (omp_in_parallel()) nt = 1;
+#endif
     if (pf_get_gemm_backend() == PF_GEMM_DNNL) {
-        pf_status st = pf_gemm_dnnl(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, dtype);
+        pf_status st = pf_gemm_dnnl(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+                                    dtype, nt);
         if (st != PF_EUNSUPPORTED) return st;
         /* oneDNN has no fast kernel for this on this CPU: the portable one computes the same. */
     }
     return pf_gemm_portable(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
-                            dtype == PF_BF16);
+                            dtype == PF_BF16, nt);
 }

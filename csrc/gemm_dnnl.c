@@ -18,8 +18,8 @@ const char *pf_dnnl_matmul_impl(pf_dtype dtype) { (void)dtype; return NULL; }
 
 pf_status pf_gemm_dnnl(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                        const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                       float *C, int64_t ldc, pf_dtype dtype) {
-    (void)trans_a, (void)trans_b, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda;
+                       float *C, int64_t ldc, pf_dtype dtype, int nthreads) {
+    (void)nthreads, (void)trans_a, (void)trans_b, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda;
     (void)B, (void)ldb, (void)beta, (void)C, (void)ldc, (void)dtype;
     return pf_fail(PF_EUNSUPPORTED, "pacofr was built without oneDNN");
 }
@@ -243,13 +243,13 @@ done:
 
 pf_status pf_gemm_dnnl(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                        const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                       float *C, int64_t ldc, pf_dtype dtype) {
+                       float *C, int64_t ldc, pf_dtype dtype, int nthreads) {
     pf_status st = PF_OK;
     pthread_once(&engine_once, engine_init);
     if (engine_status != dnnl_success)
         return pf_fail(PF_EBACKEND, "oneDNN: cannot create the CPU engine: %s", dnnl_status2str(engine_status));
 
-    const int nt = pf_get_num_threads();
+    const int nt = nthreads;
     omp_set_num_threads(nt); /* oneDNN's OpenMP runtime reads the calling thread's count */
 
     /* bf16 operands are converted into dense buffers, so the primitive sees dense strides. */

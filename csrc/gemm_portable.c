@@ -96,7 +96,8 @@ static void pack_b_panel(const float *B, int64_t rs, int64_t cs, int64_t k0, int
 
 pf_status pf_gemm_portable(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                            float alpha, const float *A, int64_t lda, const float *B,
-                           int64_t ldb, float beta, float *C, int64_t ldc, int round_bf16) {
+                           int64_t ldb, float beta, float *C, int64_t ldc, int round_bf16,
+                           int nthreads) {
     const pf_ukernel *uk = current_kernel();
     const int mr = uk->mr, nr = uk->nr;
     const int64_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1;
@@ -104,7 +105,7 @@ pf_status pf_gemm_portable(int trans_a, int trans_b, int64_t M, int64_t N, int64
     const int64_t kc_max = pf_min64(K, KC);
     const int64_t nc_max = pf_min64((N + nr - 1) / nr * nr, NC);
     const int64_t n_ic = (M + MC - 1) / MC;
-    const int nt = (int)pf_min64(pf_get_num_threads(), pf_max64(1, M * N * K / (32 * 1024)));
+    const int nt = (int)pf_min64(nthreads, pf_max64(1, M * N * K / (32 * 1024)));
 
     float *Bp = pf_malloc((size_t)(kc_max * nc_max) * sizeof(float));
     float *Ap = pf_malloc((size_t)(nt * MC * kc_max) * sizeof(float));

@@ -11,6 +11,9 @@
 #include <math.h>
 #include <string.h>
 #include "pf.h"
+#include "layers/layers.h"
+#include "optim.h"
+#include "vit.h"
 
 /* Raise the exception that matches a failed status, with the core's message. */
 static PyObject *raise_status(pf_status st) {
@@ -41,23 +44,28 @@ static const char *shape_str(PyArrayObject *a) {
     return buf;
 }
 
-/* obj must be a native-endian, aligned, C-contiguous float32 ndarray of ndim dimensions
- * (ndim < 0: any), writeable when asked. Returns it borrowed, or NULL with an exception. */
-static PyArrayObject *check_f32(PyObject *obj, const char *name, int ndim, int writeable,
-                                const char *hint) {
+static const char *type_name(int type) {
+    return type == NPY_FLOAT32 ? "float32" : type == NPY_INT64 ? "int64" : type == NPY_UINT8 ? "uint8" : "?";
+}
+
+/* obj must be a native-endian, aligned, C-contiguous ndarray of `type` with ndim dimensions
+ * (ndim < 0: any) and, where shape is given, those sizes (-1: any); writeable when asked.
+ * Returns it borrowed, or NULL with TypeError / ValueError naming the argument. */
+static PyArrayObject *check_arr(PyObject *obj, const char *name, int type, int ndim,
+                                const npy_intp *shape, int writeable, const char *hint) {
     if (!PyArray_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "%s must be a numpy.ndarray of float32, got %s", name,
-                     Py_TYPE(obj)->tp_name);
+        PyErr_Format(PyExc_TypeError, "%s must be a numpy.ndarray of %s, got %s", name,
+                     type_name(type), Py_TYPE(obj)->tp_name);
         return NULL;
     }
     PyArrayObject *a = (PyArrayObject *)obj;
-    if (PyArray_TYPE(a) != NPY_FLOAT32) {
-        PyErr_Format(PyExc_TypeError, "%s must have dtype float32, got %s", name, dtype_name(a));
+    if (PyArray_TYPE(a) != type) {
+        PyErr_Format(PyExc_TypeError, "%s must have dtype %s, got %s", name, type_name(type), dtype_name(a));
         return NULL;
     }
     if (!PyArray_ISNOTSWAPPED(a)) {
-        PyErr_Format(PyExc_TypeError, "%s must be native-endian float32, got byte-swapped %s",
-                     name, dtype_name(a));
+        PyErr_Format(PyExc_TypeError, "%s must be native-endian %s, got byte-swapped %s",
+                     name, type_name(type), dtype_name(a));
         return NULL;
     }
     if (ndim >= 0 && PyArray_NDIM(a) != ndim) {
@@ -65,12 +73,27 @@ static PyArrayObject *check_f32(PyObject *obj, const char *name, int ndim, int w
                      PyArray_NDIM(a), shape_str(a));
         return NULL;
     }
+    if (shape && ndim >= 0) {
+        for (int i = 0; i < ndim; i++) {
+            if (shape[i] >= 0 && PyArray_DIM(a, i) != shape[i]) {
+                char want[128];
+                int k = snprintf(want, sizeof want, "(");
+                for (int j = 0; j < ndim && k < (int)sizeof want - 24; j++)
+                    k += shape[j] >= 0 ? snprintf(want + k, sizeof want - k, j ? ", %lld" : "%lld", (long long)shape[j])
+                                       : snprintf(want + k, sizeof want - k, j ? ", ?" : "?");
+                snprintf(want + k, sizeof want - k, ndim == 1 ? ",)" : ")");
+                PyErr_Format(PyExc_ValueError, "%s must have shape %s, got %s", name, want, shape_str(a));
+                return NULL;
+            }
+        }
+    }
     if (!PyArray_IS_C_CONTIGUOUS(a)) {
         PyErr_Format(PyExc_ValueError, "%s must be C-contiguous, got a strided view%s", name, hint);
         return NULL;
     }
     if (!PyArray_ISALIGNED(a)) {
-        PyErr_Format(PyExc_ValueError, "%s must be aligned to 4 bytes, got an unaligned buffer", name);
+        PyErr_Format(PyExc_ValueError, "%s must be aligned to %d bytes, got an unaligned buffer",
+                     name, (int)PyArray_ITEMSIZE(a));
         return NULL;
     }
     if (writeable && !PyArray_ISWRITEABLE(a)) {
@@ -78,6 +101,11 @@ static PyArrayObject *check_f32(PyObject *obj, const char *name, int ndim, int w
         return NULL;
     }
     return a;
+}
+
+static PyArrayObject *check_f32(PyObject *obj, const char *name, int ndim, int writeable,
+                                const char *hint) {
+    return check_arr(obj, name, NPY_FLOAT32, ndim, NULL, writeable, hint);
 }
 
 /* 1 when the byte ranges of two arrays overlap. */
@@ -275,6 +303,750 @@ static PyObject *py_get_portable_kernel(PyObject *self, PyObject *unused) {
     return PyUnicode_FromString(pf_get_portable_kernel());
 }
 
+/* ================================================================ shared helpers */
+
+#define SHP(...) ((const npy_intp[]){__VA_ARGS__})
+#define F32(obj, name, nd, shape, w) check_arr(obj, name, NPY_FLOAT32, nd, shape, w, "")
+#define I64(obj, name, nd, shape) check_arr(obj, name, NPY_INT64, nd, shape, 0, "")
+
+/* A new float32 array, zero-filled (accumulators) or not. */
+static PyArrayObject *new_f32(int nd, const npy_intp *dims, int zero) {
+    return (PyArrayObject *)(zero ? PyArray_ZEROS(nd, (npy_intp *)dims, NPY_FLOAT32, 0)
+                                  : PyArray_EMPTY(nd, (npy_intp *)dims, NPY_FLOAT32, 0));
+}
+
+/* Optional float32 argument: None -> *out = NULL (returns 1); else checked like F32. */
+static int opt_f32(PyObject *obj, const char *name, int nd, const npy_intp *shape, PyArrayObject **out) {
+    *out = NULL;
+    if (obj == Py_None) return 1;
+    *out = F32(obj, name, nd, shape, 1);
+    return *out != NULL;
+}
+
+static float *data_or_null(PyArrayObject *a) { return a ? (float *)PyArray_DATA(a) : NULL; }
+
+static int check_finite(PyArrayObject *a, const char *name) {
+    int64_t bad;
+    const float *p = PyArray_DATA(a);
+    npy_intp n = PyArray_SIZE(a);
+    Py_BEGIN_ALLOW_THREADS
+    bad = pf_first_nonfinite(p, n);
+    Py_END_ALLOW_THREADS
+    if (bad >= 0) {
+        PyErr_Format(PyExc_ValueError, "%s contains NaN or Inf (first at flat index %lld)", name, (long long)bad);
+        return 0;
+    }
+    return 1;
+}
+
+/* ================================================================ the ViT model */
+
+typedef struct {
+    pf_vit *m;
+    int busy; /* the GIL is released during compute: one call at a time per model */
+} model_box;
+
+#define MODEL_CAPSULE "pacofr._C.vit"
+
+static void model_free(PyObject *cap) {
+    model_box *b = PyCapsule_GetPointer(cap, MODEL_CAPSULE);
+    if (b) {
+        pf_vit_free(b->m);
+        free(b);
+    }
+}
+
+/* The model behind a capsule, marked busy; NULL with an exception. Release with unbox(). */
+static model_box *box(PyObject *cap) {
+    if (!PyCapsule_IsValid(cap, MODEL_CAPSULE)) {
+        PyErr_Format(PyExc_TypeError, "model must be a pacofr ViT handle, got %s", Py_TYPE(cap)->tp_name);
+        return NULL;
+    }
+    model_box *b = PyCapsule_GetPointer(cap, MODEL_CAPSULE);
+    if (__atomic_exchange_n(&b->busy, 1, __ATOMIC_ACQUIRE)) {
+        PyErr_SetString(PyExc_RuntimeError, "this model is in use by another thread; give each thread its own model");
+        return NULL;
+    }
+    return b;
+}
+
+static void unbox(model_box *b) { __atomic_store_n(&b->busy, 0, __ATOMIC_RELEASE); }
+
+static PyObject *py_vit_create(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kw[] = {"img_size", "patch_size", "embed_dim", "depth", "num_heads", "mlp_hidden",
+                         "decoder_embed_dim", "decoder_depth", "decoder_num_heads", "decoder_mlp_hidden",
+                         "encoder_only", "learned_pos", "norm_pix_loss", NULL};
+    long long v[10] = {0};
+    int encoder_only = 0, learned_pos = 0, norm_pix = 1;
+    (void)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "LLLLLL|LLLLppp:vit_create", kw, &v[0], &v[1], &v[2],
+                                     &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &encoder_only,
+                                     &learned_pos, &norm_pix))
+        return NULL;
+    pf_vit_config c = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9],
+                       encoder_only, learned_pos, norm_pix};
+    model_box *b = calloc(1, sizeof *b);
+    if (!b) return PyErr_NoMemory();
+    pf_status st = pf_vit_create(&c, &b->m);
+    if (st != PF_OK) {
+        free(b);
+        return raise_status(st);
+    }
+    PyObject *cap = PyCapsule_New(b, MODEL_CAPSULE, model_free);
+    if (!cap) {
+        pf_vit_free(b->m);
+        free(b);
+    }
+    return cap;
+}
+
+static PyObject *py_vit_tensors(PyObject *self, PyObject *cap) {
+    (void)self;
+    model_box *b = box(cap);
+    if (!b) return NULL;
+    int n = pf_vit_num_tensors(b->m);
+    PyObject *list = PyList_New(n);
+    for (int i = 0; list && i < n; i++) {
+        const pf_tensor *t = pf_vit_tensor(b->m, i);
+        PyObject *shape = PyTuple_New(t->ndim);
+        for (int j = 0; shape && j < t->ndim; j++) PyTuple_SET_ITEM(shape, j, PyLong_FromLongLong(t->shape[j]));
+        PyObject *item = shape ? Py_BuildValue("(sNLLii)", t->name, shape, (long long)t->offset,
+                                               (long long)t->numel, t->decay, t->trainable) : NULL;
+        if (!item) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, i, item);
+    }
+    unbox(b);
+    return list;
+}
+
+/* A flat float32 view of the model's parameter or gradient buffer, keeping the model alive. */
+static PyObject *buffer_view(PyObject *cap, int grads) {
+    model_box *b = box(cap);
+    if (!b) return NULL;
+    npy_intp n = pf_vit_num_params(b->m);
+    float *p = grads ? pf_vit_grads(b->m) : pf_vit_params(b->m);
+    unbox(b);
+    PyObject *arr = PyArray_SimpleNewFromData(1, &n, NPY_FLOAT32, p);
+    if (!arr) return NULL;
+    Py_INCREF(cap);
+    if (PyArray_SetBaseObject((PyArrayObject *)arr, cap) < 0) {
+        Py_DECREF(arr);
+        return NULL;
+    }
+    return arr;
+}
+
+static PyObject *py_vit_params(PyObject *self, PyObject *cap) { (void)self; return buffer_view(cap, 0); }
+static PyObject *py_vit_grads(PyObject *self, PyObject *cap) { (void)self; return buffer_view(cap, 1); }
+
+/* images must be float32 (B, 3, S, S), finite. */
+static PyArrayObject *check_images(PyObject *obj, const pf_vit *m) {
+    const npy_intp S = pf_vit_get_config(m)->img_size;
+    PyArrayObject *im = F32(obj, "images", 4, SHP(-1, 3, S, S), 0);
+    if (im && !check_finite(im, "images")) return NULL;
+    return im;
+}
+
+static PyObject *py_vit_forward(PyObject *self, PyObject *args) {
+    PyObject *cap, *im_obj, *ids_obj;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOO:vit_forward", &cap, &im_obj, &ids_obj)) return NULL;
+    model_box *b = box(cap);
+    if (!b) return NULL;
+    PyObject *result = NULL;
+    PyArrayObject *im = check_images(im_obj, b->m);
+    if (!im) goto done;
+    const npy_intp B = PyArray_DIM(im, 0);
+    PyArrayObject *ids = I64(ids_obj, "ids_keep", 2, SHP(B, -1));
+    if (!ids) goto done;
+    const float *pim = PyArray_DATA(im);
+    const int64_t *pids = PyArray_DATA(ids);
+    const npy_intp n = PyArray_DIM(ids, 1);
+    double loss = 0.0;
+    pf_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pf_vit_forward(b->m, pim, pids, B, n, &loss);
+    Py_END_ALLOW_THREADS
+    result = st == PF_OK ? PyFloat_FromDouble(loss) : raise_status(st);
+done:
+    unbox(b);
+    return result;
+}
+
+static PyObject *py_vit_backward(PyObject *self, PyObject *cap) {
+    (void)self;
+    model_box *b = box(cap);
+    if (!b) return NULL;
+    pf_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pf_vit_backward(b->m);
+    Py_END_ALLOW_THREADS
+    unbox(b);
+    if (st != PF_OK) return raise_status(st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_vit_encode(PyObject *self, PyObject *args) {
+    PyObject *cap, *im_obj;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO:vit_encode", &cap, &im_obj)) return NULL;
+    model_box *b = box(cap);
+    if (!b) return NULL;
+    PyObject *result = NULL;
+    PyArrayObject *im = check_images(im_obj, b->m);
+    if (!im) goto done;
+    const pf_vit_config *c = pf_vit_get_config(b->m);
+    const npy_intp B = PyArray_DIM(im, 0), G = c->img_size / c->patch_size;
+    PyArrayObject *out = new_f32(3, SHP(B, 1 + G * G, c->embed_dim), 0);
+    if (!out) goto done;
+    const float *pim = PyArray_DATA(im);
+    float *pout = PyArray_DATA(out);
+    pf_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pf_vit_encode(b->m, pim, B, pout);
+    Py_END_ALLOW_THREADS
+    if (st != PF_OK) {
+        Py_DECREF(out);
+        raise_status(st);
+    } else {
+        result = (PyObject *)out;
+    }
+done:
+    unbox(b);
+    return result;
+}
+
+static PyObject *py_vit_zero_grad(PyObject *self, PyObject *cap) {
+    (void)self;
+    model_box *b = box(cap);
+    if (!b) return NULL;
+    pf_vit_zero_grad(b->m);
+    unbox(b);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_vit_set_dtype(PyObject *self, PyObject *args) {
+    PyObject *cap, *dt_obj;
+    pf_dtype dt;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO:vit_set_dtype", &cap, &dt_obj) || !parse_dtype(dt_obj, &dt)) return NULL;
+    model_box *b = box(cap);
+    if (!b) return NULL;
+    pf_vit_set_dtype(b->m, dt);
+    unbox(b);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_vit_acts_bytes(PyObject *self, PyObject *cap) {
+    (void)self;
+    model_box *b = box(cap);
+    if (!b) return NULL;
+    long long n = pf_vit_acts_bytes(b->m);
+    unbox(b);
+    return PyLong_FromLongLong(n);
+}
+
+static PyObject *py_grad_norm(PyObject *self, PyObject *cap) {
+    (void)self;
+    model_box *b = box(cap);
+    if (!b) return NULL;
+    double norm;
+    pf_vit *m = b->m;
+    Py_BEGIN_ALLOW_THREADS
+    norm = pf_grad_norm(pf_vit_grads(m), pf_vit_tensor(m, 0), pf_vit_num_tensors(m));
+    Py_END_ALLOW_THREADS
+    unbox(b);
+    return PyFloat_FromDouble(norm);
+}
+
+static PyObject *py_adamw_step(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kw[] = {"model", "m", "v", "lr", "beta1", "beta2", "eps", "weight_decay",
+                         "bias_correction1", "bias_correction2", "grad_scale", NULL};
+    PyObject *cap, *m_obj, *v_obj;
+    pf_adamw_args a;
+    (void)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOffffffff:adamw_step", kw, &cap, &m_obj, &v_obj,
+                                     &a.lr, &a.beta1, &a.beta2, &a.eps, &a.weight_decay,
+                                     &a.bias_correction1, &a.bias_correction2, &a.grad_scale))
+        return NULL;
+    model_box *b = box(cap);
+    if (!b) return NULL;
+    PyObject *result = NULL;
+    pf_vit *model = b->m;
+    const npy_intp n = pf_vit_num_params(model);
+    PyArrayObject *m = F32(m_obj, "m", 1, SHP(n), 1);
+    PyArrayObject *v = m ? F32(v_obj, "v", 1, SHP(n), 1) : NULL;
+    if (!v) goto done;
+    float *pm = PyArray_DATA(m), *pv = PyArray_DATA(v);
+    Py_BEGIN_ALLOW_THREADS
+    pf_adamw_step(pf_vit_params(model), pf_vit_grads(model), pm, pv, pf_vit_tensor(model, 0),
+                  pf_vit_num_tensors(model), &a);
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    unbox(b);
+    return result;
+}
+
+/* ================================================================ single layers (tests) */
+
+/* linear_forward(inp (R, IC), weight (OC, IC), bias (OC) | None, dtype) -> out (R, OC) */
+static PyObject *py_linear_forward(PyObject *self, PyObject *args) {
+    PyObject *x_obj, *w_obj, *b_obj, *dt_obj;
+    pf_dtype dt;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOO", &x_obj, &w_obj, &b_obj, &dt_obj) || !parse_dtype(dt_obj, &dt)) return NULL;
+    PyArrayObject *x = F32(x_obj, "inp", 2, NULL, 0);
+    PyArrayObject *w = x ? F32(w_obj, "weight", 2, SHP(-1, PyArray_DIM(x, 1)), 0) : NULL;
+    PyArrayObject *bias = NULL;
+    if (!w || (b_obj != Py_None && !(bias = F32(b_obj, "bias", 1, SHP(PyArray_DIM(w, 0)), 0)))) return NULL;
+    const npy_intp R = PyArray_DIM(x, 0), IC = PyArray_DIM(x, 1), OC = PyArray_DIM(w, 0);
+    PyArrayObject *out = new_f32(2, SHP(R, OC), 0);
+    if (!out) return NULL;
+    pf_status st = pf_linear_forward(PyArray_DATA(out), PyArray_DATA(x), PyArray_DATA(w),
+                                     data_or_null(bias), R, IC, OC, dt);
+    if (st != PF_OK) {
+        Py_DECREF(out);
+        return raise_status(st);
+    }
+    return (PyObject *)out;
+}
+
+/* linear_backward(dout (R, OC), inp (R, IC), weight (OC, IC), dinp|None, dweight|None,
+ * dbias|None, dtype): accumulates into the given gradient arrays. */
+static PyObject *py_linear_backward(PyObject *self, PyObject *args) {
+    PyObject *d_obj, *x_obj, *w_obj, *dx_obj, *dw_obj, *db_obj, *dt_obj;
+    pf_dtype dt;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOOOO", &d_obj, &x_obj, &w_obj, &dx_obj, &dw_obj, &db_obj, &dt_obj) ||
+        !parse_dtype(dt_obj, &dt))
+        return NULL;
+    PyArrayObject *x = F32(x_obj, "inp", 2, NULL, 0);
+    PyArrayObject *w = x ? F32(w_obj, "weight", 2, SHP(-1, PyArray_DIM(x, 1)), 0) : NULL;
+    if (!w) return NULL;
+    const npy_intp R = PyArray_DIM(x, 0), IC = PyArray_DIM(x, 1), OC = PyArray_DIM(w, 0);
+    PyArrayObject *d = F32(d_obj, "dout", 2, SHP(R, OC), 0), *dx, *dw, *db;
+    if (!d || !opt_f32(dx_obj, "dinp", 2, SHP(R, IC), &dx) || !opt_f32(dw_obj, "dweight", 2, SHP(OC, IC), &dw) ||
+        !opt_f32(db_obj, "dbias", 1, SHP(OC), &db))
+        return NULL;
+    pf_status st = pf_linear_backward(data_or_null(dx), data_or_null(dw), data_or_null(db), PyArray_DATA(d),
+                                      PyArray_DATA(x), PyArray_DATA(w), R, IC, OC, dt);
+    if (st != PF_OK) return raise_status(st);
+    Py_RETURN_NONE;
+}
+
+/* layernorm_forward(x (R, C), w (C), b (C), eps) -> (out, mean, rstd) */
+static PyObject *py_layernorm_forward(PyObject *self, PyObject *args) {
+    PyObject *x_obj, *w_obj, *b_obj;
+    float eps;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOf", &x_obj, &w_obj, &b_obj, &eps)) return NULL;
+    PyArrayObject *x = F32(x_obj, "x", 2, NULL, 0);
+    if (!x) return NULL;
+    const npy_intp R = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1);
+    PyArrayObject *w = F32(w_obj, "weight", 1, SHP(C), 0), *b = w ? F32(b_obj, "bias", 1, SHP(C), 0) : NULL;
+    if (!b) return NULL;
+    PyArrayObject *out = new_f32(2, SHP(R, C), 0), *mean = new_f32(1, SHP(R), 0), *rstd = new_f32(1, SHP(R), 0);
+    if (out && mean && rstd)
+        pf_layernorm_forward(PyArray_DATA(out), PyArray_DATA(mean), PyArray_DATA(rstd), PyArray_DATA(x),
+                             PyArray_DATA(w), PyArray_DATA(b), R, C, eps);
+    return out && mean && rstd ? Py_BuildValue("(NNN)", out, mean, rstd) : NULL;
+}
+
+/* layernorm_backward(dout, x, w, mean, rstd, dx|None, dw|None, db|None) */
+static PyObject *py_layernorm_backward(PyObject *self, PyObject *args) {
+    PyObject *d_obj, *x_obj, *w_obj, *m_obj, *r_obj, *dx_obj, *dw_obj, *db_obj;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOOOOO", &d_obj, &x_obj, &w_obj, &m_obj, &r_obj, &dx_obj, &dw_obj, &db_obj))
+        return NULL;
+    PyArrayObject *x = F32(x_obj, "x", 2, NULL, 0);
+    if (!x) return NULL;
+    const npy_intp R = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1);
+    PyArrayObject *d = F32(d_obj, "dout", 2, SHP(R, C), 0), *w = d ? F32(w_obj, "weight", 1, SHP(C), 0) : NULL;
+    PyArrayObject *mean = w ? F32(m_obj, "mean", 1, SHP(R), 0) : NULL;
+    PyArrayObject *rstd = mean ? F32(r_obj, "rstd", 1, SHP(R), 0) : NULL, *dx, *dw, *db;
+    if (!rstd || !opt_f32(dx_obj, "dx", 2, SHP(R, C), &dx) || !opt_f32(dw_obj, "dweight", 1, SHP(C), &dw) ||
+        !opt_f32(db_obj, "dbias", 1, SHP(C), &db))
+        return NULL;
+    pf_status st = pf_layernorm_backward(data_or_null(dx), data_or_null(dw), data_or_null(db), PyArray_DATA(d),
+                                         PyArray_DATA(x), PyArray_DATA(w), PyArray_DATA(mean),
+                                         PyArray_DATA(rstd), R, C);
+    if (st != PF_OK) return raise_status(st);
+    Py_RETURN_NONE;
+}
+
+/* gelu_forward(x) -> out; gelu_backward(x, dout, dx): dx += dout * gelu'(x) */
+static PyObject *py_gelu_forward(PyObject *self, PyObject *x_obj) {
+    (void)self;
+    PyArrayObject *x = F32(x_obj, "x", -1, NULL, 0);
+    if (!x) return NULL;
+    PyArrayObject *out = new_f32(PyArray_NDIM(x), PyArray_DIMS(x), 0);
+    if (out) pf_gelu_forward(PyArray_DATA(out), PyArray_DATA(x), PyArray_SIZE(x));
+    return (PyObject *)out;
+}
+
+static PyObject *py_gelu_backward(PyObject *self, PyObject *args) {
+    PyObject *x_obj, *d_obj, *dx_obj;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOO", &x_obj, &d_obj, &dx_obj)) return NULL;
+    PyArrayObject *x = F32(x_obj, "x", -1, NULL, 0);
+    PyArrayObject *d = x ? F32(d_obj, "dout", PyArray_NDIM(x), PyArray_DIMS(x), 0) : NULL;
+    PyArrayObject *dx = d ? F32(dx_obj, "dx", PyArray_NDIM(x), PyArray_DIMS(x), 1) : NULL;
+    if (!dx) return NULL;
+    pf_gelu_backward(PyArray_DATA(dx), PyArray_DATA(x), PyArray_DATA(d), PyArray_SIZE(x));
+    Py_RETURN_NONE;
+}
+
+static int check_heads(npy_intp C, long nh) {
+    if (nh < 1 || C % nh) {
+        PyErr_Format(PyExc_ValueError, "num_heads must divide the width %zd, got %ld", (Py_ssize_t)C, nh);
+        return 0;
+    }
+    return 1;
+}
+
+/* attention_forward(qkv (B, T, 3C), num_heads, dtype) -> (out (B, T, C), att (B, NH, T, T)) */
+static PyObject *py_attention_forward(PyObject *self, PyObject *args) {
+    PyObject *q_obj, *dt_obj;
+    long nh;
+    pf_dtype dt;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OlO", &q_obj, &nh, &dt_obj) || !parse_dtype(dt_obj, &dt)) return NULL;
+    PyArrayObject *qkv = F32(q_obj, "qkv", 3, NULL, 0);
+    if (!qkv) return NULL;
+    const npy_intp B = PyArray_DIM(qkv, 0), T = PyArray_DIM(qkv, 1), C = PyArray_DIM(qkv, 2) / 3;
+    if (PyArray_DIM(qkv, 2) % 3) return PyErr_Format(PyExc_ValueError, "qkv's last dimension must be 3*C");
+    if (!check_heads(C, nh)) return NULL;
+    PyArrayObject *out = new_f32(3, SHP(B, T, C), 0), *att = new_f32(4, SHP(B, nh, T, T), 0);
+    if (!out || !att) {
+        Py_XDECREF(out), Py_XDECREF(att);
+        return NULL;
+    }
+    const float *pq = PyArray_DATA(qkv);
+    float *po = PyArray_DATA(out), *pa = PyArray_DATA(att);
+    pf_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pf_attention_forward(po, pa, pq, B, T, C, nh, dt);
+    Py_END_ALLOW_THREADS
+    if (st != PF_OK) {
+        Py_DECREF(out), Py_DECREF(att);
+        return raise_status(st);
+    }
+    return Py_BuildValue("(NN)", out, att);
+}
+
+/* attention_backward(dout (B, T, C), qkv (B, T, 3C), att (B, NH, T, T), dqkv (B, T, 3C), dtype) */
+static PyObject *py_attention_backward(PyObject *self, PyObject *args) {
+    PyObject *d_obj, *q_obj, *a_obj, *dq_obj, *dt_obj;
+    pf_dtype dt;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOO", &d_obj, &q_obj, &a_obj, &dq_obj, &dt_obj) || !parse_dtype(dt_obj, &dt))
+        return NULL;
+    PyArrayObject *qkv = F32(q_obj, "qkv", 3, NULL, 0);
+    if (!qkv) return NULL;
+    const npy_intp B = PyArray_DIM(qkv, 0), T = PyArray_DIM(qkv, 1), C = PyArray_DIM(qkv, 2) / 3;
+    PyArrayObject *att = F32(a_obj, "att", 4, SHP(B, -1, T, T), 0);
+    if (!att || !check_heads(C, (long)PyArray_DIM(att, 1))) return NULL;
+    PyArrayObject *d = F32(d_obj, "dout", 3, SHP(B, T, C), 0);
+    PyArrayObject *dq = d ? F32(dq_obj, "dqkv", 3, SHP(B, T, 3 * C), 1) : NULL;
+    if (!dq) return NULL;
+    pf_status st = pf_attention_backward(PyArray_DATA(dq), PyArray_DATA(d), PyArray_DATA(qkv), PyArray_DATA(att),
+                                         B, T, C, PyArray_DIM(att, 1), dt);
+    if (st != PF_OK) return raise_status(st);
+    Py_RETURN_NONE;
+}
+
+static int check_patch(npy_intp S, long p) {
+    if (p < 1 || S % p) {
+        PyErr_Format(PyExc_ValueError, "patch size %ld must divide the image side %zd", p, (Py_ssize_t)S);
+        return 0;
+    }
+    return 1;
+}
+
+/* ids (B, n) int64 in [0, G*G) or None. */
+static int opt_ids(PyObject *obj, npy_intp B, npy_intp N, PyArrayObject **out) {
+    *out = NULL;
+    if (obj == Py_None) return 1;
+    *out = I64(obj, "ids", 2, SHP(B, -1));
+    if (!*out) return 0;
+    const int64_t *p = PyArray_DATA(*out);
+    for (npy_intp i = 0; i < PyArray_SIZE(*out); i++)
+        if (p[i] < 0 || p[i] >= N) {
+            PyErr_Format(PyExc_ValueError, "ids holds %lld, outside [0, %zd)", (long long)p[i], (Py_ssize_t)N);
+            return 0;
+        }
+    return 1;
+}
+
+/* im2col(images (B, 3, S, S), ids (B, n) | None, p) -> cols (B, n, 3*p*p) in (c, kh, kw) */
+static PyObject *py_im2col(PyObject *self, PyObject *args) {
+    PyObject *im_obj, *ids_obj;
+    long p;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOl", &im_obj, &ids_obj, &p)) return NULL;
+    PyArrayObject *im = F32(im_obj, "images", 4, SHP(-1, 3, -1, -1), 0), *ids;
+    if (!im || !check_patch(PyArray_DIM(im, 2), p)) return NULL;
+    const npy_intp B = PyArray_DIM(im, 0), S = PyArray_DIM(im, 2), G = S / p;
+    if (PyArray_DIM(im, 3) != S) return PyErr_Format(PyExc_ValueError, "images must be square");
+    if (!opt_ids(ids_obj, B, G * G, &ids)) return NULL;
+    const npy_intp n = ids ? PyArray_DIM(ids, 1) : G * G;
+    PyArrayObject *cols = new_f32(3, SHP(B, n, 3 * p * p), 0);
+    if (cols) pf_im2col(PyArray_DATA(cols), PyArray_DATA(im), ids ? PyArray_DATA(ids) : NULL, B, n, S, p);
+    return (PyObject *)cols;
+}
+
+/* patchify(images (B, 3, S, S), p) -> (B, G*G, p*p*3) in (p, q, c) */
+static PyObject *py_patchify(PyObject *self, PyObject *args) {
+    PyObject *im_obj;
+    long p;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Ol", &im_obj, &p)) return NULL;
+    PyArrayObject *im = F32(im_obj, "images", 4, SHP(-1, 3, -1, -1), 0);
+    if (!im || !check_patch(PyArray_DIM(im, 2), p)) return NULL;
+    const npy_intp B = PyArray_DIM(im, 0), S = PyArray_DIM(im, 2), G = S / p;
+    if (PyArray_DIM(im, 3) != S) return PyErr_Format(PyExc_ValueError, "images must be square");
+    PyArrayObject *out = new_f32(3, SHP(B, G * G, p * p * 3), 0);
+    if (out) pf_patchify(PyArray_DATA(out), PyArray_DATA(im), B, S, p);
+    return (PyObject *)out;
+}
+
+/* unpatchify(patches (B, G*G, p*p*3), p) -> images (B, 3, S, S) */
+static PyObject *py_unpatchify(PyObject *self, PyObject *args) {
+    PyObject *x_obj;
+    long p;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Ol", &x_obj, &p)) return NULL;
+    if (p < 1) return PyErr_Format(PyExc_ValueError, "patch size must be positive, got %ld", p);
+    PyArrayObject *x = F32(x_obj, "patches", 3, SHP(-1, -1, 3 * p * p), 0);
+    if (!x) return NULL;
+    const npy_intp B = PyArray_DIM(x, 0), N = PyArray_DIM(x, 1);
+    npy_intp G = 0;
+    while ((G + 1) * (G + 1) <= N) G++;
+    if (G * G != N) return PyErr_Format(PyExc_ValueError, "patches: %zd patches is not a square grid", (Py_ssize_t)N);
+    PyArrayObject *out = new_f32(4, SHP(B, 3, G * p, G * p), 0);
+    if (out) pf_unpatchify(PyArray_DATA(out), PyArray_DATA(x), B, G * p, p);
+    return (PyObject *)out;
+}
+
+/* tokens_forward(emb (B, n, C), cls (C), pos (1+N, C), ids (B, n) | None) -> x (B, 1+n, C) */
+static PyObject *py_tokens_forward(PyObject *self, PyObject *args) {
+    PyObject *e_obj, *c_obj, *p_obj, *ids_obj;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOO", &e_obj, &c_obj, &p_obj, &ids_obj)) return NULL;
+    PyArrayObject *e = F32(e_obj, "emb", 3, NULL, 0), *ids;
+    if (!e) return NULL;
+    const npy_intp B = PyArray_DIM(e, 0), n = PyArray_DIM(e, 1), C = PyArray_DIM(e, 2);
+    PyArrayObject *cls = F32(c_obj, "cls", 1, SHP(C), 0), *pos = cls ? F32(p_obj, "pos", 2, SHP(-1, C), 0) : NULL;
+    if (!pos || !opt_ids(ids_obj, B, PyArray_DIM(pos, 0) - 1, &ids)) return NULL;
+    if (ids ? PyArray_DIM(ids, 1) != n : PyArray_DIM(pos, 0) != n + 1)
+        return PyErr_Format(PyExc_ValueError, "ids must have shape (B, n) matching emb, and pos 1+n rows when ids is None");
+    PyArrayObject *x = new_f32(3, SHP(B, n + 1, C), 0);
+    if (x) pf_tokens_forward(PyArray_DATA(x), PyArray_DATA(e), PyArray_DATA(cls), PyArray_DATA(pos),
+                             ids ? PyArray_DATA(ids) : NULL, B, n, C);
+    return (PyObject *)x;
+}
+
+/* tokens_backward(dx (B, 1+n, C), ids | None, demb (B, n, C), dcls (C), dpos (1+N, C) | None) */
+static PyObject *py_tokens_backward(PyObject *self, PyObject *args) {
+    PyObject *d_obj, *ids_obj, *de_obj, *dc_obj, *dp_obj;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOO", &d_obj, &ids_obj, &de_obj, &dc_obj, &dp_obj)) return NULL;
+    PyArrayObject *d = F32(d_obj, "dx", 3, NULL, 0), *ids, *dpos;
+    if (!d) return NULL;
+    const npy_intp B = PyArray_DIM(d, 0), n = PyArray_DIM(d, 1) - 1, C = PyArray_DIM(d, 2);
+    PyArrayObject *de = F32(de_obj, "demb", 3, SHP(B, n, C), 1), *dc = de ? F32(dc_obj, "dcls", 1, SHP(C), 1) : NULL;
+    if (!dc || !opt_f32(dp_obj, "dpos", 2, SHP(-1, C), &dpos)) return NULL;
+    const npy_intp N = dpos ? PyArray_DIM(dpos, 0) - 1 : 1 << 30;
+    if (!opt_ids(ids_obj, B, N, &ids)) return NULL;
+    if (ids && PyArray_DIM(ids, 1) != n) return PyErr_Format(PyExc_ValueError, "ids must have shape (B, n)");
+    pf_tokens_backward(PyArray_DATA(de), PyArray_DATA(dc), data_or_null(dpos), PyArray_DATA(d),
+                       ids ? PyArray_DATA(ids) : NULL, B, n, C);
+    Py_RETURN_NONE;
+}
+
+/* mask (B, N) from ids_keep (B, n): 1 = removed; also checks ids are distinct. */
+static uint8_t *mask_from_ids(PyArrayObject *ids, npy_intp N) {
+    const npy_intp B = PyArray_DIM(ids, 0), n = PyArray_DIM(ids, 1);
+    uint8_t *mask = malloc((size_t)(B * N) + 1);
+    if (!mask) return (uint8_t *)PyErr_NoMemory();
+    memset(mask, 1, (size_t)(B * N));
+    const int64_t *p = PyArray_DATA(ids);
+    for (npy_intp i = 0; i < B * n; i++) {
+        uint8_t *m = mask + (i / n) * N + p[i];
+        if (!*m) {
+            free(mask);
+            PyErr_Format(PyExc_ValueError, "ids_keep repeats patch %lld in a row", (long long)p[i]);
+            return NULL;
+        }
+        *m = 0;
+    }
+    return mask;
+}
+
+/* unshuffle_forward(x (B, 1+n, C), mask_token (C), pos (1+N, C), ids_keep (B, n)) -> (B, 1+N, C) */
+static PyObject *py_unshuffle_forward(PyObject *self, PyObject *args) {
+    PyObject *x_obj, *t_obj, *p_obj, *ids_obj;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOO", &x_obj, &t_obj, &p_obj, &ids_obj)) return NULL;
+    PyArrayObject *x = F32(x_obj, "x", 3, NULL, 0), *ids;
+    if (!x) return NULL;
+    const npy_intp B = PyArray_DIM(x, 0), n = PyArray_DIM(x, 1) - 1, C = PyArray_DIM(x, 2);
+    PyArrayObject *tok = F32(t_obj, "mask_token", 1, SHP(C), 0), *pos = tok ? F32(p_obj, "pos", 2, SHP(-1, C), 0) : NULL;
+    if (!pos) return NULL;
+    const npy_intp N = PyArray_DIM(pos, 0) - 1;
+    if (!opt_ids(ids_obj, B, N, &ids) || !ids) return ids_obj == Py_None ? PyErr_Format(PyExc_TypeError, "ids_keep is required") : NULL;
+    if (PyArray_DIM(ids, 1) != n) return PyErr_Format(PyExc_ValueError, "ids_keep must have shape (B, n)");
+    uint8_t *mask = mask_from_ids(ids, N);
+    if (!mask) return NULL;
+    PyArrayObject *full = new_f32(3, SHP(B, N + 1, C), 0);
+    if (full) pf_unshuffle_forward(PyArray_DATA(full), PyArray_DATA(x), PyArray_DATA(tok), PyArray_DATA(pos),
+                                   PyArray_DATA(ids), mask, B, n, N, C);
+    free(mask);
+    return (PyObject *)full;
+}
+
+/* unshuffle_backward(dfull (B, 1+N, C), ids_keep (B, n), dx (B, 1+n, C), dmask_token (C), dpos | None) */
+static PyObject *py_unshuffle_backward(PyObject *self, PyObject *args) {
+    PyObject *d_obj, *ids_obj, *dx_obj, *dt_obj, *dp_obj;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOO", &d_obj, &ids_obj, &dx_obj, &dt_obj, &dp_obj)) return NULL;
+    PyArrayObject *d = F32(d_obj, "dfull", 3, NULL, 0), *ids, *dpos;
+    if (!d) return NULL;
+    const npy_intp B = PyArray_DIM(d, 0), N = PyArray_DIM(d, 1) - 1, C = PyArray_DIM(d, 2);
+    if (!opt_ids(ids_obj, B, N, &ids) || !ids) return ids_obj == Py_None ? PyErr_Format(PyExc_TypeError, "ids_keep is required") : NULL;
+    const npy_intp n = PyArray_DIM(ids, 1);
+    PyArrayObject *dx = F32(dx_obj, "dx", 3, SHP(B, n + 1, C), 1), *dt = dx ? F32(dt_obj, "dmask_token", 1, SHP(C), 1) : NULL;
+    if (!dt || !opt_f32(dp_obj, "dpos", 2, SHP(N + 1, C), &dpos)) return NULL;
+    uint8_t *mask = mask_from_ids(ids, N);
+    if (!mask) return NULL;
+    pf_unshuffle_backward(PyArray_DATA(dx), PyArray_DATA(dt), data_or_null(dpos), PyArray_DATA(d),
+                          PyArray_DATA(ids), mask, B, n, N, C);
+    free(mask);
+    Py_RETURN_NONE;
+}
+
+/* norm_pix_target(x (R, d)) -> a normalised copy */
+static PyObject *py_norm_pix_target(PyObject *self, PyObject *x_obj) {
+    (void)self;
+    PyArrayObject *x = F32(x_obj, "target", 2, NULL, 0);
+    if (!x) return NULL;
+    if (PyArray_DIM(x, 1) < 2) return PyErr_Format(PyExc_ValueError, "target rows need at least 2 values");
+    PyArrayObject *out = (PyArrayObject *)PyArray_NewCopy(x, NPY_CORDER);
+    if (out) pf_norm_pix_target(PyArray_DATA(out), PyArray_DIM(x, 0), PyArray_DIM(x, 1));
+    return (PyObject *)out;
+}
+
+/* mae loss: pred (B, row0 + N, d), target (B, N, d), mask (B, N) uint8 */
+static int mae_args(PyObject *p_obj, PyObject *t_obj, PyObject *m_obj, long row0, PyArrayObject **pred,
+                    PyArrayObject **target, PyArrayObject **mask) {
+    *target = F32(t_obj, "target", 3, NULL, 0);
+    if (!*target) return 0;
+    const npy_intp B = PyArray_DIM(*target, 0), N = PyArray_DIM(*target, 1), d = PyArray_DIM(*target, 2);
+    *pred = F32(p_obj, "pred", 3, SHP(B, N + row0, d), 0);
+    *mask = *pred ? check_arr(m_obj, "mask", NPY_UINT8, 2, SHP(B, N), 0, "") : NULL;
+    return *mask != NULL;
+}
+
+static PyObject *py_mae_loss_forward(PyObject *self, PyObject *args) {
+    PyObject *p_obj, *t_obj, *m_obj;
+    long row0;
+    PyArrayObject *pred, *target, *mask;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOl", &p_obj, &t_obj, &m_obj, &row0) || !mae_args(p_obj, t_obj, m_obj, row0, &pred, &target, &mask))
+        return NULL;
+    return PyFloat_FromDouble(pf_mae_loss_forward(PyArray_DATA(pred), PyArray_DATA(target), PyArray_DATA(mask),
+                                                  PyArray_DIM(target, 0), PyArray_DIM(target, 1),
+                                                  PyArray_DIM(target, 2), row0));
+}
+
+static PyObject *py_mae_loss_backward(PyObject *self, PyObject *args) {
+    PyObject *p_obj, *t_obj, *m_obj, *d_obj;
+    long row0;
+    float dloss;
+    PyArrayObject *pred, *target, *mask;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOlfO", &p_obj, &t_obj, &m_obj, &row0, &dloss, &d_obj) ||
+        !mae_args(p_obj, t_obj, m_obj, row0, &pred, &target, &mask))
+        return NULL;
+    PyArrayObject *dpred = F32(d_obj, "dpred", 3, PyArray_DIMS(pred), 1);
+    if (!dpred) return NULL;
+    pf_mae_loss_backward(PyArray_DATA(dpred), PyArray_DATA(pred), PyArray_DATA(target), PyArray_DATA(mask),
+                         PyArray_DIM(target, 0), PyArray_DIM(target, 1), PyArray_DIM(target, 2), row0, dloss);
+    Py_RETURN_NONE;
+}
+
+/* logits (R, K), targets (R) int64 in [0, K) */
+static int ce_targets(PyObject *obj, npy_intp R, npy_intp K, PyArrayObject **out) {
+    *out = I64(obj, "targets", 1, SHP(R));
+    if (!*out) return 0;
+    const int64_t *t = PyArray_DATA(*out);
+    for (npy_intp i = 0; i < R; i++)
+        if (t[i] < 0 || t[i] >= K) {
+            PyErr_Format(PyExc_ValueError, "targets[%zd] = %lld is outside [0, %zd)", (Py_ssize_t)i,
+                         (long long)t[i], (Py_ssize_t)K);
+            return 0;
+        }
+    return 1;
+}
+
+/* cross_entropy_forward(logits (R, K), targets (R)) -> (loss, probs) */
+static PyObject *py_cross_entropy_forward(PyObject *self, PyObject *args) {
+    PyObject *l_obj, *t_obj;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO", &l_obj, &t_obj)) return NULL;
+    PyArrayObject *l = F32(l_obj, "logits", 2, NULL, 0), *t;
+    if (!l || !ce_targets(t_obj, PyArray_DIM(l, 0), PyArray_DIM(l, 1), &t)) return NULL;
+    PyArrayObject *probs = new_f32(2, PyArray_DIMS(l), 0);
+    if (!probs) return NULL;
+    double loss = pf_cross_entropy_forward(PyArray_DATA(probs), PyArray_DATA(l), PyArray_DATA(t),
+                                           PyArray_DIM(l, 0), PyArray_DIM(l, 1));
+    return Py_BuildValue("(dN)", loss, probs);
+}
+
+/* cross_entropy_backward(probs, targets, dloss, dlogits) */
+static PyObject *py_cross_entropy_backward(PyObject *self, PyObject *args) {
+    PyObject *p_obj, *t_obj, *d_obj;
+    float dloss;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOfO", &p_obj, &t_obj, &dloss, &d_obj)) return NULL;
+    PyArrayObject *p = F32(p_obj, "probs", 2, NULL, 0), *t;
+    if (!p || !ce_targets(t_obj, PyArray_DIM(p, 0), PyArray_DIM(p, 1), &t)) return NULL;
+    PyArrayObject *d = F32(d_obj, "dlogits", 2, PyArray_DIMS(p), 1);
+    if (!d) return NULL;
+    pf_cross_entropy_backward(PyArray_DATA(d), PyArray_DATA(p), PyArray_DATA(t), PyArray_DIM(p, 0),
+                              PyArray_DIM(p, 1), dloss);
+    Py_RETURN_NONE;
+}
+
+/* mse_forward(x, target) -> float; mse_backward(x, target, dloss, dx) */
+static PyObject *py_mse_forward(PyObject *self, PyObject *args) {
+    PyObject *x_obj, *t_obj;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO", &x_obj, &t_obj)) return NULL;
+    PyArrayObject *x = F32(x_obj, "x", -1, NULL, 0);
+    PyArrayObject *t = x ? F32(t_obj, "target", PyArray_NDIM(x), PyArray_DIMS(x), 0) : NULL;
+    if (!t) return NULL;
+    return PyFloat_FromDouble(pf_mse_forward(PyArray_DATA(x), PyArray_DATA(t), PyArray_SIZE(x)));
+}
+
+static PyObject *py_mse_backward(PyObject *self, PyObject *args) {
+    PyObject *x_obj, *t_obj, *d_obj;
+    float dloss;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOfO", &x_obj, &t_obj, &dloss, &d_obj)) return NULL;
+    PyArrayObject *x = F32(x_obj, "x", -1, NULL, 0);
+    PyArrayObject *t = x ? F32(t_obj, "target", PyArray_NDIM(x), PyArray_DIMS(x), 0) : NULL;
+    PyArrayObject *d = t ? F32(d_obj, "dx", PyArray_NDIM(x), PyArray_DIMS(x), 1) : NULL;
+    if (!d) return NULL;
+    pf_mse_backward(PyArray_DATA(d), PyArray_DATA(x), PyArray_DATA(t), PyArray_SIZE(x), dloss);
+    Py_RETURN_NONE;
+}
+
 /* The C side of pacofr.build_info(). */
 static PyObject *py_build_info(PyObject *self, PyObject *unused) {
     (void)self, (void)unused;
@@ -305,6 +1077,40 @@ static PyMethodDef methods[] = {
     {"set_portable_kernel", py_set_portable_kernel, METH_O, "set_portable_kernel(name | 'auto')"},
     {"get_portable_kernel", py_get_portable_kernel, METH_NOARGS, "get_portable_kernel() -> str"},
     {"build_info", py_build_info, METH_NOARGS, "build_info() -> dict (C side)"},
+    {"vit_create", (PyCFunction)(void (*)(void))py_vit_create, METH_VARARGS | METH_KEYWORDS, "vit_create(**config) -> model handle"},
+    {"vit_tensors", py_vit_tensors, METH_O, "vit_tensors(model) -> [(name, shape, offset, numel, decay, trainable)]"},
+    {"vit_params", py_vit_params, METH_O, "vit_params(model) -> flat float32 view of the parameters"},
+    {"vit_grads", py_vit_grads, METH_O, "vit_grads(model) -> flat float32 view of the gradients"},
+    {"vit_forward", py_vit_forward, METH_VARARGS, "vit_forward(model, images, ids_keep) -> MAE loss"},
+    {"vit_backward", py_vit_backward, METH_O, "vit_backward(model): accumulate gradients of the last loss"},
+    {"vit_encode", py_vit_encode, METH_VARARGS, "vit_encode(model, images) -> (B, 1+N, C)"},
+    {"vit_zero_grad", py_vit_zero_grad, METH_O, "vit_zero_grad(model)"},
+    {"vit_set_dtype", py_vit_set_dtype, METH_VARARGS, "vit_set_dtype(model, 'fp32' | 'bf16')"},
+    {"vit_acts_bytes", py_vit_acts_bytes, METH_O, "vit_acts_bytes(model) -> bytes of cached activations"},
+    {"grad_norm", py_grad_norm, METH_O, "grad_norm(model) -> global l2 norm of trainable gradients"},
+    {"adamw_step", (PyCFunction)(void (*)(void))py_adamw_step, METH_VARARGS | METH_KEYWORDS, "one AdamW step"},
+    {"linear_forward", py_linear_forward, METH_VARARGS, NULL},
+    {"linear_backward", py_linear_backward, METH_VARARGS, NULL},
+    {"layernorm_forward", py_layernorm_forward, METH_VARARGS, NULL},
+    {"layernorm_backward", py_layernorm_backward, METH_VARARGS, NULL},
+    {"gelu_forward", py_gelu_forward, METH_O, NULL},
+    {"gelu_backward", py_gelu_backward, METH_VARARGS, NULL},
+    {"attention_forward", py_attention_forward, METH_VARARGS, NULL},
+    {"attention_backward", py_attention_backward, METH_VARARGS, NULL},
+    {"im2col", py_im2col, METH_VARARGS, NULL},
+    {"patchify", py_patchify, METH_VARARGS, NULL},
+    {"unpatchify", py_unpatchify, METH_VARARGS, NULL},
+    {"tokens_forward", py_tokens_forward, METH_VARARGS, NULL},
+    {"tokens_backward", py_tokens_backward, METH_VARARGS, NULL},
+    {"unshuffle_forward", py_unshuffle_forward, METH_VARARGS, NULL},
+    {"unshuffle_backward", py_unshuffle_backward, METH_VARARGS, NULL},
+    {"norm_pix_target", py_norm_pix_target, METH_O, NULL},
+    {"mae_loss_forward", py_mae_loss_forward, METH_VARARGS, NULL},
+    {"mae_loss_backward", py_mae_loss_backward, METH_VARARGS, NULL},
+    {"cross_entropy_forward", py_cross_entropy_forward, METH_VARARGS, NULL},
+    {"cross_entropy_backward", py_cross_entropy_backward, METH_VARARGS, NULL},
+    {"mse_forward", py_mse_forward, METH_VARARGS, NULL},
+    {"mse_backward", py_mse_backward, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 

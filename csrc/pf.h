@@ -23,6 +23,9 @@ typedef enum { PF_GEMM_DNNL = 0, PF_GEMM_PORTABLE = 1 } pf_gemm_backend;
 /* ---- errors (common.c) ---- */
 const char *pf_last_error(void);
 
+/* Index of the first NaN or Inf in x[n], or -1 (common.c). */
+int64_t pf_first_nonfinite(const float *x, int64_t n);
+
 /* ---- threads (common.c) ----
  * One process-wide count used by every OpenMP region of the core and handed to oneDNN
  * (omp_set_num_threads in the calling thread right before each oneDNN call). */

@@ -1,0 +1,72 @@
+/* layernorm.c: LayerNorm over the last dimension (timm: eps 1e-6, biased variance). */
+#include <math.h>
+#include <string.h>
+#include "../common.h"
+#include "layers.h"
+
+/* out (R, C) = (inp - mean) * rstd * w + b; mean, rstd (R) are kept for backward. */
+void pf_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                          const float *b, int64_t R, int64_t C, float eps) {
+#pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (R * C > 32768)
+    for (int64_t r = 0; r < R; r++) {
+        const float *x = inp + r * C;
+        double s = 0.0;
+        for (int64_t c = 0; c < C; c++) s += x[c];
+        const float m = (float)(s / C);
+        double v = 0.0;
+        for (int64_t c = 0; c < C; c++) v += (double)(x[c] - m) * (x[c] - m);
+        const float rs = (float)(1.0 / sqrt(v / C + eps));
+        float *o = out + r * C;
+        for (int64_t c = 0; c < C; c++) o[c] = (x[c] - m) * rs * w[c] + b[c];
+        mean[r] = m;
+        rstd[r] = rs;
+    }
+}
+
+/* dinp (R, C) += dL/dinp; dw, db (C) += sums over rows (per-thread partials, then reduced).
+ * With xhat = (x - mean) * rstd and g = dout * w:
+ *   dinp = rstd * (g - mean(g) - xhat * mean(g * xhat)). */
+pf_status pf_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
+                                const float *inp, const float *w, const float *mean,
+                                const float *rstd, int64_t R, int64_t C) {
+    const int nt = R * C > 32768 ? pf_get_num_threads() : 1;
+    float *partial = calloc((size_t)nt * 2 * C, sizeof(float));
+    if (!partial) return pf_fail(PF_ENOMEM, "layernorm_backward: out of memory");
+#pragma omp parallel num_threads(nt)
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        float *pw = partial + (size_t)tid * 2 * C, *pb = pw + C;
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < R; r++) {
+            const float *x = inp + r * C, *d = dout + r * C;
+            const float m = mean[r], rs = rstd[r];
+            float g_mean = 0.0f, gx_mean = 0.0f;
+            for (int64_t c = 0; c < C; c++) {
+                const float xhat = (x[c] - m) * rs, g = d[c] * w[c];
+                g_mean += g;
+                gx_mean += g * xhat;
+                pw[c] += d[c] * xhat;
+                pb[c] += d[c];
+            }
+            g_mean /= C;
+            gx_mean /= C;
+            if (dinp) {
+                float *di = dinp + r * C;
+                for (int64_t c = 0; c < C; c++) {
+                    const float xhat = (x[c] - m) * rs;
+                    di[c] += rs * (d[c] * w[c] - g_mean - xhat * gx_mean);
+                }
+            }
+        }
+    }
+    for (int t = 0; t < nt; t++)
+        for (int64_t c = 0; c < C; c++) {
+            if (dw) dw[c] += partial[(size_t)t * 2 * C + c];
+            if (db) db[c] += partial[(size_t)t * 2 * C + C + c];
+        }
+    free(partial);
+    return PF_OK;
+}

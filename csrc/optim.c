@@ -1,0 +1,44 @@
+/* optim.c: AdamW over the flat parameter buffer (PyTorch's AdamW arithmetic, decoupled
+ * weight decay) and the global gradient norm used for clipping. */
+#include <math.h>
+#include "common.h"
+#include "optim.h"
+
+double pf_grad_norm(const float *grads, const pf_tensor *tensors, int ntensors) {
+    double total = 0.0;
+    for (int t = 0; t < ntensors; t++) {
+        if (!tensors[t].trainable) continue;
+        const float *g = grads + tensors[t].offset;
+        const int64_t n = tensors[t].numel;
+        double s = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : s) num_threads(pf_get_num_threads()) if (n > 65536)
+        for (int64_t i = 0; i < n; i++) s += (double)g[i] * g[i];
+        total += s;
+    }
+    return sqrt(total);
+}
+
+/* One AdamW step over every trainable tensor; m, v (nparams) are the moments. The gradient
+ * is multiplied by grad_scale first (clipping). Per element, as torch.optim.AdamW:
+ *   p *= 1 - lr*wd (decay tensors only); m += (1-b1)(g - m); v = b2 v + (1-b2) g^2;
+ *   p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps), bc_i = 1 - b_i^step. */
+void pf_adamw_step(float *params, const float *grads, float *m, float *v,
+                   const pf_tensor *tensors, int ntensors, const pf_adamw_args *a) {
+    const float step_size = a->lr / a->bias_correction1;
+    const float bc2_sqrt = sqrtf(a->bias_correction2);
+    for (int t = 0; t < ntensors; t++) {
+        if (!tensors[t].trainable) continue;
+        const int64_t off = tensors[t].offset, n = tensors[t].numel;
+        const float decay = tensors[t].decay ? 1.0f - a->lr * a->weight_decay : 1.0f;
+        float *p = params + off, *mt = m + off, *vt = v + off;
+        const float *g = grads + off;
+#pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (n > 65536)
+        for (int64_t i = 0; i < n; i++) {
+            const float gi = g[i] * a->grad_scale;
+            p[i] *= decay;
+            mt[i] += (1.0f - a->beta1) * (gi - mt[i]);
+            vt[i] = vt[i] * a->beta2 + (1.0f - a->beta2) * gi * gi;
+            p[i] -= step_size * mt[i] / (sqrtf(vt[i]) / bc2_sqrt + a->eps);
+        }
+    }
+}

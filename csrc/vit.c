@@ -1,0 +1,410 @@
+/* vit.c: the MAE-style ViT encoder-decoder: parameter table, activations, forward, backward.
+ *
+ * Encoder (timm names): kept patches -> patch_embed -> + pos_embed -> [cls] -> blocks -> norm.
+ * Decoder (MAE names): decoder_embed -> mask tokens at removed positions, grid order ->
+ * + decoder_pos_embed -> decoder_blocks -> decoder_norm -> decoder_pred (p*p*3 per patch).
+ * Loss: MAE's, mean squared error on removed patches against (normalised) pixel targets. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include "common.h"
+#include "layers/layers.h"
+#include "vit.h"
+
+#define LN_EPS 1e-6f
+
+typedef struct {
+    float *patch_w, *patch_b, *cls, *pos, *norm_w, *norm_b;
+    pf_block_params *blocks;
+    float *dec_embed_w, *dec_embed_b, *mask_token, *dec_pos, *dec_norm_w, *dec_norm_b;
+    float *dec_pred_w, *dec_pred_b;
+    pf_block_params *dec_blocks;
+} vit_ptrs;
+
+struct pf_vit {
+    pf_vit_config cfg;
+    int64_t G, N, d; /* grid side, patches, patch length p*p*3 */
+    pf_tensor *tensors;
+    int ntensors;
+    int64_t nparams;
+    float *params, *grads;
+    vit_ptrs P, Gr;
+    pf_dtype dtype;
+    /* activations of the last call, laid out for (aB, an, adec) */
+    float *acts;
+    int64_t acts_floats, aB, an;
+    int adec;
+    int64_t *ids;
+    uint8_t *mask;
+    float *cols, *emb, *x0, *enc_out, *norm_mean, *norm_rstd;
+    pf_block_acts *enc, *dec;
+    float *dec_in, *full0, *dn, *dn_mean, *dn_rstd, *pred, *target;
+    float *gA, *gB, *scratch;
+    int have_forward;
+};
+
+/* ---------------------------------------------------------------- parameter table */
+
+typedef struct {
+    pf_tensor *tab; /* NULL: only count */
+    int n;
+    int64_t off;
+    float *base; /* NULL: no pointers */
+} layout_ctx;
+
+static float *add(layout_ctx *L, int decay, int trainable, int ndim, const int64_t *shape,
+                  const char *fmt, ...) {
+    int64_t numel = 1;
+    for (int i = 0; i < ndim; i++) numel *= shape[i];
+    if (L->tab) {
+        pf_tensor *t = &L->tab[L->n];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(t->name, sizeof t->name, fmt, ap);
+        va_end(ap);
+        t->ndim = ndim;
+        for (int i = 0; i < 4; i++) t->shape[i] = i < ndim ? shape[i] : 1;
+        t->offset = L->off, t->numel = numel, t->decay = decay, t->trainable = trainable;
+    }
+    float *p = L->base ? L->base + L->off : NULL;
+    L->n++;
+    L->off += numel;
+    return p;
+}
+
+#define SHAPE(...) ((const int64_t[]){__VA_ARGS__})
+#define NDIM(...) ((int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))
+#define ADD(decay, trainable, shape_args, ...) \
+    add(L, decay, trainable, NDIM shape_args, SHAPE shape_args, __VA_ARGS__)
+
+static void layout_block(layout_ctx *L, pf_block_params *b, const char *prefix, int i, int64_t C,
+                         int64_t H) {
+    b->ln1_w = ADD(0, 1, (C), "%s.%d.norm1.weight", prefix, i);
+    b->ln1_b = ADD(0, 1, (C), "%s.%d.norm1.bias", prefix, i);
+    b->qkv_w = ADD(1, 1, (3 * C, C), "%s.%d.attn.qkv.weight", prefix, i);
+    b->qkv_b = ADD(0, 1, (3 * C), "%s.%d.attn.qkv.bias", prefix, i);
+    b->proj_w = ADD(1, 1, (C, C), "%s.%d.attn.proj.weight", prefix, i);
+    b->proj_b = ADD(0, 1, (C), "%s.%d.attn.proj.bias", prefix, i);
+    b->ln2_w = ADD(0, 1, (C), "%s.%d.norm2.weight", prefix, i);
+    b->ln2_b = ADD(0, 1, (C), "%s.%d.norm2.bias", prefix, i);
+    b->fc1_w = ADD(1, 1, (H, C), "%s.%d.mlp.fc1.weight", prefix, i);
+    b->fc1_b = ADD(0, 1, (H), "%s.%d.mlp.fc1.bias", prefix, i);
+    b->fc2_w = ADD(1, 1, (C, H), "%s.%d.mlp.fc2.weight", prefix, i);
+    b->fc2_b = ADD(0, 1, (C), "%s.%d.mlp.fc2.bias", prefix, i);
+}
+
+/* Walk every tensor in MAE's state-dict order, filling L's table and/or pointers in v. */
+static void layout(const pf_vit *m, layout_ctx *L, vit_ptrs *v) {
+    const pf_vit_config *c = &m->cfg;
+    const int64_t C = c->embed_dim, p = c->patch_size, N = m->N, lp = c->learned_pos;
+    v->cls = ADD(0, 1, (1, 1, C), "cls_token");
+    v->pos = ADD(0, lp, (1, 1 + N, C), "pos_embed");
+    v->patch_w = ADD(1, 1, (C, 3, p, p), "patch_embed.proj.weight");
+    v->patch_b = ADD(0, 1, (C), "patch_embed.proj.bias");
+    for (int i = 0; i < c->depth; i++) layout_block(L, &v->blocks[i], "blocks", i, C, c->mlp_hidden);
+    v->norm_w = ADD(0, 1, (C), "norm.weight");
+    v->norm_b = ADD(0, 1, (C), "norm.bias");
+    if (c->encoder_only) return;
+    const int64_t Cd = c->dec_embed_dim;
+    v->mask_token = ADD(0, 1, (1, 1, Cd), "mask_token");
+    v->dec_pos = ADD(0, lp, (1, 1 + N, Cd), "decoder_pos_embed");
+    v->dec_embed_w = ADD(1, 1, (Cd, C), "decoder_embed.weight");
+    v->dec_embed_b = ADD(0, 1, (Cd), "decoder_embed.bias");
+    for (int i = 0; i < c->dec_depth; i++)
+        layout_block(L, &v->dec_blocks[i], "decoder_blocks", i, Cd, c->dec_mlp_hidden);
+    v->dec_norm_w = ADD(0, 1, (Cd), "decoder_norm.weight");
+    v->dec_norm_b = ADD(0, 1, (Cd), "decoder_norm.bias");
+    v->dec_pred_w = ADD(1, 1, (m->d, Cd), "decoder_pred.weight");
+    v->dec_pred_b = ADD(0, 1, (m->d), "decoder_pred.bias");
+}
+
+static pf_status check_config(const pf_vit_config *c) {
+    if (c->img_size < 1 || c->patch_size < 1 || c->img_size % c->patch_size)
+        return pf_fail(PF_EINVAL, "img_size %lld must be a positive multiple of patch_size %lld",
+                       (long long)c->img_size, (long long)c->patch_size);
+    if (c->embed_dim < 1 || c->depth < 0 || c->num_heads < 1 || c->embed_dim % c->num_heads || c->mlp_hidden < 1)
+        return pf_fail(PF_EINVAL, "encoder: embed_dim %lld must be a positive multiple of num_heads %lld "
+                       "(depth %lld, mlp_hidden %lld)", (long long)c->embed_dim, (long long)c->num_heads,
+                       (long long)c->depth, (long long)c->mlp_hidden);
+    if (!c->encoder_only && (c->dec_embed_dim < 1 || c->dec_depth < 0 || c->dec_num_heads < 1 ||
+                             c->dec_embed_dim % c->dec_num_heads || c->dec_mlp_hidden < 1))
+        return pf_fail(PF_EINVAL, "decoder: decoder_embed_dim %lld must be a positive multiple of "
+                       "decoder_num_heads %lld", (long long)c->dec_embed_dim, (long long)c->dec_num_heads);
+    return PF_OK;
+}
+
+pf_status pf_vit_create(const pf_vit_config *cfg, pf_vit **out) {
+    *out = NULL;
+    TRY(check_config(cfg));
+    pf_vit *m = calloc(1, sizeof *m);
+    if (!m) return pf_fail(PF_ENOMEM, "vit: out of memory");
+    m->cfg = *cfg;
+    m->G = cfg->img_size / cfg->patch_size;
+    m->N = m->G * m->G;
+    m->d = cfg->patch_size * cfg->patch_size * 3;
+    const int64_t nblocks = cfg->depth + (cfg->encoder_only ? 0 : cfg->dec_depth);
+    m->P.blocks = calloc((size_t)(nblocks + 1), sizeof(pf_block_params));
+    m->Gr.blocks = calloc((size_t)(nblocks + 1), sizeof(pf_block_params));
+    if (!m->P.blocks || !m->Gr.blocks) goto oom;
+    m->P.dec_blocks = m->P.blocks + cfg->depth;
+    m->Gr.dec_blocks = m->Gr.blocks + cfg->depth;
+
+    layout_ctx count = {0};
+    vit_ptrs scratch_ptrs = m->P;
+    layout(m, &count, &scratch_ptrs);
+    m->ntensors = count.n;
+    m->nparams = count.off;
+    m->tensors = calloc((size_t)m->ntensors, sizeof(pf_tensor));
+    m->params = pf_malloc((size_t)m->nparams * sizeof(float));
+    m->grads = pf_malloc((size_t)m->nparams * sizeof(float));
+    if (!m->tensors || !m->params || !m->grads) goto oom;
+    memset(m->params, 0, (size_t)m->nparams * sizeof(float));
+    memset(m->grads, 0, (size_t)m->nparams * sizeof(float));
+    layout_ctx lp = {.tab = m->tensors, .base = m->params};
+    layout(m, &lp, &m->P);
+    layout_ctx lg = {.base = m->grads};
+    layout(m, &lg, &m->Gr);
+    m->dtype = PF_FP32;
+    *out = m;
+    return PF_OK;
+oom:
+    pf_vit_free(m);
+    return pf_fail(PF_ENOMEM, "vit: out of memory for the parameters");
+}
+
+static void free_acts(pf_vit *m) {
+    free(m->acts);
+    free(m->ids);
+    free(m->mask);
+    free(m->enc);
+    free(m->dec);
+    m->acts = NULL, m->ids = NULL, m->mask = NULL, m->enc = NULL, m->dec = NULL;
+    m->acts_floats = 0, m->aB = 0, m->an = 0, m->adec = 0;
+    m->have_forward = 0;
+}
+
+void pf_vit_free(pf_vit *m) {
+    if (!m) return;
+    free_acts(m);
+    free(m->tensors);
+    free(m->params);
+    free(m->grads);
+    free(m->P.blocks);
+    free(m->Gr.blocks);
+    free(m);
+}
+
+const pf_vit_config *pf_vit_get_config(const pf_vit *m) { return &m->cfg; }
+int pf_vit_num_tensors(const pf_vit *m) { return m->ntensors; }
+const pf_tensor *pf_vit_tensor(const pf_vit *m, int i) { return &m->tensors[i]; }
+int64_t pf_vit_num_params(const pf_vit *m) { return m->nparams; }
+float *pf_vit_params(pf_vit *m) { return m->params; }
+float *pf_vit_grads(pf_vit *m) { return m->grads; }
+void pf_vit_zero_grad(pf_vit *m) { memset(m->grads, 0, (size_t)m->nparams * sizeof(float)); }
+void pf_vit_set_dtype(pf_vit *m, pf_dtype dt) { m->dtype = dt; }
+pf_dtype pf_vit_get_dtype(const pf_vit *m) { return m->dtype; }
+int64_t pf_vit_acts_bytes(const pf_vit *m) { return m->acts_floats * (int64_t)sizeof(float); }
+
+/* ---------------------------------------------------------------- activations */
+
+static pf_block_dims enc_dims(const pf_vit *m, int64_t B, int64_t n) {
+    return (pf_block_dims){B, 1 + n, m->cfg.embed_dim, m->cfg.num_heads, m->cfg.mlp_hidden};
+}
+
+static pf_block_dims dec_dims(const pf_vit *m, int64_t B) {
+    return (pf_block_dims){B, 1 + m->N, m->cfg.dec_embed_dim, m->cfg.dec_num_heads, m->cfg.dec_mlp_hidden};
+}
+
+/* Lay out (and allocate when the shape changed) every activation for B images, n kept
+ * patches, with or without the decoder (and the gradient buffers its backward needs). */
+static pf_status ensure_acts(pf_vit *m, int64_t B, int64_t n, int dec) {
+    if (m->acts && m->aB == B && m->an == n && m->adec == dec) return PF_OK;
+    free_acts(m);
+    const pf_vit_config *c = &m->cfg;
+    const pf_block_dims E = enc_dims(m, B, n), D = dec_dims(m, B);
+    const int64_t T = 1 + n, C = c->embed_dim, Cd = c->dec_embed_dim, N1 = 1 + m->N;
+    const int64_t eb = pf_block_acts_floats(E), db = dec ? pf_block_acts_floats(D) : 0;
+    int64_t g = pf_max64(B * T * C, B * n * C);
+    int64_t sc = pf_block_scratch_floats(E);
+    int64_t total = B * n * m->d + B * n * C + B * T * C * 2 + B * T * 2 + c->depth * eb;
+    if (dec) {
+        total += B * T * Cd + B * N1 * Cd * 2 + B * N1 * 2 + B * N1 * m->d + B * m->N * m->d +
+                 c->dec_depth * db;
+        g = pf_max64(g, pf_max64(B * N1 * Cd, pf_max64(B * N1 * m->d, B * T * Cd)));
+        sc = pf_max64(sc, pf_block_scratch_floats(D));
+    }
+    total += 2 * g + sc;
+    m->acts = pf_malloc((size_t)total * sizeof(float));
+    m->ids = malloc((size_t)(B * n) * sizeof(int64_t) + 1);
+    m->mask = malloc((size_t)(B * m->N) + 1);
+    m->enc = calloc((size_t)c->depth + 1, sizeof(pf_block_acts));
+    m->dec = calloc((size_t)(dec ? c->dec_depth : 0) + 1, sizeof(pf_block_acts));
+    if (!m->acts || !m->ids || !m->mask || !m->enc || !m->dec) {
+        free_acts(m);
+        return pf_fail(PF_ENOMEM, "vit: cannot allocate %.1f MiB of activations for batch %lld",
+                       total * 4.0 / (1 << 20), (long long)B);
+    }
+    float *p = m->acts;
+    m->cols = p, p += B * n * m->d;
+    m->emb = p, p += B * n * C;
+    m->x0 = p, p += B * T * C;
+    for (int i = 0; i < c->depth; i++) pf_block_acts_bind(&m->enc[i], p, E), p += eb;
+    m->enc_out = p, p += B * T * C;
+    m->norm_mean = p, p += B * T;
+    m->norm_rstd = p, p += B * T;
+    if (dec) {
+        m->dec_in = p, p += B * T * Cd;
+        m->full0 = p, p += B * N1 * Cd;
+        for (int i = 0; i < c->dec_depth; i++) pf_block_acts_bind(&m->dec[i], p, D), p += db;
+        m->dn = p, p += B * N1 * Cd;
+        m->dn_mean = p, p += B * N1;
+        m->dn_rstd = p, p += B * N1;
+        m->pred = p, p += B * N1 * m->d;
+        m->target = p, p += B * m->N * m->d;
+    }
+    m->gA = p, p += g;
+    m->gB = p, p += g;
+    m->scratch = p;
+    m->acts_floats = total, m->aB = B, m->an = n, m->adec = dec;
+    return PF_OK;
+}
+
+/* ---------------------------------------------------------------- forward / backward */
+
+/* cols -> patch embedding -> tokens -> blocks -> final norm into out (B, 1+n, C). */
+static pf_status encoder_forward(pf_vit *m, const float *images, const int64_t *ids, int64_t B,
+                                 int64_t n, float *out) {
+    const pf_vit_config *c = &m->cfg;
+    const int64_t C = c->embed_dim, T = 1 + n;
+    const pf_block_dims E = enc_dims(m, B, n);
+    pf_im2col(m->cols, images, ids, B, n, c->img_size, c->patch_size);
+    TRY(pf_linear_forward(m->emb, m->cols, m->P.patch_w, m->P.patch_b, B * n, m->d, C, m->dtype));
+    pf_tokens_forward(m->x0, m->emb, m->P.cls, m->P.pos, ids, B, n, C);
+    const float *x = m->x0;
+    for (int l = 0; l < c->depth; l++) {
+        TRY(pf_block_forward(&m->enc[l], x, &m->P.blocks[l], E, m->dtype));
+        x = m->enc[l].out;
+    }
+    pf_layernorm_forward(out, m->norm_mean, m->norm_rstd, x, m->P.norm_w, m->P.norm_b, B * T, C, LN_EPS);
+    return PF_OK;
+}
+
+/* ids_keep (B, n): every value in [0, N), no repeats within a row. */
+static pf_status check_ids(const pf_vit *m, const int64_t *ids, int64_t B, int64_t n) {
+    if (n < 1 || n > m->N)
+        return pf_fail(PF_EINVAL, "ids_keep must keep between 1 and %lld patches, got %lld",
+                       (long long)m->N, (long long)n);
+    uint8_t *seen = calloc((size_t)m->N, 1);
+    if (!seen) return pf_fail(PF_ENOMEM, "vit: out of memory");
+    pf_status st = PF_OK;
+    for (int64_t b = 0; b < B && st == PF_OK; b++) {
+        memset(seen, 0, (size_t)m->N);
+        for (int64_t j = 0; j < n; j++) {
+            const int64_t id = ids[b * n + j];
+            if (id < 0 || id >= m->N) {
+                st = pf_fail(PF_EINVAL, "ids_keep[%lld, %lld] = %lld is outside [0, %lld)",
+                             (long long)b, (long long)j, (long long)id, (long long)m->N);
+                break;
+            }
+            if (seen[id]++) {
+                st = pf_fail(PF_EINVAL, "ids_keep[%lld] keeps patch %lld twice", (long long)b, (long long)id);
+                break;
+            }
+        }
+    }
+    free(seen);
+    return st;
+}
+
+pf_status pf_vit_forward(pf_vit *m, const float *images, const int64_t *ids_keep, int64_t B,
+                         int64_t n, double *loss) {
+    const pf_vit_config *c = &m->cfg;
+    if (c->encoder_only)
+        return pf_fail(PF_EUNSUPPORTED, "this model is an encoder only: it has no decoder for the MAE loss");
+    TRY(check_ids(m, ids_keep, B, n));
+    TRY(ensure_acts(m, B, n, 1));
+    m->have_forward = 0;
+    const int64_t N = m->N, T = 1 + n, Cd = c->dec_embed_dim, N1 = 1 + N;
+    memcpy(m->ids, ids_keep, (size_t)(B * n) * sizeof(int64_t));
+    memset(m->mask, 1, (size_t)(B * N));
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t j = 0; j < n; j++) m->mask[b * N + ids_keep[b * n + j]] = 0;
+
+    TRY(encoder_forward(m, images, m->ids, B, n, m->enc_out));
+    TRY(pf_linear_forward(m->dec_in, m->enc_out, m->P.dec_embed_w, m->P.dec_embed_b, B * T,
+                          c->embed_dim, Cd, m->dtype));
+    pf_unshuffle_forward(m->full0, m->dec_in, m->P.mask_token, m->P.dec_pos, m->ids, m->mask, B, n, N, Cd);
+    const pf_block_dims D = dec_dims(m, B);
+    const float *x = m->full0;
+    for (int l = 0; l < c->dec_depth; l++) {
+        TRY(pf_block_forward(&m->dec[l], x, &m->P.dec_blocks[l], D, m->dtype));
+        x = m->dec[l].out;
+    }
+    pf_layernorm_forward(m->dn, m->dn_mean, m->dn_rstd, x, m->P.dec_norm_w, m->P.dec_norm_b, B * N1, Cd, LN_EPS);
+    TRY(pf_linear_forward(m->pred, m->dn, m->P.dec_pred_w, m->P.dec_pred_b, B * N1, Cd, m->d, m->dtype));
+    pf_patchify(m->target, images, B, c->img_size, c->patch_size);
+    if (c->norm_pix_loss) pf_norm_pix_target(m->target, B * N, m->d);
+    *loss = pf_mae_loss_forward(m->pred, m->target, m->mask, B, N, m->d, 1);
+    m->have_forward = 1;
+    return PF_OK;
+}
+
+/* Backward through a stack of blocks: dres (the gradient of the last block's output) in *g
+ * -> the gradient of the first block's input, returned in *g (buffers are swapped). */
+static pf_status blocks_backward(pf_vit *m, float **g, float **spare, const float *x_in,
+                                 pf_block_acts *acts, pf_block_params *P, pf_block_params *Gr,
+                                 int depth, pf_block_dims dims) {
+    const int64_t n = dims.B * dims.T * dims.C;
+    for (int l = depth - 1; l >= 0; l--) {
+        memset(*spare, 0, (size_t)n * sizeof(float));
+        const float *x = l ? acts[l - 1].out : x_in;
+        TRY(pf_block_backward(*spare, &Gr[l], *g, x, &acts[l], &P[l], dims, m->scratch, m->dtype));
+        float *t = *g;
+        *g = *spare, *spare = t;
+    }
+    return PF_OK;
+}
+
+pf_status pf_vit_backward(pf_vit *m) {
+    if (!m->have_forward) return pf_fail(PF_EINVAL, "backward() needs a forward() first");
+    const pf_vit_config *c = &m->cfg;
+    const int64_t B = m->aB, n = m->an, N = m->N, T = 1 + n, N1 = 1 + N;
+    const int64_t C = c->embed_dim, Cd = c->dec_embed_dim, d = m->d;
+    const pf_block_dims E = enc_dims(m, B, n), D = dec_dims(m, B);
+    vit_ptrs *P = &m->P, *Gr = &m->Gr;
+    float *g = m->gA, *spare = m->gB;
+
+    memset(g, 0, (size_t)(B * N1 * d) * sizeof(float));
+    pf_mae_loss_backward(g, m->pred, m->target, m->mask, B, N, d, 1, 1.0f);
+    memset(spare, 0, (size_t)(B * N1 * Cd) * sizeof(float));
+    TRY(pf_linear_backward(spare, Gr->dec_pred_w, Gr->dec_pred_b, g, m->dn, P->dec_pred_w, B * N1, Cd, d, m->dtype));
+    memset(g, 0, (size_t)(B * N1 * Cd) * sizeof(float));
+    const float *dec_last = c->dec_depth ? m->dec[c->dec_depth - 1].out : m->full0;
+    TRY(pf_layernorm_backward(g, Gr->dec_norm_w, Gr->dec_norm_b, spare, dec_last, P->dec_norm_w,
+                              m->dn_mean, m->dn_rstd, B * N1, Cd));
+    TRY(blocks_backward(m, &g, &spare, m->full0, m->dec, P->dec_blocks, Gr->dec_blocks, (int)c->dec_depth, D));
+
+    memset(spare, 0, (size_t)(B * T * Cd) * sizeof(float));
+    pf_unshuffle_backward(spare, Gr->mask_token, c->learned_pos ? Gr->dec_pos : NULL, g, m->ids,
+                          m->mask, B, n, N, Cd);
+    memset(g, 0, (size_t)(B * T * C) * sizeof(float));
+    TRY(pf_linear_backward(g, Gr->dec_embed_w, Gr->dec_embed_b, spare, m->enc_out, P->dec_embed_w, B * T, C, Cd, m->dtype));
+    memset(spare, 0, (size_t)(B * T * C) * sizeof(float));
+    const float *enc_last = c->depth ? m->enc[c->depth - 1].out : m->x0;
+    TRY(pf_layernorm_backward(spare, Gr->norm_w, Gr->norm_b, g, enc_last, P->norm_w, m->norm_mean,
+                              m->norm_rstd, B * T, C));
+    float *t = g;
+    g = spare, spare = t;
+    TRY(blocks_backward(m, &g, &spare, m->x0, m->enc, P->blocks, Gr->blocks, (int)c->depth, E));
+
+    memset(spare, 0, (size_t)(B * n * C) * sizeof(float));
+    pf_tokens_backward(spare, Gr->cls, c->learned_pos ? Gr->pos : NULL, g, m->ids, B, n, C);
+    TRY(pf_linear_backward(NULL, Gr->patch_w, Gr->patch_b, spare, m->cols, P->patch_w, B * n, d, C, m->dtype));
+    return PF_OK;
+}
+
+pf_status pf_vit_encode(pf_vit *m, const float *images, int64_t B, float *out) {
+    TRY(ensure_acts(m, B, m->N, 0));
+    m->have_forward = 0;
+    return encoder_forward(m, images, NULL, B, m->N, out);
+}

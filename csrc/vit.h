@@ -1,0 +1,85 @@
+/* vit.h: the MAE-style ViT encoder-decoder (llm.c layout: flat parameter, gradient and
+ * activation buffers carved by a sizes table). Names: encoder timm's, decoder MAE's. */
+#ifndef PF_VIT_H
+#define PF_VIT_H
+
+#include <stdint.h>
+#include "pf.h"
+
+typedef struct {
+    int64_t img_size, patch_size, embed_dim, depth, num_heads, mlp_hidden;
+    int64_t dec_embed_dim, dec_depth, dec_num_heads, dec_mlp_hidden;
+    int encoder_only;  /* no decoder parameters: encode only */
+    int learned_pos;   /* position embeddings trained (else fixed 2-D sin-cos, no gradient) */
+    int norm_pix_loss; /* per-patch normalised targets (MAE's norm_pix_loss) */
+} pf_vit_config;
+
+#define PF_NAME_MAX 64
+
+typedef struct {
+    char name[PF_NAME_MAX];
+    int ndim;
+    int64_t shape[4];
+    int64_t offset, numel; /* in floats, within the flat parameter buffer */
+    int decay;             /* AdamW weight decay applies (matrix weights only) */
+    int trainable;         /* 0: fixed (sin-cos position embeddings) */
+} pf_tensor;
+
+/* One transformer block's parameters (or gradients: same layout). */
+typedef struct {
+    float *ln1_w, *ln1_b, *qkv_w, *qkv_b, *proj_w, *proj_b;
+    float *ln2_w, *ln2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+} pf_block_params;
+
+/* One block's cached activations, R = B*T rows of width C (hidden H = mlp width). */
+typedef struct {
+    float *ln1, *ln1_mean, *ln1_rstd; /* (R, C), (R), (R) */
+    float *qkv;                       /* (R, 3C) */
+    float *att;                       /* (B, NH, T, T) softmax probabilities */
+    float *atty;                      /* (R, C) attention output before proj */
+    float *res1;                      /* (R, C) x + proj(atty) */
+    float *ln2, *ln2_mean, *ln2_rstd; /* (R, C), (R), (R) */
+    float *fc1, *gelu;                /* (R, H), (R, H) */
+    float *out;                       /* (R, C) res1 + fc2(gelu) */
+} pf_block_acts;
+
+/* Shapes of one stack of blocks. */
+typedef struct {
+    int64_t B, T, C, NH, H;
+} pf_block_dims;
+
+/* block.c: x (R, C) -> a->out; backward: dout (R, C) -> dx (R, C) +=, grads g +=.
+ * scratch: pf_block_scratch_floats(d) floats. */
+int64_t pf_block_acts_floats(pf_block_dims d);
+void pf_block_acts_bind(pf_block_acts *a, float *base, pf_block_dims d);
+int64_t pf_block_scratch_floats(pf_block_dims d);
+pf_status pf_block_forward(pf_block_acts *a, const float *x, const pf_block_params *p,
+                           pf_block_dims d, pf_dtype dt);
+pf_status pf_block_backward(float *dx, pf_block_params *g, const float *dout, const float *x,
+                            const pf_block_acts *a, const pf_block_params *p, pf_block_dims d,
+                            float *scratch, pf_dtype dt);
+
+typedef struct pf_vit pf_vit;
+
+pf_status pf_vit_create(const pf_vit_config *cfg, pf_vit **out);
+void pf_vit_free(pf_vit *m);
+const pf_vit_config *pf_vit_get_config(const pf_vit *m);
+int pf_vit_num_tensors(const pf_vit *m);
+const pf_tensor *pf_vit_tensor(const pf_vit *m, int i);
+int64_t pf_vit_num_params(const pf_vit *m);
+float *pf_vit_params(pf_vit *m);
+float *pf_vit_grads(pf_vit *m);
+void pf_vit_zero_grad(pf_vit *m);
+void pf_vit_set_dtype(pf_vit *m, pf_dtype dt);
+pf_dtype pf_vit_get_dtype(const pf_vit *m);
+int64_t pf_vit_acts_bytes(const pf_vit *m);
+
+/* images (B, 3, S, S); ids_keep (B, n) distinct grid indices per row; *loss = MAE loss. */
+pf_status pf_vit_forward(pf_vit *m, const float *images, const int64_t *ids_keep, int64_t B,
+                         int64_t n, double *loss);
+/* Gradients of the last forward's loss, accumulated into pf_vit_grads. */
+pf_status pf_vit_backward(pf_vit *m);
+/* images (B, 3, S, S) -> out (B, 1+N, C): the encoder on all patches, after its final norm. */
+pf_status pf_vit_encode(pf_vit *m, const float *images, int64_t B, float *out);
+
+#endif

@@ -1,0 +1,91 @@
+"""Model configurations and the presets of METHOD.md (timm/MAE-style names)."""
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ViTConfig:
+    """A MAE-style ViT encoder-decoder. mlp_ratio 4, LayerNorm eps 1e-6, exact GELU, a cls
+    token; position embeddings fixed 2-D sin-cos unless ``learned_pos``."""
+    img_size: int = 112
+    patch_size: int = 8
+    embed_dim: int = 192
+    depth: int = 12
+    num_heads: int = 3
+    decoder_embed_dim: int = 128
+    decoder_depth: int = 4
+    decoder_num_heads: int = 4
+    mlp_ratio: float = 4.0
+    learned_pos: bool = False
+    norm_pix_loss: bool = True
+    encoder_only: bool = False
+    name: str = "custom"
+
+    def __post_init__(self):
+        for field in ("img_size", "patch_size", "embed_dim", "depth", "num_heads",
+                      "decoder_embed_dim", "decoder_depth", "decoder_num_heads"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if "depth" in field else 1):
+                raise ValueError(f"{field} must be a positive int, got {value!r}")
+        if self.img_size % self.patch_size:
+            raise ValueError(f"img_size {self.img_size} must be a multiple of patch_size {self.patch_size}")
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim {self.embed_dim} must be a multiple of num_heads {self.num_heads}")
+        if self.decoder_embed_dim % self.decoder_num_heads:
+            raise ValueError(f"decoder_embed_dim {self.decoder_embed_dim} must be a multiple of "
+                             f"decoder_num_heads {self.decoder_num_heads}")
+        if not self.mlp_ratio > 0:
+            raise ValueError(f"mlp_ratio must be positive, got {self.mlp_ratio!r}")
+
+    @property
+    def grid_size(self):
+        return self.img_size // self.patch_size
+
+    @property
+    def num_patches(self):
+        return self.grid_size ** 2
+
+    @property
+    def patch_dim(self):
+        """Length of a reconstruction target, p*p*3, in (p, q, c) order."""
+        return self.patch_size * self.patch_size * 3
+
+    def c_kwargs(self):
+        """Arguments of pacofr._C.vit_create."""
+        return dict(img_size=self.img_size, patch_size=self.patch_size, embed_dim=self.embed_dim,
+                    depth=self.depth, num_heads=self.num_heads,
+                    mlp_hidden=int(self.embed_dim * self.mlp_ratio),
+                    decoder_embed_dim=self.decoder_embed_dim, decoder_depth=self.decoder_depth,
+                    decoder_num_heads=self.decoder_num_heads,
+                    decoder_mlp_hidden=int(self.decoder_embed_dim * self.mlp_ratio),
+                    encoder_only=self.encoder_only, learned_pos=self.learned_pos,
+                    norm_pix_loss=self.norm_pix_loss)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown model config fields: {', '.join(unknown)}")
+        return cls(**d)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+PRESETS = {
+    "pacofr_vit_tiny_p8_112": ViTConfig(112, 8, 192, 12, 3, 128, 4, 4, name="pacofr_vit_tiny_p8_112"),
+    "pacofr_vit_small_p16_224": ViTConfig(224, 16, 384, 12, 6, 256, 4, 8, name="pacofr_vit_small_p16_224"),
+    "pacofr_vit_base_p16_224": ViTConfig(224, 16, 768, 12, 12, 512, 8, 16, name="pacofr_vit_base_p16_224"),
+    "pacofr_test_tiny": ViTConfig(32, 8, 64, 2, 2, 32, 1, 2, name="pacofr_test_tiny"),
+}
+
+
+def get_config(name, **overrides):
+    """The preset called ``name``, with any field overridden."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown model {name!r}; presets: {', '.join(sorted(PRESETS))}")
+    return PRESETS[name].replace(**overrides) if overrides else PRESETS[name]

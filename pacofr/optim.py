@@ -1,0 +1,79 @@
+"""AdamW over the model's flat buffers (the update runs in C) and the learning-rate schedule."""
+import math
+
+import numpy as np
+
+from . import _C
+
+
+class AdamW:
+    """Decoupled weight decay Adam, with torch.optim.AdamW's arithmetic.
+
+    Decay applies to matrix weights only (none on biases, norms, tokens, position
+    embeddings); fixed sin-cos embeddings are never updated. ``clip_grad_norm``: the global
+    gradient norm is clipped to it first (as torch.nn.utils.clip_grad_norm_). ``lr`` may be
+    set between steps. ``step()`` does not zero the gradients: call ``model.zero_grad()``.
+    """
+
+    def __init__(self, model, lr, weight_decay=0.05, betas=(0.9, 0.95), eps=1e-8, clip_grad_norm=None):
+        if not lr >= 0:
+            raise ValueError(f"lr must be >= 0, got {lr!r}")
+        if not weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+        if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
+            raise ValueError(f"betas must lie in [0, 1), got {betas!r}")
+        if clip_grad_norm is not None and not clip_grad_norm > 0:
+            raise ValueError(f"clip_grad_norm must be positive or None, got {clip_grad_norm!r}")
+        self.model = model
+        self.lr = float(lr)
+        self.weight_decay = float(weight_decay)
+        self.betas = (float(betas[0]), float(betas[1]))
+        self.eps = float(eps)
+        self.clip_grad_norm = clip_grad_norm
+        n = model.flat_params.size
+        self.m = np.zeros(n, np.float32)
+        self.v = np.zeros(n, np.float32)
+        self.step_count = 0
+        self.last_grad_norm = None
+
+    def step(self):
+        """One update from the model's current gradients; returns the gradient norm when
+        clipping (else None)."""
+        self.step_count += 1
+        scale = 1.0
+        self.last_grad_norm = None
+        if self.clip_grad_norm is not None:
+            norm = _C.grad_norm(self.model._h)
+            if not math.isfinite(norm):
+                raise FloatingPointError(f"gradient norm is {norm} at optimizer step {self.step_count}")
+            self.last_grad_norm = norm
+            scale = min(1.0, self.clip_grad_norm / (norm + 1e-6))
+        b1, b2 = self.betas
+        _C.adamw_step(self.model._h, self.m, self.v, lr=self.lr, beta1=b1, beta2=b2, eps=self.eps,
+                      weight_decay=self.weight_decay, bias_correction1=1.0 - b1 ** self.step_count,
+                      bias_correction2=1.0 - b2 ** self.step_count, grad_scale=scale)
+        return self.last_grad_norm
+
+    def state_dict(self):
+        return {"m": self.m.copy(), "v": self.v.copy(), "step": self.step_count, "lr": self.lr,
+                "weight_decay": self.weight_decay, "betas": self.betas, "eps": self.eps}
+
+    def load_state_dict(self, state):
+        for key in ("m", "v"):
+            arr = np.asarray(state[key], np.float32)
+            if arr.shape != self.m.shape:
+                raise ValueError(f"optimizer state {key!r}: expected shape {self.m.shape}, got {arr.shape}")
+            getattr(self, key)[...] = arr
+        self.step_count = int(state["step"])
+        self.lr = float(state.get("lr", self.lr))
+
+
+def cosine_lr(step, base_lr, total_steps, warmup_steps=0, min_lr=0.0):
+    """Linear warm-up to base_lr over warmup_steps, then a half-cycle cosine to min_lr at
+    total_steps (MAE's schedule, per step rather than per epoch)."""
+    if step < warmup_steps:
+        return base_lr * step / warmup_steps
+    if total_steps <= warmup_steps:
+        return base_lr
+    t = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
+    return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
