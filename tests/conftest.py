@@ -6,8 +6,14 @@ import pytest
 import pacofr
 
 HAVE_DNNL = pacofr.build_info()["onednn"] is not None
-# CI sets PACOFR_REQUIRE_DNNL=1: there a build without oneDNN is a failure, not a skip.
+# CI sets PACOFR_REQUIRE_DNNL=1 and PACOFR_REQUIRE_TORCH=1: there a build without oneDNN,
+# or a machine without PyTorch for the live comparisons, is a failure, not a skip.
 REQUIRE_DNNL = os.environ.get("PACOFR_REQUIRE_DNNL") == "1"
+REQUIRE_TORCH = os.environ.get("PACOFR_REQUIRE_TORCH") == "1"
+try:
+    import torch as _torch
+except ImportError:
+    _torch = None
 
 BACKENDS = ["dnnl", "portable"]
 
@@ -15,6 +21,8 @@ BACKENDS = ["dnnl", "portable"]
 def pytest_sessionstart(session):
     if REQUIRE_DNNL and not HAVE_DNNL:
         raise pytest.UsageError("PACOFR_REQUIRE_DNNL=1 but pacofr was built without oneDNN")
+    if REQUIRE_TORCH and _torch is None:
+        raise pytest.UsageError("PACOFR_REQUIRE_TORCH=1 but PyTorch is not installed")
 
 
 @pytest.fixture(params=BACKENDS)
@@ -31,3 +39,22 @@ def backend(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def torch():
+    """PyTorch for the live comparisons; the golden files cover machines without it."""
+    if _torch is None:
+        pytest.skip("PyTorch not installed: the golden-file tests cover this comparison")
+    _torch.manual_seed(0)
+    return _torch
+
+
+def assert_close(got, want, rtol=1e-4, atol=1e-6, what=""):
+    """|got - want| <= atol + rtol * max|want| everywhere (scale-aware, for float32 results)."""
+    got = np.asarray(got, np.float64)
+    want = np.asarray(want, np.float64)
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    scale = np.abs(want).max() if want.size else 0.0
+    err = np.abs(got - want).max() if want.size else 0.0
+    assert err <= atol + rtol * scale, f"{what}: max error {err:.3g} vs scale {scale:.3g}"
