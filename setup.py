@@ -65,7 +65,7 @@ ext = Extension(
     sources=sorted(glob("csrc/*.c") + glob("csrc/layers/*.c")),
     depends=sorted(glob("csrc/*.h") + glob("csrc/*.inc") + glob("csrc/layers/*.h")),
     include_dirs=["csrc", numpy.get_include()],
-    extra_compile_args=["-O3", "-std=gnu11", "-fopenmp", "-fvisibility=hidden",
+    extra_compile_args=["-O3", "-std=gnu11", "-fopenmp", "-fvisibility=hidden", "-fno-math-errno", "-fno-trapping-math",
                         "-Wall", "-Wno-unknown-pragmas"],
     extra_link_args=["-fopenmp"],
 )

@@ -3,6 +3,7 @@
 #include <string.h>
 #include "common.h"
 #include "layers/layers.h"
+#include "profile.h"
 #include "vit.h"
 
 #define LN_EPS 1e-6f
@@ -33,16 +34,16 @@ void pf_block_acts_bind(pf_block_acts *a, float *base, pf_block_dims d) {
 pf_status pf_block_forward(pf_block_acts *a, const float *x, const pf_block_params *p,
                            pf_block_dims d, pf_dtype dt) {
     const int64_t R = d.B * d.T, C = d.C;
-    pf_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, p->ln1_w, p->ln1_b, R, C, LN_EPS);
-    TRY(pf_linear_forward(a->qkv, a->ln1, p->qkv_w, p->qkv_b, R, C, 3 * C, dt));
-    TRY(pf_attention_forward(a->atty, a->att, a->qkv, d.B, d.T, C, d.NH, dt));
-    TRY(pf_linear_forward(a->res1, a->atty, p->proj_w, p->proj_b, R, C, C, dt));
-    pf_add_inplace(a->res1, x, R * C);
-    pf_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res1, p->ln2_w, p->ln2_b, R, C, LN_EPS);
-    TRY(pf_linear_forward(a->fc1, a->ln2, p->fc1_w, p->fc1_b, R, C, d.H, dt));
-    pf_gelu_forward(a->gelu, a->fc1, R * d.H);
-    TRY(pf_linear_forward(a->out, a->gelu, p->fc2_w, p->fc2_b, R, d.H, C, dt));
-    pf_add_inplace(a->out, a->res1, R * C);
+    PROF(PF_PROF_LN_FWD, pf_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, p->ln1_w, p->ln1_b, R, C, LN_EPS));
+    PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(a->qkv, a->ln1, p->qkv_w, p->qkv_b, R, C, 3 * C, dt)));
+    PROF(PF_PROF_ATTN_FWD, TRY(pf_attention_forward(a->atty, a->att, a->qkv, d.B, d.T, C, d.NH, dt)));
+    PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(a->res1, a->atty, p->proj_w, p->proj_b, R, C, C, dt)));
+    PROF(PF_PROF_RESIDUAL, pf_add_inplace(a->res1, x, R * C));
+    PROF(PF_PROF_LN_FWD, pf_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res1, p->ln2_w, p->ln2_b, R, C, LN_EPS));
+    PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(a->fc1, a->ln2, p->fc1_w, p->fc1_b, R, C, d.H, dt)));
+    PROF(PF_PROF_GELU_FWD, pf_gelu_forward(a->gelu, a->fc1, R * d.H));
+    PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(a->out, a->gelu, p->fc2_w, p->fc2_b, R, d.H, C, dt)));
+    PROF(PF_PROF_RESIDUAL, pf_add_inplace(a->out, a->res1, R * C));
     return PF_OK;
 }
 
@@ -62,19 +63,19 @@ pf_status pf_block_backward(float *dx, pf_block_params *g, const float *dout, co
 
     /* MLP branch: out = res1 + fc2(gelu(fc1(ln2(res1)))) */
     memcpy(dres1, dout, (size_t)(R * C) * sizeof(float));
-    TRY(pf_linear_backward(dgelu, g->fc2_w, g->fc2_b, dout, a->gelu, p->fc2_w, R, H, C, dt));
-    pf_gelu_backward(dfc1, a->fc1, dgelu, R * H);
-    TRY(pf_linear_backward(dln, g->fc1_w, g->fc1_b, dfc1, a->ln2, p->fc1_w, R, C, H, dt));
-    TRY(pf_layernorm_backward(dres1, g->ln2_w, g->ln2_b, dln, a->res1, p->ln2_w, a->ln2_mean,
-                              a->ln2_rstd, R, C));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dgelu, g->fc2_w, g->fc2_b, dout, a->gelu, p->fc2_w, R, H, C, dt)));
+    PROF(PF_PROF_GELU_BWD, pf_gelu_backward(dfc1, a->fc1, dgelu, R * H));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dln, g->fc1_w, g->fc1_b, dfc1, a->ln2, p->fc1_w, R, C, H, dt)));
+    PROF(PF_PROF_LN_BWD, TRY(pf_layernorm_backward(dres1, g->ln2_w, g->ln2_b, dln, a->res1, p->ln2_w,
+                                                   a->ln2_mean, a->ln2_rstd, R, C)));
 
     /* attention branch: res1 = x + proj(attn(qkv(ln1(x)))) */
-    pf_add_inplace(dx, dres1, R * C);
+    PROF(PF_PROF_RESIDUAL, pf_add_inplace(dx, dres1, R * C));
     memset(dln, 0, (size_t)(R * C) * sizeof(float));
-    TRY(pf_linear_backward(datty, g->proj_w, g->proj_b, dres1, a->atty, p->proj_w, R, C, C, dt));
-    TRY(pf_attention_backward(dqkv, datty, a->qkv, a->att, d.B, d.T, C, d.NH, dt));
-    TRY(pf_linear_backward(dln, g->qkv_w, g->qkv_b, dqkv, a->ln1, p->qkv_w, R, C, 3 * C, dt));
-    TRY(pf_layernorm_backward(dx, g->ln1_w, g->ln1_b, dln, x, p->ln1_w, a->ln1_mean, a->ln1_rstd,
-                              R, C));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(datty, g->proj_w, g->proj_b, dres1, a->atty, p->proj_w, R, C, C, dt)));
+    PROF(PF_PROF_ATTN_BWD, TRY(pf_attention_backward(dqkv, datty, a->qkv, a->att, d.B, d.T, C, d.NH, dt)));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dln, g->qkv_w, g->qkv_b, dqkv, a->ln1, p->qkv_w, R, C, 3 * C, dt)));
+    PROF(PF_PROF_LN_BWD, TRY(pf_layernorm_backward(dx, g->ln1_w, g->ln1_b, dln, x, p->ln1_w, a->ln1_mean,
+                                                   a->ln1_rstd, R, C)));
     return PF_OK;
 }

@@ -13,6 +13,7 @@
 #include "pf.h"
 #include "layers/layers.h"
 #include "optim.h"
+#include "profile.h"
 #include "vit.h"
 
 /* Raise the exception that matches a failed status, with the core's message. */
@@ -1047,6 +1048,39 @@ static PyObject *py_mse_backward(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* profile(enable) -> None; profile_read() -> {name: (seconds, calls)}; profile_reset() */
+static PyObject *py_profile(PyObject *self, PyObject *arg) {
+    (void)self;
+    int on = PyObject_IsTrue(arg);
+    if (on < 0) return NULL;
+    pf_prof_enable(on);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_profile_read(PyObject *self, PyObject *unused) {
+    (void)self, (void)unused;
+    PyObject *d = PyDict_New();
+    const char *name;
+    double sec;
+    long calls;
+    for (int i = 0; d && pf_prof_get(i, &name, &sec, &calls); i++) {
+        PyObject *v = Py_BuildValue("(dl)", sec, calls);
+        if (!v || PyDict_SetItemString(d, name, v) < 0) {
+            Py_XDECREF(v);
+            Py_CLEAR(d);
+            break;
+        }
+        Py_DECREF(v);
+    }
+    return d;
+}
+
+static PyObject *py_profile_reset(PyObject *self, PyObject *unused) {
+    (void)self, (void)unused;
+    pf_prof_reset();
+    Py_RETURN_NONE;
+}
+
 /* The C side of pacofr.build_info(). */
 static PyObject *py_build_info(PyObject *self, PyObject *unused) {
     (void)self, (void)unused;
@@ -1089,6 +1123,9 @@ static PyMethodDef methods[] = {
     {"vit_acts_bytes", py_vit_acts_bytes, METH_O, "vit_acts_bytes(model) -> bytes of cached activations"},
     {"grad_norm", py_grad_norm, METH_O, "grad_norm(model) -> global l2 norm of trainable gradients"},
     {"adamw_step", (PyCFunction)(void (*)(void))py_adamw_step, METH_VARARGS | METH_KEYWORDS, "one AdamW step"},
+    {"profile", py_profile, METH_O, "profile(on): time each layer kind"},
+    {"profile_read", py_profile_read, METH_NOARGS, "profile_read() -> {layer kind: (seconds, calls)}"},
+    {"profile_reset", py_profile_reset, METH_NOARGS, NULL},
     {"linear_forward", py_linear_forward, METH_VARARGS, NULL},
     {"linear_backward", py_linear_backward, METH_VARARGS, NULL},
     {"layernorm_forward", py_layernorm_forward, METH_VARARGS, NULL},

@@ -3,6 +3,7 @@
 #include <math.h>
 #include "common.h"
 #include "optim.h"
+#include "profile.h"
 
 double pf_grad_norm(const float *grads, const pf_tensor *tensors, int ntensors) {
     double total = 0.0;
@@ -24,6 +25,7 @@ double pf_grad_norm(const float *grads, const pf_tensor *tensors, int ntensors) 
  *   p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps), bc_i = 1 - b_i^step. */
 void pf_adamw_step(float *params, const float *grads, float *m, float *v,
                    const pf_tensor *tensors, int ntensors, const pf_adamw_args *a) {
+    const double t0 = pf_prof_on ? pf_wtime() : 0.0;
     const float step_size = a->lr / a->bias_correction1;
     const float bc2_sqrt = sqrtf(a->bias_correction2);
     for (int t = 0; t < ntensors; t++) {
@@ -41,4 +43,5 @@ void pf_adamw_step(float *params, const float *grads, float *m, float *v,
             p[i] -= step_size * mt[i] / (sqrtf(vt[i]) / bc2_sqrt + a->eps);
         }
     }
+    if (pf_prof_on) pf_prof_add(PF_PROF_OPTIM, pf_wtime() - t0);
 }

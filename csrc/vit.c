@@ -9,6 +9,7 @@
 #include <string.h>
 #include "common.h"
 #include "layers/layers.h"
+#include "profile.h"
 #include "vit.h"
 
 #define LN_EPS 1e-6f
@@ -277,15 +278,15 @@ static pf_status encoder_forward(pf_vit *m, const float *images, const int64_t *
     const pf_vit_config *c = &m->cfg;
     const int64_t C = c->embed_dim, T = 1 + n;
     const pf_block_dims E = enc_dims(m, B, n);
-    pf_im2col(m->cols, images, ids, B, n, c->img_size, c->patch_size);
-    TRY(pf_linear_forward(m->emb, m->cols, m->P.patch_w, m->P.patch_b, B * n, m->d, C, m->dtype));
-    pf_tokens_forward(m->x0, m->emb, m->P.cls, m->P.pos, ids, B, n, C);
+    PROF(PF_PROF_TOKENS, pf_im2col(m->cols, images, ids, B, n, c->img_size, c->patch_size));
+    PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(m->emb, m->cols, m->P.patch_w, m->P.patch_b, B * n, m->d, C, m->dtype)));
+    PROF(PF_PROF_TOKENS, pf_tokens_forward(m->x0, m->emb, m->P.cls, m->P.pos, ids, B, n, C));
     const float *x = m->x0;
     for (int l = 0; l < c->depth; l++) {
         TRY(pf_block_forward(&m->enc[l], x, &m->P.blocks[l], E, m->dtype));
         x = m->enc[l].out;
     }
-    pf_layernorm_forward(out, m->norm_mean, m->norm_rstd, x, m->P.norm_w, m->P.norm_b, B * T, C, LN_EPS);
+    PROF(PF_PROF_LN_FWD, pf_layernorm_forward(out, m->norm_mean, m->norm_rstd, x, m->P.norm_w, m->P.norm_b, B * T, C, LN_EPS));
     return PF_OK;
 }
 
@@ -331,20 +332,22 @@ pf_status pf_vit_forward(pf_vit *m, const float *images, const int64_t *ids_keep
         for (int64_t j = 0; j < n; j++) m->mask[b * N + ids_keep[b * n + j]] = 0;
 
     TRY(encoder_forward(m, images, m->ids, B, n, m->enc_out));
-    TRY(pf_linear_forward(m->dec_in, m->enc_out, m->P.dec_embed_w, m->P.dec_embed_b, B * T,
-                          c->embed_dim, Cd, m->dtype));
-    pf_unshuffle_forward(m->full0, m->dec_in, m->P.mask_token, m->P.dec_pos, m->ids, m->mask, B, n, N, Cd);
+    PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(m->dec_in, m->enc_out, m->P.dec_embed_w, m->P.dec_embed_b,
+                                                   B * T, c->embed_dim, Cd, m->dtype)));
+    PROF(PF_PROF_TOKENS, pf_unshuffle_forward(m->full0, m->dec_in, m->P.mask_token, m->P.dec_pos, m->ids, m->mask, B, n, N, Cd));
     const pf_block_dims D = dec_dims(m, B);
     const float *x = m->full0;
     for (int l = 0; l < c->dec_depth; l++) {
         TRY(pf_block_forward(&m->dec[l], x, &m->P.dec_blocks[l], D, m->dtype));
         x = m->dec[l].out;
     }
-    pf_layernorm_forward(m->dn, m->dn_mean, m->dn_rstd, x, m->P.dec_norm_w, m->P.dec_norm_b, B * N1, Cd, LN_EPS);
-    TRY(pf_linear_forward(m->pred, m->dn, m->P.dec_pred_w, m->P.dec_pred_b, B * N1, Cd, m->d, m->dtype));
-    pf_patchify(m->target, images, B, c->img_size, c->patch_size);
-    if (c->norm_pix_loss) pf_norm_pix_target(m->target, B * N, m->d);
-    *loss = pf_mae_loss_forward(m->pred, m->target, m->mask, B, N, m->d, 1);
+    PROF(PF_PROF_LN_FWD, pf_layernorm_forward(m->dn, m->dn_mean, m->dn_rstd, x, m->P.dec_norm_w, m->P.dec_norm_b, B * N1, Cd, LN_EPS));
+    PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(m->pred, m->dn, m->P.dec_pred_w, m->P.dec_pred_b, B * N1, Cd, m->d, m->dtype)));
+    PROF(PF_PROF_LOSS, {
+        pf_patchify(m->target, images, B, c->img_size, c->patch_size);
+        if (c->norm_pix_loss) pf_norm_pix_target(m->target, B * N, m->d);
+        *loss = pf_mae_loss_forward(m->pred, m->target, m->mask, B, N, m->d, 1);
+    });
     m->have_forward = 1;
     return PF_OK;
 }
@@ -375,31 +378,31 @@ pf_status pf_vit_backward(pf_vit *m) {
     float *g = m->gA, *spare = m->gB;
 
     memset(g, 0, (size_t)(B * N1 * d) * sizeof(float));
-    pf_mae_loss_backward(g, m->pred, m->target, m->mask, B, N, d, 1, 1.0f);
+    PROF(PF_PROF_LOSS, pf_mae_loss_backward(g, m->pred, m->target, m->mask, B, N, d, 1, 1.0f));
     memset(spare, 0, (size_t)(B * N1 * Cd) * sizeof(float));
-    TRY(pf_linear_backward(spare, Gr->dec_pred_w, Gr->dec_pred_b, g, m->dn, P->dec_pred_w, B * N1, Cd, d, m->dtype));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(spare, Gr->dec_pred_w, Gr->dec_pred_b, g, m->dn, P->dec_pred_w, B * N1, Cd, d, m->dtype)));
     memset(g, 0, (size_t)(B * N1 * Cd) * sizeof(float));
     const float *dec_last = c->dec_depth ? m->dec[c->dec_depth - 1].out : m->full0;
-    TRY(pf_layernorm_backward(g, Gr->dec_norm_w, Gr->dec_norm_b, spare, dec_last, P->dec_norm_w,
-                              m->dn_mean, m->dn_rstd, B * N1, Cd));
+    PROF(PF_PROF_LN_BWD, TRY(pf_layernorm_backward(g, Gr->dec_norm_w, Gr->dec_norm_b, spare, dec_last, P->dec_norm_w,
+                                                   m->dn_mean, m->dn_rstd, B * N1, Cd)));
     TRY(blocks_backward(m, &g, &spare, m->full0, m->dec, P->dec_blocks, Gr->dec_blocks, (int)c->dec_depth, D));
 
     memset(spare, 0, (size_t)(B * T * Cd) * sizeof(float));
-    pf_unshuffle_backward(spare, Gr->mask_token, c->learned_pos ? Gr->dec_pos : NULL, g, m->ids,
-                          m->mask, B, n, N, Cd);
+    PROF(PF_PROF_TOKENS, pf_unshuffle_backward(spare, Gr->mask_token, c->learned_pos ? Gr->dec_pos : NULL, g,
+                                               m->ids, m->mask, B, n, N, Cd));
     memset(g, 0, (size_t)(B * T * C) * sizeof(float));
-    TRY(pf_linear_backward(g, Gr->dec_embed_w, Gr->dec_embed_b, spare, m->enc_out, P->dec_embed_w, B * T, C, Cd, m->dtype));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(g, Gr->dec_embed_w, Gr->dec_embed_b, spare, m->enc_out, P->dec_embed_w, B * T, C, Cd, m->dtype)));
     memset(spare, 0, (size_t)(B * T * C) * sizeof(float));
     const float *enc_last = c->depth ? m->enc[c->depth - 1].out : m->x0;
-    TRY(pf_layernorm_backward(spare, Gr->norm_w, Gr->norm_b, g, enc_last, P->norm_w, m->norm_mean,
-                              m->norm_rstd, B * T, C));
+    PROF(PF_PROF_LN_BWD, TRY(pf_layernorm_backward(spare, Gr->norm_w, Gr->norm_b, g, enc_last, P->norm_w, m->norm_mean,
+                                                   m->norm_rstd, B * T, C)));
     float *t = g;
     g = spare, spare = t;
     TRY(blocks_backward(m, &g, &spare, m->x0, m->enc, P->blocks, Gr->blocks, (int)c->depth, E));
 
     memset(spare, 0, (size_t)(B * n * C) * sizeof(float));
-    pf_tokens_backward(spare, Gr->cls, c->learned_pos ? Gr->pos : NULL, g, m->ids, B, n, C);
-    TRY(pf_linear_backward(NULL, Gr->patch_w, Gr->patch_b, spare, m->cols, P->patch_w, B * n, d, C, m->dtype));
+    PROF(PF_PROF_TOKENS, pf_tokens_backward(spare, Gr->cls, c->learned_pos ? Gr->pos : NULL, g, m->ids, B, n, C));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(NULL, Gr->patch_w, Gr->patch_b, spare, m->cols, P->patch_w, B * n, d, C, m->dtype)));
     return PF_OK;
 }
 
