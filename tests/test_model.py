@@ -60,9 +60,10 @@ def test_gradient_accumulation_rule(golden):
     m = golden_model(golden)
     m.forward(golden["images"], golden["ids_keep"])
     m.backward()
-    once = m.flat_grads.copy()
+    once = m.grads()
     m.backward()
-    np.testing.assert_allclose(m.flat_grads, 2 * once, rtol=1e-6, atol=1e-12)
+    for name, g in m.grads().items():  # equal up to fp32 rounding of the running sums
+        assert_close(g, 2 * once[name], 1e-5, 0, name)
     m.zero_grad()
     assert not m.flat_grads.any()
 
