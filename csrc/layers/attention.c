@@ -7,22 +7,7 @@
 #include <string.h>
 #include "../common.h"
 #include "layers.h"
-
-/* att (T, T) rows: softmax in place. */
-static void softmax_rows(float *att, int64_t T) {
-    for (int64_t i = 0; i < T; i++) {
-        float *row = att + i * T;
-        float mx = -INFINITY;
-        for (int64_t j = 0; j < T; j++) mx = row[j] > mx ? row[j] : mx;
-        float sum = 0.0f;
-        for (int64_t j = 0; j < T; j++) {
-            row[j] = expf(row[j] - mx);
-            sum += row[j];
-        }
-        const float inv = 1.0f / sum;
-        for (int64_t j = 0; j < T; j++) row[j] *= inv;
-    }
-}
+#include "vec_kernels.h"
 
 /* out (B, T, C) = concat_h softmax(q_h k_h^T / sqrt(hs)) v_h; att (B, NH, T, T) keeps the
  * probabilities for backward. */
@@ -30,6 +15,7 @@ pf_status pf_attention_forward(float *out, float *att, const float *qkv, int64_t
                                int64_t C, int64_t NH, pf_dtype dt) {
     const int64_t hs = C / NH, C3 = 3 * C;
     const float scale = 1.0f / sqrtf((float)hs);
+    const pf_vec_kernels *vk = pf_vec();
     int failed = 0;
     pf_status st = PF_OK;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(pf_get_num_threads())
@@ -39,7 +25,7 @@ pf_status pf_attention_forward(float *out, float *att, const float *qkv, int64_t
         float *a = att + bh * T * T;
         pf_status s = pf_gemm(0, 1, T, T, hs, scale, q, C3, k, C3, 0.0f, a, T, dt);
         if (s == PF_OK) {
-            softmax_rows(a, T);
+            vk->softmax_rows(a, T, T);
             s = pf_gemm(0, 0, T, hs, T, 1.0f, a, T, v, C3, 0.0f, out + b * T * C + h * hs, C, dt);
         }
         if (s != PF_OK) {

@@ -1,0 +1,16 @@
+/* vec_kernels.h: per-ISA element-wise kernels (vec_kernels.c). */
+#ifndef PF_VEC_KERNELS_H
+#define PF_VEC_KERNELS_H
+
+#include <stdint.h>
+
+typedef struct {
+    const char *name;
+    void (*gelu_fwd)(float *out, const float *inp, int64_t i0, int64_t i1);
+    void (*gelu_bwd)(float *dinp, const float *inp, const float *dout, int64_t i0, int64_t i1);
+    void (*softmax_rows)(float *att, int64_t rows, int64_t T);
+} pf_vec_kernels;
+
+const pf_vec_kernels *pf_vec(void);
+
+#endif
