@@ -5,14 +5,15 @@ PyTorch, in one run: pacofr fp32 and bf16, PyTorch eager fp32, bf16 autocast, to
     python benchmarks/bench_step.py --models pacofr_vit_tiny_p8_112 --steps 5
     python benchmarks/bench_step.py --no-compile --no-autocast
 
-Variants run in alternation (A B C ... A B C ...) after warm-up; figures are medians. Peak RSS
-is measured per variant in a fresh subprocess (2 steps), so each framework is charged only for
-what it allocates itself. Effective GFLOP/s counts the matrix products of the step.
+Each variant lives in its own worker process (PyTorch bundles its own OpenMP runtime; two in one
+process fight over the cores), and the parent runs one step of each in turn, A B C ... A B C
+..., after a warm-up step; figures are medians. Peak RSS is each worker's own high-water mark (VmHWM).
+Effective GFLOP/s counts the matrix products of the step.
 """
 import argparse
 import json
+import multiprocessing as mp
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -94,16 +95,43 @@ VARIANTS = {
 }
 
 
-def rss_of(variant, name, threads):
-    """Peak RSS (MiB) of a fresh process running 2 steps of one variant."""
-    code = (f"import sys, resource; sys.path.insert(0, {str(Path(__file__).parent)!r});"
-            f"import bench_step as b, pacofr; pacofr.set_num_threads({threads});"
-            + ("import torch; torch.set_num_threads({threads});".format(threads=threads) if "torch" in variant else "")
-            + f"cfg = b.get_config({name!r}); im, ids = b.batch(cfg, b.BATCH[{name!r}], b.keep(cfg));"
-            f"s = b.VARIANTS[{variant!r}]({name!r}, im, ids); s(); s();"
-            f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    return int(out.stdout.split()[-1]) / 1024 if out.returncode == 0 else None
+def peak_rss_mib():
+    """This process's own peak RSS: VmHWM, which starts afresh at exec (ru_maxrss would carry
+    the parent's high-water mark over from the fork)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker(conn, variant, name, threads):
+    """Build one variant, then answer 'step' (seconds of one step) and 'rss' (peak MiB)."""
+    try:
+        pacofr.set_num_threads(threads)
+        if "torch" in variant:
+            import torch
+            torch.set_num_threads(threads)
+        cfg = get_config(name)
+        images, ids = batch(cfg, BATCH.get(name, 32), keep(cfg))
+        step = VARIANTS[variant](name, images, ids)
+        step()  # warm-up (and compilation)
+        conn.send(("ready", None))
+    except Exception as exc:  # torch.compile may not work on a machine
+        conn.send(("error", f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"))
+        return
+    while True:
+        cmd = conn.recv()
+        if cmd == "step":
+            t = time.perf_counter()
+            step()
+            conn.send(time.perf_counter() - t)
+        elif cmd == "rss":
+            conn.send(peak_rss_mib())
+        elif cmd == "modules":
+            conn.send(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "scipy")))
+        else:
+            return
 
 
 def main(argv=None):
@@ -132,22 +160,32 @@ def main(argv=None):
         flops = step_flops(cfg, B, n)
         names = [v for v in VARIANTS if not (args.no_compile and "compile" in v)
                  and not (args.no_autocast and "autocast" in v)]
-        steps, notes = {}, {}
-        for v in names:
-            try:
-                steps[v] = VARIANTS[v](name, images, ids)
-                steps[v]()  # warm-up (and compilation)
-            except Exception as exc:  # torch.compile may not work on a machine
-                notes[v] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
-                steps.pop(v, None)
+        steps, notes, procs = {}, {}, []
+        ctx = mp.get_context("spawn")
+        for v in names:  # one at a time: a warm-up never overlaps another worker's
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=worker, args=(child, v, name, args.threads), daemon=True)
+            proc.start()
+            procs.append(proc)
+            status, why = parent.recv()
+            if status == "ready":
+                steps[v] = parent
+            else:
+                notes[v] = why
         times = {v: [] for v in steps}
         for _ in range(args.steps):
-            for v, step in steps.items():
-                t = time.perf_counter()
-                step()
-                times[v].append(time.perf_counter() - t)
+            for v, conn in steps.items():
+                conn.send("step")
+                times[v].append(conn.recv())
         med = {v: float(np.median(t)) for v, t in times.items()}
-        rss = {} if args.no_rss else {v: rss_of(v, name, args.threads) for v in steps}
+        rss = {}
+        for v, conn in steps.items():
+            if not args.no_rss:
+                conn.send("rss")
+                rss[v] = conn.recv()
+            conn.send("quit")
+        for proc in procs:
+            proc.join(timeout=60)
         print(f"\n## {name}, batch {B}, keep {n} of {cfg.num_patches}, {flops / 1e9:.0f} GFLOP per step\n")
         print("| variant | s/step | images/s | pacofr fp32 speed-up | pacofr bf16 speed-up | GFLOP/s | % of PERF.md peak | peak RSS MiB |")
         print("|---|---|---|---|---|---|---|---|")
