@@ -216,25 +216,64 @@ static pf_block_dims dec_dims(const pf_vit *m, int64_t B) {
     return (pf_block_dims){B, 1 + m->N, m->cfg.dec_embed_dim, m->cfg.dec_num_heads, m->cfg.dec_mlp_hidden};
 }
 
-/* Lay out (and allocate when the shape changed) every activation for B images, n kept
- * patches, with or without the decoder (and the gradient buffers its backward needs). */
+/* The sizes table of the activations: hands out consecutive slices of one buffer, or with
+ * base NULL only counts them, so one walk both sizes and carves the buffer. */
+typedef struct {
+    float *base;
+    int64_t used;
+} carver;
+
+static float *take(carver *k, int64_t n) {
+    float *p = k->base ? k->base + k->used : NULL;
+    k->used += n;
+    return p;
+}
+
+/* Every activation for B images, n kept patches, with or without the decoder, plus the
+ * gradient buffers backward needs. Returns the floats used. */
+static int64_t carve_acts(pf_vit *m, carver *k, int64_t B, int64_t n, int dec) {
+    const pf_vit_config *c = &m->cfg;
+    const pf_block_dims E = enc_dims(m, B, n), D = dec_dims(m, B);
+    const int64_t T = 1 + n, C = c->embed_dim, Cd = c->dec_embed_dim, N1 = 1 + m->N;
+    m->cols = take(k, B * n * m->d);
+    m->emb = take(k, B * n * C);
+    m->x0 = take(k, B * T * C);
+    for (int i = 0; i < c->depth; i++) {
+        float *p = take(k, pf_block_acts_floats(E));
+        if (p) pf_block_acts_bind(&m->enc[i], p, E);
+    }
+    m->enc_out = take(k, B * T * C);
+    m->norm_mean = take(k, B * T);
+    m->norm_rstd = take(k, B * T);
+    int64_t g = pf_max64(B * T * C, B * n * C), sc = pf_block_scratch_floats(E);
+    if (dec) {
+        m->dec_in = take(k, B * T * Cd);
+        m->full0 = take(k, B * N1 * Cd);
+        for (int i = 0; i < c->dec_depth; i++) {
+            float *p = take(k, pf_block_acts_floats(D));
+            if (p) pf_block_acts_bind(&m->dec[i], p, D);
+        }
+        m->dn = take(k, B * N1 * Cd);
+        m->dn_mean = take(k, B * N1);
+        m->dn_rstd = take(k, B * N1);
+        m->pred = take(k, B * N1 * m->d);
+        m->target = take(k, B * m->N * m->d);
+        g = pf_max64(g, pf_max64(B * N1 * Cd, pf_max64(B * N1 * m->d, B * T * Cd)));
+        sc = pf_max64(sc, pf_block_scratch_floats(D));
+    }
+    m->gA = take(k, g); /* two ping-pong gradient buffers and one block's scratch */
+    m->gB = take(k, g);
+    m->scratch = take(k, sc);
+    return k->used;
+}
+
+/* Make the activations fit (B, n, dec), reallocating only when that changed. */
 static pf_status ensure_acts(pf_vit *m, int64_t B, int64_t n, int dec) {
     if (m->acts && m->aB == B && m->an == n && m->adec == dec) return PF_OK;
     free_acts(m);
     const pf_vit_config *c = &m->cfg;
-    const pf_block_dims E = enc_dims(m, B, n), D = dec_dims(m, B);
-    const int64_t T = 1 + n, C = c->embed_dim, Cd = c->dec_embed_dim, N1 = 1 + m->N;
-    const int64_t eb = pf_block_acts_floats(E), db = dec ? pf_block_acts_floats(D) : 0;
-    int64_t g = pf_max64(B * T * C, B * n * C);
-    int64_t sc = pf_block_scratch_floats(E);
-    int64_t total = B * n * m->d + B * n * C + B * T * C * 2 + B * T * 2 + c->depth * eb;
-    if (dec) {
-        total += B * T * Cd + B * N1 * Cd * 2 + B * N1 * 2 + B * N1 * m->d + B * m->N * m->d +
-                 c->dec_depth * db;
-        g = pf_max64(g, pf_max64(B * N1 * Cd, pf_max64(B * N1 * m->d, B * T * Cd)));
-        sc = pf_max64(sc, pf_block_scratch_floats(D));
-    }
-    total += 2 * g + sc;
+    carver count = {NULL, 0};
+    const int64_t total = carve_acts(m, &count, B, n, dec);
     m->acts = pf_malloc((size_t)total * sizeof(float));
     m->ids = malloc((size_t)(B * n) * sizeof(int64_t) + 1);
     m->mask = malloc((size_t)(B * m->N) + 1);
@@ -245,27 +284,8 @@ static pf_status ensure_acts(pf_vit *m, int64_t B, int64_t n, int dec) {
         return pf_fail(PF_ENOMEM, "vit: cannot allocate %.1f MiB of activations for batch %lld",
                        total * 4.0 / (1 << 20), (long long)B);
     }
-    float *p = m->acts;
-    m->cols = p, p += B * n * m->d;
-    m->emb = p, p += B * n * C;
-    m->x0 = p, p += B * T * C;
-    for (int i = 0; i < c->depth; i++) pf_block_acts_bind(&m->enc[i], p, E), p += eb;
-    m->enc_out = p, p += B * T * C;
-    m->norm_mean = p, p += B * T;
-    m->norm_rstd = p, p += B * T;
-    if (dec) {
-        m->dec_in = p, p += B * T * Cd;
-        m->full0 = p, p += B * N1 * Cd;
-        for (int i = 0; i < c->dec_depth; i++) pf_block_acts_bind(&m->dec[i], p, D), p += db;
-        m->dn = p, p += B * N1 * Cd;
-        m->dn_mean = p, p += B * N1;
-        m->dn_rstd = p, p += B * N1;
-        m->pred = p, p += B * N1 * m->d;
-        m->target = p, p += B * m->N * m->d;
-    }
-    m->gA = p, p += g;
-    m->gB = p, p += g;
-    m->scratch = p;
+    carver carve = {m->acts, 0};
+    carve_acts(m, &carve, B, n, dec);
     m->acts_floats = total, m->aB = B, m->an = n, m->adec = dec;
     return PF_OK;
 }
