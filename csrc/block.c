@@ -8,27 +8,27 @@
 
 #define LN_EPS 1e-6f
 
-int64_t pf_block_acts_floats(pf_block_dims d) {
-    const int64_t R = d.B * d.T;
-    return R * d.C * 6 + R * 4 + R * 3 * d.C + d.B * d.NH * d.T * d.T + R * d.H * 2;
+/* Carve one block's activations from base (base NULL: only count). Returns the floats used. */
+static int64_t carve(pf_block_acts *a, float *base, pf_block_dims d) {
+    const int64_t R = d.B * d.T, C = d.C;
+    const int64_t sizes[] = {R * C, R, R, R * 3 * C, d.B * d.NH * d.T * d.T, R * C, R * C,
+                             R * C, R, R, R * d.H, R * d.H, R * C};
+    float **slots[] = {&a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->att, &a->atty, &a->res1,
+                       &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fc1, &a->gelu, &a->out};
+    int64_t used = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        if (base) *slots[i] = base + used;
+        used += sizes[i];
+    }
+    return used;
 }
 
-void pf_block_acts_bind(pf_block_acts *a, float *base, pf_block_dims d) {
-    const int64_t R = d.B * d.T, C = d.C;
-    a->ln1 = base, base += R * C;
-    a->ln1_mean = base, base += R;
-    a->ln1_rstd = base, base += R;
-    a->qkv = base, base += R * 3 * C;
-    a->att = base, base += d.B * d.NH * d.T * d.T;
-    a->atty = base, base += R * C;
-    a->res1 = base, base += R * C;
-    a->ln2 = base, base += R * C;
-    a->ln2_mean = base, base += R;
-    a->ln2_rstd = base, base += R;
-    a->fc1 = base, base += R * d.H;
-    a->gelu = base, base += R * d.H;
-    a->out = base;
+int64_t pf_block_acts_floats(pf_block_dims d) {
+    pf_block_acts unused;
+    return carve(&unused, NULL, d);
 }
+
+void pf_block_acts_bind(pf_block_acts *a, float *base, pf_block_dims d) { carve(a, base, d); }
 
 /* x (R, C) -> a->out (R, C), caching what backward reads. */
 pf_status pf_block_forward(pf_block_acts *a, const float *x, const pf_block_params *p,
