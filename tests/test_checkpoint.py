@@ -128,3 +128,17 @@ def test_encoder_loads_into_pytorch_vit(model, torch):
     with torch.no_grad():
         want = tm.forward_encoder(torch.from_numpy(images)).numpy()
     np.testing.assert_allclose(model.encode(images), want, rtol=1e-4, atol=1e-5)
+
+
+def test_encoder_matches_real_timm():
+    """tests/make_timm_golden.py loaded to_timm(golden weights) into timm's VisionTransformer
+    with strict=True and stored its forward_features: pacofr's encoder gives the same tokens,
+    and timm's own key order is pacofr's."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    timm_golden = np.load(os.path.join(here, "golden", "timm_encoder.npz"))
+    golden = np.load(os.path.join(here, "golden", "mae_test_tiny.npz"))
+    state = {k[6:]: golden[k] for k in golden.files if k.startswith("param/")}
+    enc = create_model("pacofr_test_tiny", encoder_only=True)
+    enc.load_state_dict(ck.to_timm(state))
+    assert list(ck.to_timm(state)) == [str(k) for k in timm_golden["keys"]]
+    np.testing.assert_allclose(enc.encode(golden["images"]), timm_golden["features"], rtol=1e-4, atol=1e-5)
