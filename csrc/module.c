@@ -15,6 +15,7 @@
 #include "optim.h"
 #include "profile.h"
 #include "vit.h"
+#include "warp.h"
 
 /* Raise the exception that matches a failed status, with the core's message. */
 static PyObject *raise_status(pf_status st) {
@@ -46,7 +47,8 @@ static const char *shape_str(PyArrayObject *a) {
 }
 
 static const char *type_name(int type) {
-    return type == NPY_FLOAT32 ? "float32" : type == NPY_INT64 ? "int64" : type == NPY_UINT8 ? "uint8" : "?";
+    return type == NPY_FLOAT32 ? "float32" : type == NPY_INT64 ? "int64" : type == NPY_UINT8 ? "uint8"
+         : type == NPY_FLOAT64 ? "float64" : "?";
 }
 
 /* obj must be a native-endian, aligned, C-contiguous ndarray of `type` with ndim dimensions
@@ -337,6 +339,16 @@ static int check_finite(PyArrayObject *a, const char *name) {
         PyErr_Format(PyExc_ValueError, "%s contains NaN or Inf (first at flat index %lld)", name, (long long)bad);
         return 0;
     }
+    return 1;
+}
+
+static int check_finite_f64(PyArrayObject *a, const char *name) {
+    const double *p = PyArray_DATA(a);
+    for (npy_intp i = 0; i < PyArray_SIZE(a); i++)
+        if (!isfinite(p[i])) {
+            PyErr_Format(PyExc_ValueError, "%s contains NaN or Inf", name);
+            return 0;
+        }
     return 1;
 }
 
@@ -1048,6 +1060,35 @@ static PyObject *py_mse_backward(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* warp(src (B, H, W, C) uint8, M (B, 2, 3) float64 dst->src, out_h, out_w, nearest, fill)
+ * -> (B, out_h, out_w, C) uint8 */
+static PyObject *py_warp(PyObject *self, PyObject *args) {
+    PyObject *s_obj, *m_obj;
+    long oh, ow;
+    int nearest, fill;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOllpi", &s_obj, &m_obj, &oh, &ow, &nearest, &fill)) return NULL;
+    PyArrayObject *src = check_arr(s_obj, "images", NPY_UINT8, 4, NULL, 0, "");
+    if (!src) return NULL;
+    const npy_intp B = PyArray_DIM(src, 0), C = PyArray_DIM(src, 3);
+    PyArrayObject *M = check_arr(m_obj, "matrix", NPY_FLOAT64, 3, SHP(B, 2, 3), 0, "");
+    if (!M) return NULL;
+    if (oh < 1 || ow < 1 || oh > 65536 || ow > 65536)
+        return PyErr_Format(PyExc_ValueError, "output size must be between 1 and 65536, got %ld x %ld", oh, ow);
+    if (fill < 0 || fill > 255) return PyErr_Format(PyExc_ValueError, "fill must be in [0, 255], got %d", fill);
+    if (!check_finite_f64(M, "matrix")) return NULL;
+    PyArrayObject *out = (PyArrayObject *)PyArray_EMPTY(4, (npy_intp *)SHP(B, oh, ow, C), NPY_UINT8, 0);
+    if (!out) return NULL;
+    uint8_t *po = PyArray_DATA(out);
+    const uint8_t *ps = PyArray_DATA(src);
+    const double *pm = PyArray_DATA(M);
+    const npy_intp sh = PyArray_DIM(src, 1), sw = PyArray_DIM(src, 2);
+    Py_BEGIN_ALLOW_THREADS
+    pf_warp_u8(po, B, oh, ow, ps, sh, sw, C, pm, nearest, (uint8_t)fill);
+    Py_END_ALLOW_THREADS
+    return (PyObject *)out;
+}
+
 /* profile(enable) -> None; profile_read() -> {name: (seconds, calls)}; profile_reset() */
 static PyObject *py_profile(PyObject *self, PyObject *arg) {
     (void)self;
@@ -1123,6 +1164,7 @@ static PyMethodDef methods[] = {
     {"vit_acts_bytes", py_vit_acts_bytes, METH_O, "vit_acts_bytes(model) -> bytes of cached activations"},
     {"grad_norm", py_grad_norm, METH_O, "grad_norm(model) -> global l2 norm of trainable gradients"},
     {"adamw_step", (PyCFunction)(void (*)(void))py_adamw_step, METH_VARARGS | METH_KEYWORDS, "one AdamW step"},
+    {"warp", py_warp, METH_VARARGS, "warp(images, matrix, out_h, out_w, nearest, fill) -> uint8"},
     {"profile", py_profile, METH_O, "profile(on): time each layer kind"},
     {"profile_read", py_profile_read, METH_NOARGS, "profile_read() -> {layer kind: (seconds, calls)}"},
     {"profile_reset", py_profile_reset, METH_NOARGS, NULL},
