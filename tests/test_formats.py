@@ -162,3 +162,66 @@ def test_images(tmp_path):
         formats.read_image(tmp_path / "t.png")
     with pytest.raises(FileNotFoundError):
         formats.list_images(tmp_path / "nowhere")
+
+
+# ---------------------------------------------------------------- AFLW-19, LaPa, CelebAMask-HQ
+
+def test_aflw_mat(tmp_path):
+    from scipy.io import savemat
+    rng = np.random.default_rng(0)
+    N = 20003
+    data = rng.uniform(0, 100, (N, 38))
+    bbox = np.tile([10.0, 90.0, 20.0, 95.0], (N, 1))  # x_min, x_max, y_min, y_max
+    mask = np.ones((N, 19))
+    mask[5, 3] = 0
+    ra = rng.permutation(N) + 1
+    names = np.empty((N, 1), dtype=object)
+    names[:, 0] = [f"img{i}.jpg" for i in range(N)]
+    savemat(tmp_path / "aflw.mat", {"data": data, "bbox": bbox, "mask_new": mask, "ra": ra, "nameList": names})
+    d = formats.read_aflw_mat(tmp_path / "aflw.mat")
+    np.testing.assert_allclose(d["landmarks"][7, 4], [data[7, 4], data[7, 19 + 4]], rtol=1e-6)
+    np.testing.assert_array_equal(d["boxes"][0], [10, 20, 90, 95])
+    assert d["visible"][5, 3] == 0 and d["visible"].sum() == N * 19 - 1
+    assert d["names"][2] == "img2.jpg"
+    assert len(d["split"]["train"]) == 20000 and len(d["split"]["test"]) == 3
+    np.testing.assert_array_equal(np.sort(np.concatenate([d["split"]["train"], d["split"]["test"]])), np.arange(N))
+    savemat(tmp_path / "bad.mat", {"data": data[:, :30], "bbox": bbox})
+    with pytest.raises(ValueError, match=r"expected data \(N, 38\)"):
+        formats.read_aflw_mat(tmp_path / "bad.mat")
+    (tmp_path / "junk.mat").write_bytes(b"not matlab at all")
+    with pytest.raises(ValueError, match="junk.mat: cannot read MATLAB file"):
+        formats.read_aflw_mat(tmp_path / "junk.mat")
+
+
+def test_lapa_folder(tmp_path):
+    from PIL import Image
+    base = tmp_path / "LaPa" / "test"
+    for sub in ("images", "labels", "landmarks"):
+        (base / sub).mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(base / "images" / "a.jpg")
+    Image.fromarray(np.full((8, 8), 3, np.uint8)).save(base / "labels" / "a.png")
+    (base / "landmarks" / "a.txt").write_text("106\n" + "".join(f"{i} {i + 0.5}\n" for i in range(106)))
+    (face,) = formats.read_lapa(tmp_path / "LaPa", "test")
+    assert face["landmarks"].shape == (106, 2) and face["landmarks"][3, 1] == 3.5
+    (base / "landmarks" / "a.txt").write_text("106\n1 2\n")
+    with pytest.raises(ValueError, match="expected a '106' line then 106"):
+        formats.read_lapa(tmp_path / "LaPa", "test")
+    with pytest.raises(FileNotFoundError, match="is .* a LaPa root"):
+        formats.read_lapa(tmp_path, "test")
+
+
+def test_celebamask_merge(tmp_path):
+    from PIL import Image
+    folder = tmp_path / "anno" / "1"
+    folder.mkdir(parents=True)
+    skin = np.zeros((8, 8), np.uint8)
+    skin[1:7, 1:7] = 255
+    nose = np.zeros((8, 8), np.uint8)
+    nose[3:5, 3:5] = 255
+    Image.fromarray(skin).save(folder / "02001_skin.png")
+    Image.fromarray(nose).save(folder / "02001_nose.png")
+    m = formats.read_celebamask(tmp_path / "anno", 2001, size=8)
+    assert m[0, 0] == 0 and m[1, 1] == 2 and m[3, 3] == 10  # nose (10) painted over skin (2)
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(folder / "02001_hair.png")
+    with pytest.raises(ValueError, match="expected a 8x8 mask, got 4x4"):
+        formats.read_celebamask(tmp_path / "anno", 2001, size=8)

@@ -203,3 +203,91 @@ def read_image(path):
         raise
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ValueError(f"{path}: cannot decode image: {exc}") from None
+
+
+def read_aflw_mat(path):
+    """AFLW-19's ``AFLWinfo_release.mat`` (scipy.io) -> dict with ``landmarks`` float32
+    (N, 19, 2) (the file's ``data`` holds x1..x19 then y1..y19, 1-based MATLAB pixels),
+    ``boxes`` float32 (N, 4) as x_min, y_min, x_max, y_max (the file stores x_min, x_max,
+    y_min, y_max), ``visible`` uint8 (N, 19) (``mask_new``), ``names`` (N,) and ``split``:
+    0-based ``train`` / ``test`` indices from the file's permutation ``ra`` (first 20000 train,
+    the remaining 4386 test, as the AFLW-19 protocol uses)."""
+    from scipy.io import loadmat
+    path = Path(path)
+    try:
+        m = loadmat(str(path))
+    except Exception as exc:  # scipy raises several kinds on a bad file
+        raise ValueError(f"{path}: cannot read MATLAB file: {exc}") from None
+    missing = [k for k in ("data", "bbox") if k not in m]
+    if missing:
+        raise ValueError(f"{path}: not an AFLW-19 file (no {', '.join(missing)})")
+    data, bbox = np.asarray(m["data"], np.float64), np.asarray(m["bbox"], np.float64)
+    if data.ndim != 2 or data.shape[1] != 38 or bbox.shape != (len(data), 4):
+        raise ValueError(f"{path}: expected data (N, 38) and bbox (N, 4), got {data.shape} and {bbox.shape}")
+    landmarks = np.stack([data[:, :19], data[:, 19:]], axis=-1).astype(np.float32)
+    boxes = bbox[:, [0, 2, 1, 3]].astype(np.float32)
+    visible = (np.asarray(m["mask_new"]).reshape(len(data), 19) != 0).astype(np.uint8) if "mask_new" in m \
+        else np.ones((len(data), 19), np.uint8)
+    names = [str(np.ravel(n)[0]) if np.size(n) else "" for n in np.ravel(m["nameList"])] if "nameList" in m else []
+    split = {}
+    if "ra" in m:
+        ra = np.ravel(m["ra"]).astype(np.int64) - 1
+        if sorted(ra.tolist()) != list(range(len(data))):
+            raise ValueError(f"{path}: 'ra' is not a permutation of the {len(data)} faces")
+        split = {"train": ra[:20000], "test": ra[20000:]}
+    return {"landmarks": landmarks, "boxes": boxes, "visible": visible, "names": names, "split": split}
+
+
+def read_lapa(root, split="test"):
+    """A LaPa folder (``<root>/<split>/images/*.jpg``, ``labels/*.png`` with the 11 labels,
+    ``landmarks/*.txt``: a count line ``106`` then 106 ``x y`` lines) -> list of dicts with
+    ``image`` and ``labels`` paths and ``landmarks`` float32 (106, 2)."""
+    base = Path(root) / split
+    if not (base / "images").is_dir():
+        raise FileNotFoundError(f"{base}/images: no such folder (is {root} a LaPa root?)")
+    out = []
+    for image in sorted((base / "images").glob("*.jpg")):
+        lm_path = base / "landmarks" / f"{image.stem}.txt"
+        label = base / "labels" / f"{image.stem}.png"
+        if not lm_path.exists() or not label.exists():
+            raise ValueError(f"{image}: no matching {lm_path.name} in landmarks/ or {label.name} in labels/")
+        lines = [ln.split() for ln in lm_path.read_text().splitlines() if ln.strip()]
+        if not lines or lines[0] != ["106"] or len(lines) != 107:
+            raise ValueError(f"{lm_path}: expected a '106' line then 106 'x y' lines, got {len(lines)} lines")
+        pts = []
+        for i, t in enumerate(lines[1:], start=2):
+            if len(t) != 2:
+                raise ValueError(f"{lm_path}:{i}: expected 'x y', got {' '.join(t)!r}")
+            pts.append(_floats(t, lm_path, i))
+        out.append({"image": image, "labels": label, "landmarks": np.array(pts, np.float32)})
+    return out
+
+
+# CelebAMask-HQ part files -> the 19-label map of EVAL.md, painted in this order.
+CELEBAMASK_PARTS = ("neck", "skin", "cloth", "r_ear", "l_ear", "r_brow", "l_brow", "r_eye", "l_eye", "nose",
+                    "mouth", "l_lip", "u_lip", "hair", "eye_g", "hat", "ear_r", "neck_l")
+
+
+def read_celebamask(anno_root, index, size=512):
+    """CelebAMask-HQ's per-part masks of image ``index`` (``<anno_root>/<index // 2000>/
+    <index:05d>_<part>.png``, 0/255) merged into one uint8 (size, size) map of EVAL.md's 19
+    labels (0 background, 1 neck, 2 skin, ..., 18 necklace); a later part overwrites an
+    earlier one where they overlap; absent parts are simply absent."""
+    from PIL import Image
+    folder = Path(anno_root) / str(index // 2000)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder (is {anno_root} CelebAMask-HQ-mask-anno?)")
+    out = np.zeros((size, size), np.uint8)
+    for label, part in enumerate(CELEBAMASK_PARTS, start=1):
+        p = folder / f"{index:05d}_{part}.png"
+        if not p.exists():
+            continue
+        try:
+            with Image.open(p) as im:
+                m = np.asarray(im.convert("L"))
+        except OSError as exc:
+            raise ValueError(f"{p}: cannot decode mask: {exc}") from None
+        if m.shape != (size, size):
+            raise ValueError(f"{p}: expected a {size}x{size} mask, got {m.shape[1]}x{m.shape[0]}")
+        out[m > 127] = label
+    return out
