@@ -16,6 +16,7 @@
 #include "profile.h"
 #include "vit.h"
 #include "warp.h"
+#include "photometric.h"
 
 /* Raise the exception that matches a failed status, with the core's message. */
 static PyObject *raise_status(pf_status st) {
@@ -1089,6 +1090,47 @@ static PyObject *py_warp(PyObject *self, PyObject *args) {
     return (PyObject *)out;
 }
 
+/* color_jitter(images (B, H, W, 3) uint8, params (B, 4) float32): in place */
+static PyObject *py_color_jitter(PyObject *self, PyObject *args) {
+    PyObject *i_obj, *p_obj;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO", &i_obj, &p_obj)) return NULL;
+    PyArrayObject *im = check_arr(i_obj, "images", NPY_UINT8, 4, SHP(-1, -1, -1, 3), 1, "");
+    if (!im) return NULL;
+    PyArrayObject *pr = F32(p_obj, "params", 2, SHP(PyArray_DIM(im, 0), 4), 0);
+    if (!pr || !check_finite(pr, "params")) return NULL;
+    uint8_t *pi = PyArray_DATA(im);
+    const float *pp = PyArray_DATA(pr);
+    const npy_intp B = PyArray_DIM(im, 0), H = PyArray_DIM(im, 1), W = PyArray_DIM(im, 2);
+    Py_BEGIN_ALLOW_THREADS
+    pf_color_jitter_u8(pi, B, H, W, pp);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* gaussian_blur(images (B, H, W, C) uint8, sigmas (B,) float32): in place */
+static PyObject *py_gaussian_blur(PyObject *self, PyObject *args) {
+    PyObject *i_obj, *s_obj;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO", &i_obj, &s_obj)) return NULL;
+    PyArrayObject *im = check_arr(i_obj, "images", NPY_UINT8, 4, NULL, 1, "");
+    if (!im) return NULL;
+    PyArrayObject *sg = F32(s_obj, "sigmas", 1, SHP(PyArray_DIM(im, 0)), 0);
+    if (!sg || !check_finite(sg, "sigmas")) return NULL;
+    const float *ps = PyArray_DATA(sg);
+    for (npy_intp b = 0; b < PyArray_DIM(im, 0); b++)
+        if (ps[b] < 0.0f || ps[b] > 20.0f)
+            return PyErr_Format(PyExc_ValueError, "sigmas[%zd] must lie in [0, 20]", (Py_ssize_t)b);
+    uint8_t *pi = PyArray_DATA(im);
+    pf_status st;
+    const npy_intp B = PyArray_DIM(im, 0), H = PyArray_DIM(im, 1), W = PyArray_DIM(im, 2), C = PyArray_DIM(im, 3);
+    Py_BEGIN_ALLOW_THREADS
+    st = pf_gaussian_blur_u8(pi, B, H, W, C, ps);
+    Py_END_ALLOW_THREADS
+    if (st != PF_OK) return raise_status(st);
+    Py_RETURN_NONE;
+}
+
 /* profile(enable) -> None; profile_read() -> {name: (seconds, calls)}; profile_reset() */
 static PyObject *py_profile(PyObject *self, PyObject *arg) {
     (void)self;
@@ -1164,6 +1206,8 @@ static PyMethodDef methods[] = {
     {"vit_acts_bytes", py_vit_acts_bytes, METH_O, "vit_acts_bytes(model) -> bytes of cached activations"},
     {"grad_norm", py_grad_norm, METH_O, "grad_norm(model) -> global l2 norm of trainable gradients"},
     {"adamw_step", (PyCFunction)(void (*)(void))py_adamw_step, METH_VARARGS | METH_KEYWORDS, "one AdamW step"},
+    {"color_jitter", py_color_jitter, METH_VARARGS, "color_jitter(images, params): in place"},
+    {"gaussian_blur", py_gaussian_blur, METH_VARARGS, "gaussian_blur(images, sigmas): in place"},
     {"warp", py_warp, METH_VARARGS, "warp(images, matrix, out_h, out_w, nearest, fill) -> uint8"},
     {"profile", py_profile, METH_O, "profile(on): time each layer kind"},
     {"profile_read", py_profile_read, METH_NOARGS, "profile_read() -> {layer kind: (seconds, calls)}"},

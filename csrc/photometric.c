@@ -1,0 +1,86 @@
+/* photometric.c: colour jitter, grayscale and Gaussian blur of uint8 RGB batches, in place.
+ * Per image: brightness, contrast and saturation factors, a grayscale flag and a blur sigma. */
+#include <math.h>
+#include <string.h>
+#include "common.h"
+#include "photometric.h"
+
+static inline float luma(const uint8_t *p) { return 0.299f * p[0] + 0.587f * p[1] + 0.114f * p[2]; }
+
+static inline uint8_t to_u8(float v) { return (uint8_t)(v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v + 0.5f); }
+
+/* img (H, W, 3): x <- ((x * brightness) - m) * contrast + m with m the mean luma after
+ * brightness, then x <- g + (x - g) * saturation with g the pixel's luma, or x <- g when
+ * grayscale; values are clamped to [0, 255] and rounded once at the end. */
+static void jitter_one(uint8_t *img, int64_t HW, const float *p) {
+    const float bright = p[0], contrast = p[1], sat = p[2];
+    const int gray = p[3] != 0.0f;
+    double mean = 0.0;
+    for (int64_t i = 0; i < HW; i++) mean += luma(img + 3 * i);
+    const float m = (float)(mean / (double)(HW ? HW : 1)) * bright;
+    for (int64_t i = 0; i < HW; i++) {
+        uint8_t *px = img + 3 * i;
+        float v[3];
+        for (int c = 0; c < 3; c++) v[c] = (px[c] * bright - m) * contrast + m;
+        const float g = 0.299f * v[0] + 0.587f * v[1] + 0.114f * v[2];
+        for (int c = 0; c < 3; c++) px[c] = to_u8(gray ? g : g + (v[c] - g) * sat);
+    }
+}
+
+void pf_color_jitter_u8(uint8_t *img, int64_t B, int64_t H, int64_t W, const float *params) {
+#pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (B * H * W > 16384)
+    for (int64_t b = 0; b < B; b++) jitter_one(img + b * H * W * 3, H * W, params + 4 * b);
+}
+
+/* Separable Gaussian blur of one (H, W, C) image with radius ceil(3 sigma), edges reflected
+ * (..., 2, 1, | 0, 1, 2, ...); tmp holds H * W * C floats. */
+static void blur_one(uint8_t *img, int64_t H, int64_t W, int64_t C, float sigma, float *tmp) {
+    if (!(sigma > 0.0f)) return;
+    int64_t r = (int64_t)ceilf(3.0f * sigma);
+    if (r > 64) r = 64;
+    float k[129], sum = 0.0f;
+    for (int64_t i = -r; i <= r; i++) sum += k[i + r] = expf(-0.5f * (float)(i * i) / (sigma * sigma));
+    for (int64_t i = 0; i <= 2 * r; i++) k[i] /= sum;
+#define REFLECT(i, n) ((i) < 0 ? -(i) : (i) >= (n) ? 2 * (n) - 2 - (i) : (i))
+    for (int64_t y = 0; y < H; y++)
+        for (int64_t x = 0; x < W; x++)
+            for (int64_t c = 0; c < C; c++) {
+                float acc = 0.0f;
+                for (int64_t i = -r; i <= r; i++) {
+                    int64_t xx = REFLECT(x + i, W);
+                    xx = xx < 0 ? 0 : xx >= W ? W - 1 : xx; /* images narrower than the kernel */
+                    acc += k[i + r] * img[(y * W + xx) * C + c];
+                }
+                tmp[(y * W + x) * C + c] = acc;
+            }
+    for (int64_t y = 0; y < H; y++)
+        for (int64_t x = 0; x < W; x++)
+            for (int64_t c = 0; c < C; c++) {
+                float acc = 0.0f;
+                for (int64_t i = -r; i <= r; i++) {
+                    int64_t yy = REFLECT(y + i, H);
+                    yy = yy < 0 ? 0 : yy >= H ? H - 1 : yy;
+                    acc += k[i + r] * tmp[(yy * W + x) * C + c];
+                }
+                img[(y * W + x) * C + c] = to_u8(acc);
+            }
+#undef REFLECT
+}
+
+pf_status pf_gaussian_blur_u8(uint8_t *img, int64_t B, int64_t H, int64_t W, int64_t C,
+                              const float *sigmas) {
+    const int nt = pf_get_num_threads();
+    float *tmp = pf_malloc((size_t)nt * H * W * C * sizeof(float));
+    if (!tmp) return pf_fail(PF_ENOMEM, "blur: out of memory");
+#pragma omp parallel num_threads(nt)
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t b = 0; b < B; b++) blur_one(img + b * H * W * C, H, W, C, sigmas[b], tmp + (size_t)tid * H * W * C);
+    }
+    free(tmp);
+    return PF_OK;
+}
