@@ -17,6 +17,7 @@
 #include "vit.h"
 #include "warp.h"
 #include "photometric.h"
+#include "normalize.h"
 
 /* Raise the exception that matches a failed status, with the core's message. */
 static PyObject *raise_status(pf_status st) {
@@ -1131,6 +1132,29 @@ static PyObject *py_gaussian_blur(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* normalize(images (B, H, W, 3) uint8, mean (3,), std (3,)) -> (B, 3, H, W) float32 */
+static PyObject *py_normalize(PyObject *self, PyObject *args) {
+    PyObject *i_obj, *m_obj, *s_obj;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOO", &i_obj, &m_obj, &s_obj)) return NULL;
+    PyArrayObject *im = check_arr(i_obj, "images", NPY_UINT8, 4, SHP(-1, -1, -1, 3), 0, "");
+    PyArrayObject *mean = im ? F32(m_obj, "mean", 1, SHP(3), 0) : NULL;
+    PyArrayObject *std = mean ? F32(s_obj, "std", 1, SHP(3), 0) : NULL;
+    if (!std || !check_finite(mean, "mean") || !check_finite(std, "std")) return NULL;
+    const float *ps = PyArray_DATA(std), *pm = PyArray_DATA(mean);
+    for (int c = 0; c < 3; c++)
+        if (!(ps[c] > 0.0f)) return PyErr_Format(PyExc_ValueError, "std must be positive");
+    const npy_intp B = PyArray_DIM(im, 0), H = PyArray_DIM(im, 1), W = PyArray_DIM(im, 2);
+    PyArrayObject *out = new_f32(4, SHP(B, 3, H, W), 0);
+    if (!out) return NULL;
+    float *po = PyArray_DATA(out);
+    const uint8_t *pi = PyArray_DATA(im);
+    Py_BEGIN_ALLOW_THREADS
+    pf_normalize_u8(po, pi, B, H, W, pm, ps);
+    Py_END_ALLOW_THREADS
+    return (PyObject *)out;
+}
+
 /* profile(enable) -> None; profile_read() -> {name: (seconds, calls)}; profile_reset() */
 static PyObject *py_profile(PyObject *self, PyObject *arg) {
     (void)self;
@@ -1206,6 +1230,7 @@ static PyMethodDef methods[] = {
     {"vit_acts_bytes", py_vit_acts_bytes, METH_O, "vit_acts_bytes(model) -> bytes of cached activations"},
     {"grad_norm", py_grad_norm, METH_O, "grad_norm(model) -> global l2 norm of trainable gradients"},
     {"adamw_step", (PyCFunction)(void (*)(void))py_adamw_step, METH_VARARGS | METH_KEYWORDS, "one AdamW step"},
+    {"normalize", py_normalize, METH_VARARGS, "normalize(images, mean, std) -> (B, 3, H, W) float32"},
     {"color_jitter", py_color_jitter, METH_VARARGS, "color_jitter(images, params): in place"},
     {"gaussian_blur", py_gaussian_blur, METH_VARARGS, "gaussian_blur(images, sigmas): in place"},
     {"warp", py_warp, METH_VARARGS, "warp(images, matrix, out_h, out_w, nearest, fill) -> uint8"},

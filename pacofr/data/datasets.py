@@ -1,0 +1,78 @@
+"""Data sets as indexable collections of samples (dicts of NumPy arrays) that the Loader
+batches: unlabeled image folders for pre-training, and faces with landmarks, aligned."""
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import formats
+from .align import align_face, warp
+
+
+def center_square(image, size):
+    """Resize the central square of an image to size x size (bilinear, C warp)."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    s = size / side
+    ox, oy = (w - side) / 2.0, (h - side) / 2.0
+    # image pixel (x, y) -> crop ((x - ox + 0.5) s - 0.5, ...): pixel centres stay centres
+    A = np.array([[s, 0.0, (0.5 - ox) * s - 0.5], [0.0, s, (0.5 - oy) * s - 0.5]])
+    return warp(image, A, size)
+
+
+class ImageFolder:
+    """Every image below ``root`` (jpg, jpeg, png, bmp, ppm, pgm), as a size x size RGB crop of
+    its central square: for folders of face crops that are already roughly aligned."""
+
+    def __init__(self, root, size=112):
+        self.root = Path(root)
+        self.size = int(size)
+        self.paths = formats.list_images(self.root)
+        if not self.paths:
+            raise ValueError(f"{self.root}: no images (jpg, jpeg, png, bmp, ppm, pgm) found")
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        return {"image": center_square(formats.read_image(self.paths[i]), self.size)}
+
+
+class LandmarkFaces:
+    """Faces with landmarks, each aligned to a size x size crop by its 5 points: records are
+    dicts with ``image`` (a path, relative to ``image_root``) and ``landmarks`` (K, 2)."""
+
+    def __init__(self, records, image_root=".", size=112):
+        self.records = list(records)
+        self.image_root = Path(image_root)
+        self.size = int(size)
+        if not self.records:
+            raise ValueError("no faces")
+
+    def __len__(self):
+        return len(self.records)
+
+    def __getitem__(self, i):
+        r = self.records[i]
+        image = formats.read_image(self.image_root / r["image"])
+        out = align_face(image, r["landmarks"], self.size)
+        return {"image": out["image"], "landmarks": out["landmarks"], "matrix": out["matrix"]}
+
+    @classmethod
+    def from_hrnet_csv(cls, csv_path, image_root, size=112):
+        return cls(formats.read_hrnet_csv(csv_path), image_root, size)
+
+    @classmethod
+    def from_coco(cls, json_path, image_root=None, size=112):
+        json_path = Path(json_path)
+        return cls(formats.read_coco_keypoints(json_path), image_root or json_path.parent, size)
+
+    @classmethod
+    def from_pts_folder(cls, folder, size=112, one_based=True):
+        """Images with same-named ``.pts`` files beside them (iBUG layout; PTS is 1-based)."""
+        records = []
+        for image in formats.list_images(folder):
+            pts = image.with_suffix(".pts")
+            if pts.exists():
+                records.append({"image": image, "landmarks": formats.read_pts(pts) - (1.0 if one_based else 0.0)})
+        return cls(records, ".", size)

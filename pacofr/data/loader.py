@@ -1,0 +1,135 @@
+"""The batch loader: deterministic per-epoch shuffling, augmentation, normalisation to
+C-contiguous float32 (B, 3, S, S), background prefetch (the C work releases the GIL), and a
+policy for unreadable samples."""
+import queue
+import threading
+
+import numpy as np
+
+from .. import _C
+from .augment import augment
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Loader:
+    """Iterate one epoch per ``for batch in loader`` (then ``set_epoch``), or ``epochs(n)``.
+
+    Each batch: ``images`` float32 (B, 3, S, S), ``indices`` int64 (B,), and ``landmarks`` /
+    ``parsing`` when the data set has them. ``augment``: an AugmentConfig or None.
+    ``on_error``: ``"raise"`` (a ValueError naming the sample's file) or ``"skip"`` (the
+    sample is left out and recorded in ``skipped``; batches stay full)."""
+
+    def __init__(self, dataset, batch_size, seed=0, shuffle=True, drop_last=True, augment=None,
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD, prefetch=2, on_error="raise", epoch=0):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.seed, self.shuffle, self.drop_last = int(seed), bool(shuffle), bool(drop_last)
+        self.augment = augment
+        self.mean = np.asarray(mean, np.float32)
+        self.std = np.asarray(std, np.float32)
+        self.prefetch = max(0, int(prefetch))
+        self.on_error = on_error
+        self.epoch = int(epoch)
+        self.skipped = []
+
+    def __len__(self):
+        n = len(self.dataset)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def set_epoch(self, epoch):
+        self.epoch = int(epoch)
+
+    def order(self, epoch=None):
+        """The sample order of an epoch: a pure function of (seed, epoch)."""
+        n = len(self.dataset)
+        if not self.shuffle:
+            return np.arange(n)
+        return np.random.default_rng([self.seed, self.epoch if epoch is None else epoch]).permutation(n)
+
+    def _load(self, i):
+        try:
+            return self.dataset[int(i)]
+        except (ValueError, OSError) as exc:
+            if self.on_error == "raise":
+                raise ValueError(f"sample {int(i)}: {exc}") from exc
+            self.skipped.append((int(i), str(exc)))
+            return None
+
+    def _batches(self, epoch):
+        samples, indices = [], []
+        for i in self.order(epoch):
+            s = self._load(i)
+            if s is None:
+                continue
+            samples.append(s)
+            indices.append(i)
+            if len(samples) == self.batch_size:
+                yield self._collate(samples, indices, epoch)
+                samples, indices = [], []
+        if samples and not self.drop_last:
+            yield self._collate(samples, indices, epoch)
+
+    def _collate(self, samples, indices, epoch):
+        images = np.stack([s["image"] for s in samples])
+        lm = np.stack([s["landmarks"] for s in samples]) if "landmarks" in samples[0] else None
+        parsing = np.stack([s["parsing"] for s in samples]) if "parsing" in samples[0] else None
+        if self.augment is not None:
+            out = augment(images, indices, self.seed, epoch, landmarks=lm, parsing=parsing, config=self.augment)
+            images, lm, parsing = out["images"], out.get("landmarks"), out.get("parsing")
+        batch = {"images": _C.normalize(np.ascontiguousarray(images), self.mean, self.std),
+                 "indices": np.asarray(indices, np.int64)}
+        if lm is not None:
+            batch["landmarks"] = np.ascontiguousarray(lm, np.float32)
+        if parsing is not None:
+            batch["parsing"] = np.ascontiguousarray(parsing, np.uint8)
+        return batch
+
+    def __iter__(self):
+        epoch = self.epoch
+        if self.prefetch == 0:
+            yield from self._batches(epoch)
+            return
+        q = queue.Queue(maxsize=self.prefetch)
+        stop = threading.Event()
+
+        def produce():
+            try:
+                for b in self._batches(epoch):
+                    while not stop.is_set():
+                        try:
+                            q.put(("batch", b), timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                q.put(("end", None))
+            except BaseException as exc:  # handed to the consumer, never lost in the thread
+                q.put(("error", exc))
+
+        worker = threading.Thread(target=produce, name="pacofr-loader", daemon=True)
+        worker.start()
+        try:
+            while True:
+                kind, item = q.get()
+                if kind == "batch":
+                    yield item
+                elif kind == "error":
+                    raise item
+                else:
+                    return
+        finally:
+            stop.set()
+            worker.join(timeout=10)
+
+    def epochs(self, n):
+        """Batches of n epochs from the current one, advancing ``epoch``."""
+        for _ in range(n):
+            yield from self
+            self.epoch += 1
