@@ -1,0 +1,2 @@
+"""SynthFace: procedurally generated faces with exact ground truth (geometry first; the C
+renderer follows)."""
