@@ -28,6 +28,15 @@ static inline void *pf_malloc(size_t n) {
     return aligned_alloc(PF_ALIGN, rounded ? rounded : PF_ALIGN);
 }
 
+/* This thread's number inside an OpenMP team (0 outside one, or without OpenMP). */
+static inline int pf_thread_num(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
 static inline int64_t pf_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t pf_max64(int64_t a, int64_t b) { return a > b ? a : b; }
 

@@ -127,10 +127,7 @@ pf_status pf_gemm_portable(int trans_a, int trans_b, int64_t M, int64_t N, int64
             const float beta_pc = pc == 0 ? beta : 1.0f;
 #pragma omp parallel num_threads(nt)
             {
-                int tid = 0;
-#ifdef _OPENMP
-                tid = omp_get_thread_num();
-#endif
+                const int tid = pf_thread_num();
                 float *my_Ap = Ap + tid * MC * kc_max;
 #pragma omp for schedule(static)
                 for (int64_t p = 0; p < n_jr; p++)

@@ -32,8 +32,29 @@ void pf_color_jitter_u8(uint8_t *img, int64_t B, int64_t H, int64_t W, const flo
     for (int64_t b = 0; b < B; b++) jitter_one(img + b * H * W * 3, H * W, params + 4 * b);
 }
 
-/* Separable Gaussian blur of one (H, W, C) image with radius ceil(3 sigma), edges reflected
- * (..., 2, 1, | 0, 1, 2, ...); tmp holds H * W * C floats. */
+/* One 1-D pass of the kernel k (2r + 1 taps) along x (horizontal) or y over in (H, W, C),
+ * edges mirrored (..., 2, 1, | 0, 1, 2, ...) and clamped for images smaller than the kernel. */
+static void blur_pass(float *out, const float *in, int64_t H, int64_t W, int64_t C, int horizontal,
+                      const float *k, int64_t r) {
+    const int64_t n = horizontal ? W : H, step = horizontal ? C : W * C;
+    for (int64_t y = 0; y < H; y++)
+        for (int64_t x = 0; x < W; x++) {
+            const int64_t pos = horizontal ? x : y, base = (y * W + x) * C - pos * step;
+            for (int64_t c = 0; c < C; c++) {
+                float acc = 0.0f;
+                for (int64_t i = -r; i <= r; i++) {
+                    int64_t q = pos + i;
+                    q = q < 0 ? -q : q >= n ? 2 * n - 2 - q : q;
+                    q = q < 0 ? 0 : q >= n ? n - 1 : q;
+                    acc += k[i + r] * in[base + q * step + c];
+                }
+                out[(y * W + x) * C + c] = acc;
+            }
+        }
+}
+
+/* Separable Gaussian blur of one (H, W, C) image with radius ceil(3 sigma); tmp holds
+ * 2 * H * W * C floats. */
 static void blur_one(uint8_t *img, int64_t H, int64_t W, int64_t C, float sigma, float *tmp) {
     if (!(sigma > 0.0f)) return;
     int64_t r = (int64_t)ceilf(3.0f * sigma);
@@ -41,45 +62,25 @@ static void blur_one(uint8_t *img, int64_t H, int64_t W, int64_t C, float sigma,
     float k[129], sum = 0.0f;
     for (int64_t i = -r; i <= r; i++) sum += k[i + r] = expf(-0.5f * (float)(i * i) / (sigma * sigma));
     for (int64_t i = 0; i <= 2 * r; i++) k[i] /= sum;
-#define REFLECT(i, n) ((i) < 0 ? -(i) : (i) >= (n) ? 2 * (n) - 2 - (i) : (i))
-    for (int64_t y = 0; y < H; y++)
-        for (int64_t x = 0; x < W; x++)
-            for (int64_t c = 0; c < C; c++) {
-                float acc = 0.0f;
-                for (int64_t i = -r; i <= r; i++) {
-                    int64_t xx = REFLECT(x + i, W);
-                    xx = xx < 0 ? 0 : xx >= W ? W - 1 : xx; /* images narrower than the kernel */
-                    acc += k[i + r] * img[(y * W + xx) * C + c];
-                }
-                tmp[(y * W + x) * C + c] = acc;
-            }
-    for (int64_t y = 0; y < H; y++)
-        for (int64_t x = 0; x < W; x++)
-            for (int64_t c = 0; c < C; c++) {
-                float acc = 0.0f;
-                for (int64_t i = -r; i <= r; i++) {
-                    int64_t yy = REFLECT(y + i, H);
-                    yy = yy < 0 ? 0 : yy >= H ? H - 1 : yy;
-                    acc += k[i + r] * tmp[(yy * W + x) * C + c];
-                }
-                img[(y * W + x) * C + c] = to_u8(acc);
-            }
-#undef REFLECT
+    const int64_t n = H * W * C;
+    float *a = tmp, *b = tmp + n;
+    for (int64_t i = 0; i < n; i++) a[i] = img[i];
+    blur_pass(b, a, H, W, C, 1, k, r);
+    blur_pass(a, b, H, W, C, 0, k, r);
+    for (int64_t i = 0; i < n; i++) img[i] = to_u8(a[i]);
 }
 
 pf_status pf_gaussian_blur_u8(uint8_t *img, int64_t B, int64_t H, int64_t W, int64_t C,
                               const float *sigmas) {
     const int nt = pf_get_num_threads();
-    float *tmp = pf_malloc((size_t)nt * H * W * C * sizeof(float));
+    float *tmp = pf_malloc((size_t)nt * 2 * H * W * C * sizeof(float));
     if (!tmp) return pf_fail(PF_ENOMEM, "blur: out of memory");
 #pragma omp parallel num_threads(nt)
     {
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
+        const int tid = pf_thread_num();
 #pragma omp for schedule(dynamic, 1)
-        for (int64_t b = 0; b < B; b++) blur_one(img + b * H * W * C, H, W, C, sigmas[b], tmp + (size_t)tid * H * W * C);
+        for (int64_t b = 0; b < B; b++)
+            blur_one(img + b * H * W * C, H, W, C, sigmas[b], tmp + (size_t)tid * 2 * H * W * C);
     }
     free(tmp);
     return PF_OK;

@@ -52,10 +52,7 @@ pf_status pf_attention_backward(float *dqkv, const float *dout, const float *qkv
     pf_status st = PF_OK;
 #pragma omp parallel num_threads(nt)
     {
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
+        const int tid = pf_thread_num();
         float *dP = scratch + (size_t)tid * T * T;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t bh = 0; bh < B * NH; bh++) {

@@ -34,10 +34,7 @@ pf_status pf_layernorm_backward(float *dinp, float *dw, float *db, const float *
     if (!partial) return pf_fail(PF_ENOMEM, "layernorm_backward: out of memory");
 #pragma omp parallel num_threads(nt)
     {
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
+        const int tid = pf_thread_num();
         float *pw = partial + (size_t)tid * 2 * C, *pb = pw + C;
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < R; r++) {
