@@ -18,6 +18,7 @@
 #include "warp.h"
 #include "photometric.h"
 #include "normalize.h"
+#include "raster.h"
 
 /* Raise the exception that matches a failed status, with the core's message. */
 static PyObject *raise_status(pf_status st) {
@@ -1155,6 +1156,49 @@ static PyObject *py_normalize(PyObject *self, PyObject *args) {
     return (PyObject *)out;
 }
 
+/* raster_faces(layers (L,) float32, offsets (B+1,) int64, params (B, 8) float32,
+ * background (B, 6) float32, size) -> (images (B, S, S, 3) uint8, labels (B, S, S) uint8) */
+static PyObject *py_raster_faces(PyObject *self, PyObject *args) {
+    PyObject *l_obj, *o_obj, *p_obj, *b_obj;
+    long S;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOl", &l_obj, &o_obj, &p_obj, &b_obj, &S)) return NULL;
+    PyArrayObject *layers = F32(l_obj, "layers", 1, NULL, 0);
+    PyArrayObject *off = layers ? I64(o_obj, "offsets", 1, NULL) : NULL;
+    if (!off) return NULL;
+    const npy_intp B = PyArray_DIM(off, 0) - 1;
+    if (B < 0) return PyErr_Format(PyExc_ValueError, "offsets needs B + 1 entries");
+    PyArrayObject *params = F32(p_obj, "params", 2, SHP(B, 8), 0);
+    PyArrayObject *bg = params ? F32(b_obj, "background", 2, SHP(B, 6), 0) : NULL;
+    if (!bg || !check_finite(layers, "layers") || !check_finite(params, "params")) return NULL;
+    if (S < 1 || S > 4096) return PyErr_Format(PyExc_ValueError, "size must be in [1, 4096], got %ld", S);
+    const int64_t *po = PyArray_DATA(off);
+    for (npy_intp b = 0; b <= B; b++)
+        if (po[b] < 0 || po[b] > PyArray_DIM(layers, 0) || (b && po[b] < po[b - 1]))
+            return PyErr_Format(PyExc_ValueError, "offsets must rise from 0 to len(layers)");
+    const float *pp = PyArray_DATA(params);
+    for (npy_intp b = 0; b < B; b++)
+        if (!(pp[8 * b + 2] > 0 && pp[8 * b + 3] > 0))
+            return PyErr_Format(PyExc_ValueError, "params[%zd]: head radii must be positive", (Py_ssize_t)b);
+    PyArrayObject *img = (PyArrayObject *)PyArray_EMPTY(4, (npy_intp *)SHP(B, S, S, 3), NPY_UINT8, 0);
+    PyArrayObject *lab = (PyArrayObject *)PyArray_EMPTY(3, (npy_intp *)SHP(B, S, S), NPY_UINT8, 0);
+    if (!img || !lab) {
+        Py_XDECREF(img), Py_XDECREF(lab);
+        return NULL;
+    }
+    uint8_t *pi = PyArray_DATA(img), *pl = PyArray_DATA(lab);
+    const float *pla = PyArray_DATA(layers), *pb = PyArray_DATA(bg);
+    pf_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pf_raster_faces(pi, pl, B, S, pla, po, pp, pb);
+    Py_END_ALLOW_THREADS
+    if (st != PF_OK) {
+        Py_DECREF(img), Py_DECREF(lab);
+        return raise_status(st);
+    }
+    return Py_BuildValue("(NN)", img, lab);
+}
+
 /* profile(enable) -> None; profile_read() -> {name: (seconds, calls)}; profile_reset() */
 static PyObject *py_profile(PyObject *self, PyObject *arg) {
     (void)self;
@@ -1230,6 +1274,7 @@ static PyMethodDef methods[] = {
     {"vit_acts_bytes", py_vit_acts_bytes, METH_O, "vit_acts_bytes(model) -> bytes of cached activations"},
     {"grad_norm", py_grad_norm, METH_O, "grad_norm(model) -> global l2 norm of trainable gradients"},
     {"adamw_step", (PyCFunction)(void (*)(void))py_adamw_step, METH_VARARGS | METH_KEYWORDS, "one AdamW step"},
+    {"raster_faces", py_raster_faces, METH_VARARGS, "raster_faces(layers, offsets, params, background, size)"},
     {"normalize", py_normalize, METH_VARARGS, "normalize(images, mean, std) -> (B, 3, H, W) float32"},
     {"color_jitter", py_color_jitter, METH_VARARGS, "color_jitter(images, params): in place"},
     {"gaussian_blur", py_gaussian_blur, METH_VARARGS, "gaussian_blur(images, sigmas): in place"},

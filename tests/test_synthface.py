@@ -1,0 +1,64 @@
+"""SynthFace (first renderer): determinism, identities, and ground truth that agrees with the
+pixels."""
+import numpy as np
+import pytest
+
+from pacofr.data.synth import synthface as sf
+from pacofr.data.synth.synthface import SynthFace
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return SynthFace(seed=0, size=112, num_images=500).render_batch(range(40))
+
+
+def test_shapes_and_types(batch):
+    assert batch["image"].shape == (40, 112, 112, 3) and batch["image"].dtype == np.uint8
+    assert batch["landmarks"].shape == (40, 68, 2) and batch["landmarks"].dtype == np.float32
+    assert batch["parsing"].shape == (40, 112, 112) and batch["parsing"].max() <= 10
+    assert batch["visible"].dtype == bool and len(batch["attributes"]) == 40
+    assert {"yaw", "pitch", "roll"} <= set(batch["attributes"][0])
+    one = SynthFace(seed=0, size=112, num_images=500)[3]
+    np.testing.assert_array_equal(one["image"], batch["image"][3])
+
+
+def test_pure_function_of_seed_and_index(batch):
+    again = SynthFace(seed=0, size=112, num_images=500).render_batch([5, 1, 30])
+    np.testing.assert_array_equal(again["image"], batch["image"][[5, 1, 30]])
+    np.testing.assert_array_equal(again["parsing"], batch["parsing"][[5, 1, 30]])
+    other = SynthFace(seed=1, size=112, num_images=500).render_batch([5])
+    assert not np.array_equal(other["image"][0], batch["image"][5])
+
+
+def test_identity_fixes_shape_and_skin():
+    ds = SynthFace(seed=0, size=112, num_images=2000, num_identities=5)
+    ids = np.array([ds.identity_of(i) for i in range(200)])
+    same = np.flatnonzero(ids == ids[0])[:2]
+    a, b = (ds.identity_params(ds.identity_of(i)) for i in same)
+    np.testing.assert_array_equal(a["skin"], b["skin"])
+    assert a["shape"] == b["shape"]
+    assert len(set(ids.tolist())) == 5
+
+
+def test_parsing_agrees_with_landmarks(batch):
+    """Where a face is near-frontal and unoccluded, each eye centre carries its eye label, the
+    mouth centre a mouth label and the nose tip the nose label."""
+    checked = 0
+    for k, a in enumerate(batch["attributes"]):
+        if abs(a["yaw"]) > 25 or a["occluder"] != 0 or a["close_eyes"]:
+            continue
+        lm, lab = batch["landmarks"][k], batch["parsing"][k]
+        at = lambda p: lab[int(round(p[1])), int(round(p[0]))]
+        assert at(lm[36:42].mean(0)) == sf.LEFT_EYE and at(lm[42:48].mean(0)) == sf.RIGHT_EYE
+        assert at(lm[[50, 52, 56, 58]].mean(0)) in (sf.UPPER_LIP, sf.INNER_MOUTH, sf.LOWER_LIP)
+        assert at(lm[31:36].mean(0)) == sf.NOSE
+        assert at(lm[8] + [0, -4]) == sf.SKIN
+        checked += 1
+    assert checked >= 10
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="size must be between 64 and 256"):
+        SynthFace(size=32)
+    with pytest.raises(IndexError):
+        SynthFace(num_images=10)[10]
