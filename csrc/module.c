@@ -1110,6 +1110,28 @@ static PyObject *py_color_jitter(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* add_noise(images (B, ...) uint8, sigmas (B,) float32, keys (B,) int64): in place */
+static PyObject *py_add_noise(PyObject *self, PyObject *args) {
+    PyObject *i_obj, *s_obj, *k_obj;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOO", &i_obj, &s_obj, &k_obj)) return NULL;
+    PyArrayObject *im = check_arr(i_obj, "images", NPY_UINT8, -1, NULL, 1, "");
+    if (!im) return NULL;
+    if (PyArray_NDIM(im) < 1) return PyErr_Format(PyExc_ValueError, "images needs a batch dimension");
+    const npy_intp B = PyArray_DIM(im, 0);
+    PyArrayObject *sg = F32(s_obj, "sigmas", 1, SHP(B), 0);
+    PyArrayObject *keys = sg ? I64(k_obj, "keys", 1, SHP(B)) : NULL;
+    if (!keys || !check_finite(sg, "sigmas")) return NULL;
+    uint8_t *pi = PyArray_DATA(im);
+    const float *ps = PyArray_DATA(sg);
+    const uint64_t *pk = PyArray_DATA(keys);
+    const npy_intp n = B ? PyArray_SIZE(im) / B : 0;
+    Py_BEGIN_ALLOW_THREADS
+    pf_add_noise_u8(pi, B, n, ps, pk);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 /* gaussian_blur(images (B, H, W, C) uint8, sigmas (B,) float32): in place */
 static PyObject *py_gaussian_blur(PyObject *self, PyObject *args) {
     PyObject *i_obj, *s_obj;
@@ -1277,6 +1299,7 @@ static PyMethodDef methods[] = {
     {"raster_faces", py_raster_faces, METH_VARARGS, "raster_faces(layers, offsets, params, background, size)"},
     {"normalize", py_normalize, METH_VARARGS, "normalize(images, mean, std) -> (B, 3, H, W) float32"},
     {"color_jitter", py_color_jitter, METH_VARARGS, "color_jitter(images, params): in place"},
+    {"add_noise", py_add_noise, METH_VARARGS, "add_noise(images, sigmas, keys): in place"},
     {"gaussian_blur", py_gaussian_blur, METH_VARARGS, "gaussian_blur(images, sigmas): in place"},
     {"warp", py_warp, METH_VARARGS, "warp(images, matrix, out_h, out_w, nearest, fill) -> uint8"},
     {"profile", py_profile, METH_O, "profile(on): time each layer kind"},

@@ -95,3 +95,18 @@ def test_bad_arguments(rng):
         ro = images.copy()
         ro.setflags(write=False)
         _C.color_jitter(ro, np.ones((2, 4), np.float32))
+
+
+def test_add_noise_statistics_and_determinism():
+    base = np.full((3, 64, 64, 3), 128, np.uint8)
+    a, b = base.copy(), base.copy()
+    _C.add_noise(a, np.array([0, 4, 10], np.float32), np.array([1, 2, 3], np.int64))
+    _C.add_noise(b, np.array([0, 4, 10], np.float32), np.array([1, 2, 3], np.int64))
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a[0], base[0])
+    for k, sigma in ((1, 4), (2, 10)):
+        d = a[k].astype(float) - 128
+        assert abs(d.mean()) < 0.3 and abs(d.std() - sigma) < 0.1 * sigma
+    c = base.copy()
+    _C.add_noise(c, np.array([0, 4, 10], np.float32), np.array([1, 2, 4], np.int64))
+    assert np.array_equal(c[1], a[1]) and not np.array_equal(c[2], a[2])

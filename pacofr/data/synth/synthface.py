@@ -149,7 +149,7 @@ class SynthFace:
         for i in indices:
             if not 0 <= i < self.num_images:
                 raise IndexError(f"index {i} out of range for {self.num_images} images")
-        layers, offsets, params, backgrounds = [], [0], [], []
+        layers, offsets, params, backgrounds, noise = [], [0], [], [], []
         landmarks, visible, ids, attrs = [], [], [], []
         for i in indices:
             ident_id = self.identity_of(i)
@@ -166,6 +166,7 @@ class SynthFace:
             light = p["light"] / np.linalg.norm(p["light"])
             params.append([hx, hy, hrx * 0.95, hry * 0.9, light[0], light[1], light[2], p["ambient"]])
             backgrounds.append(p["background"])
+            noise.append(p["noise"])
             if p["occluder"] == 1:
                 vis = vis & ~np.isin(np.arange(68), np.r_[g.EYE_R, g.EYE_L])
             elif p["occluder"] == 2:
@@ -182,10 +183,8 @@ class SynthFace:
         blur = np.array([a["blur"] for a in attrs], np.float32)
         if blur.any():
             _C.gaussian_blur(images, blur)
-        for k, i in enumerate(indices):  # sensor noise, fixed by (seed, i)
-            sigma = self.image_params(i)["noise"]
-            if sigma > 0:
-                n = np.random.default_rng([self.seed, int(i), 7]).normal(0, sigma, images[k].shape)
-                images[k] = np.clip(images[k] + n, 0, 255).astype(np.uint8)
+        # sensor noise, a pure function of (seed, i)
+        keys = np.array([(self.seed * 0x9E3779B1 + i) & 0x7FFFFFFFFFFFFFFF for i in indices], np.int64)
+        _C.add_noise(images, np.array(noise, np.float32), keys)
         return {"image": images, "landmarks": np.stack(landmarks), "visible": np.stack(visible),
                 "parsing": parsing, "identity": np.array(ids, np.int64), "attributes": attrs}
