@@ -62,3 +62,14 @@ def test_bad_arguments():
         SynthFace(size=32)
     with pytest.raises(IndexError):
         SynthFace(num_images=10)[10]
+
+
+def test_subsets_and_five_points(batch):
+    for k, a in enumerate(batch["attributes"]):
+        assert set(a["subsets"]) == set(sf.SUBSETS)
+        assert a["subsets"]["occlusion"] == (a["occluder"] != 0)
+        assert a["subsets"]["large_pose"] == (abs(a["yaw"]) >= 45 or abs(a["pitch"]) >= 25 or abs(a["roll"]) >= 25)
+        np.testing.assert_allclose(batch["landmarks5"][k, 2], batch["landmarks"][k, 30])
+        np.testing.assert_allclose(batch["landmarks5"][k, 0], batch["landmarks"][k, 36:42].mean(0), atol=1e-4)
+    counts = {s: sum(a["subsets"][s] for a in batch["attributes"]) for s in sf.SUBSETS}
+    assert all(0 < c < len(batch["attributes"]) for c in counts.values()), counts

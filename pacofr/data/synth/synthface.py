@@ -7,7 +7,19 @@ in pose, expression, lighting, background and occluders. Labels follow LaPa's 11
 import numpy as np
 
 from ... import _C
+from ..schemes import SCHEMES
 from . import geometry as g
+
+SUBSETS = ("large_pose", "expression", "illumination", "occlusion", "blur")
+
+
+def subsets_of(a):
+    """EVAL.md's SynthFace subsets (mirroring WFLW's) from one image's attributes."""
+    return {"large_pose": abs(a["yaw"]) >= 45 or abs(a["pitch"]) >= 25 or abs(a["roll"]) >= 25,
+            "expression": a["smile"] > 0.5 or a["open_mouth"] > 0.3 or a["raise_brows"] > 0.5 or a["close_eyes"] > 0,
+            "illumination": a["ambient"] < 0.45 or a["colour_cast"] > 0.1,
+            "occlusion": a["occluder"] != 0,
+            "blur": a["blur"] > 0}
 
 # LaPa-11
 BACKGROUND, SKIN, LEFT_BROW, RIGHT_BROW, LEFT_EYE, RIGHT_EYE, NOSE, UPPER_LIP, INNER_MOUTH, LOWER_LIP, HAIR = range(11)
@@ -34,10 +46,11 @@ def _thick(points, width_top, width_bottom):
 
 
 class SynthFace:
-    """``ds[i]`` -> dict with ``image`` uint8 (S, S, 3), ``landmarks`` float32 (68, 2),
-    ``visible`` bool (68,), ``parsing`` uint8 (S, S) (LaPa-11), ``identity`` int and
-    ``attributes`` (yaw, pitch, roll in degrees, expression values, illumination, occlusion,
-    blur); ``render_batch(indices)`` stacks them."""
+    """``ds[i]`` -> dict with ``image`` uint8 (S, S, 3), ``landmarks`` float32 (68, 2, iBUG
+    order, x then y), ``landmarks5`` (5, 2), ``visible`` bool (68,), ``parsing`` uint8 (S, S)
+    (LaPa-11), ``identity`` int and ``attributes`` (yaw, pitch, roll in degrees, expression
+    values, illumination, occluder, blur, and ``subsets``: large_pose, expression,
+    illumination, occlusion, blur); ``render_batch(indices)`` stacks them."""
 
     def __init__(self, seed=0, size=112, num_images=10000, num_identities=None):
         if not 64 <= size <= 256:
@@ -177,7 +190,9 @@ class SynthFace:
             e = p["expression"]
             attrs.append({"yaw": p["yaw"], "pitch": p["pitch"], "roll": p["roll"], "smile": e.smile,
                           "open_mouth": e.open_mouth, "raise_brows": e.raise_brows, "close_eyes": e.close_eyes,
-                          "ambient": p["ambient"], "occluder": p["occluder"], "blur": p["blur"]})
+                          "ambient": p["ambient"], "colour_cast": float(np.abs(p["cast"] - 1).max()),
+                          "light": [float(v) for v in light], "occluder": p["occluder"], "blur": p["blur"]})
+            attrs[-1]["subsets"] = subsets_of(attrs[-1])
         images, parsing = _C.raster_faces(np.concatenate(layers), np.array(offsets, np.int64),
                                           np.array(params, np.float32), np.array(backgrounds, np.float32), S)
         blur = np.array([a["blur"] for a in attrs], np.float32)
@@ -186,5 +201,7 @@ class SynthFace:
         # sensor noise, a pure function of (seed, i)
         keys = np.array([(self.seed * 0x9E3779B1 + i) & 0x7FFFFFFFFFFFFFFF for i in indices], np.int64)
         _C.add_noise(images, np.array(noise, np.float32), keys)
-        return {"image": images, "landmarks": np.stack(landmarks), "visible": np.stack(visible),
+        lms = np.stack(landmarks)
+        return {"image": images, "landmarks": lms, "landmarks5": SCHEMES["68"].five_points(lms).astype(np.float32),
+                "visible": np.stack(visible),
                 "parsing": parsing, "identity": np.array(ids, np.int64), "attributes": attrs}
