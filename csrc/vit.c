@@ -203,7 +203,6 @@ float *pf_vit_params(pf_vit *m) { return m->params; }
 float *pf_vit_grads(pf_vit *m) { return m->grads; }
 void pf_vit_zero_grad(pf_vit *m) { memset(m->grads, 0, (size_t)m->nparams * sizeof(float)); }
 void pf_vit_set_dtype(pf_vit *m, pf_dtype dt) { m->dtype = dt; }
-pf_dtype pf_vit_get_dtype(const pf_vit *m) { return m->dtype; }
 int64_t pf_vit_acts_bytes(const pf_vit *m) { return m->acts_floats * (int64_t)sizeof(float); }
 
 /* ---------------------------------------------------------------- activations */

@@ -71,7 +71,6 @@ float *pf_vit_params(pf_vit *m);
 float *pf_vit_grads(pf_vit *m);
 void pf_vit_zero_grad(pf_vit *m);
 void pf_vit_set_dtype(pf_vit *m, pf_dtype dt);
-pf_dtype pf_vit_get_dtype(const pf_vit *m);
 int64_t pf_vit_acts_bytes(const pf_vit *m);
 
 /* images (B, 3, S, S); ids_keep (B, n) distinct grid indices per row; *loss = MAE loss. */

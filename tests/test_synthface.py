@@ -73,3 +73,32 @@ def test_subsets_and_five_points(batch):
         np.testing.assert_allclose(batch["landmarks5"][k, 0], batch["landmarks"][k, 36:42].mean(0), atol=1e-4)
     counts = {s: sum(a["subsets"][s] for a in batch["attributes"]) for s in sf.SUBSETS}
     assert all(0 < c < len(batch["attributes"]) for c in counts.values()), counts
+
+
+def test_raster_bad_arguments():
+    from pacofr import _C
+    sq = np.array([1, -1, 255, 0, 0, 0, 4, 2, 2, 9, 2, 9, 9, 2, 9], np.float32)
+    ok = (np.array([0, len(sq)], np.int64), np.array([[5, 5, 5, 5, 0, 0, 1, 1]], np.float32), np.zeros((1, 6), np.float32))
+    img, lab = _C.raster_faces(sq, *ok, 12)
+    assert lab[0, 5, 5] == 1 and lab[0, 0, 0] == 0 and img[0, 5, 5, 0] == 255
+    with pytest.raises(ValueError, match="offsets must rise from 0 to len"):
+        _C.raster_faces(sq, np.array([0, len(sq) + 1], np.int64), *ok[1:], 12)
+    with pytest.raises(ValueError, match=r"params\[0\]: head radii must be positive"):
+        _C.raster_faces(sq, ok[0], np.zeros((1, 8), np.float32), ok[2], 12)
+    with pytest.raises(ValueError, match="size must be in"):
+        _C.raster_faces(sq, *ok, 0)
+    with pytest.raises(ValueError, match="layers contains NaN"):
+        _C.raster_faces(np.full_like(sq, np.nan), *ok, 12)
+    with pytest.raises(ValueError, match=r"params must have shape \(1, 8\)"):
+        _C.raster_faces(sq, ok[0], np.zeros((2, 8), np.float32), ok[2], 12)
+
+
+def test_add_noise_bad_arguments():
+    from pacofr import _C
+    im = np.zeros((2, 4, 4, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"sigmas must have shape \(2,\)"):
+        _C.add_noise(im, np.zeros(3, np.float32), np.zeros(2, np.int64))
+    with pytest.raises(TypeError, match="keys must have dtype int64"):
+        _C.add_noise(im, np.zeros(2, np.float32), np.zeros(2, np.int32))
+    with pytest.raises(ValueError, match="sigmas contains NaN"):
+        _C.add_noise(im, np.array([np.nan, 0], np.float32), np.zeros(2, np.int64))
