@@ -2,6 +2,7 @@
 #ifndef PF_COMMON_H
 #define PF_COMMON_H
 
+#include <stdint.h>
 #include <stdlib.h>
 #include "pf.h"
 
@@ -35,6 +36,14 @@ static inline int pf_thread_num(void) {
 #else
     return 0;
 #endif
+}
+
+/* splitmix64 finaliser: a counter-based generator, (key ^ counter) -> 64 random bits. */
+static inline uint64_t pf_mix64(uint64_t z) {
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
 }
 
 static inline int64_t pf_min64(int64_t a, int64_t b) { return a < b ? a : b; }

@@ -1178,30 +1178,39 @@ static PyObject *py_normalize(PyObject *self, PyObject *args) {
     return (PyObject *)out;
 }
 
-/* raster_faces(layers (L,) float32, offsets (B+1,) int64, params (B, 8) float32,
- * background (B, 6) float32, size) -> (images (B, S, S, 3) uint8, labels (B, S, S) uint8) */
+/* raster_faces(layers (L,) float32, offsets (B+1,) int64, params (B, PF_RASTER_NPARAM) float32,
+ * background (B, 6) float32, keys (B,) int64, size)
+ *   -> (images (B, S, S, 3) uint8, labels (B, S, S) uint8) */
 static PyObject *py_raster_faces(PyObject *self, PyObject *args) {
-    PyObject *l_obj, *o_obj, *p_obj, *b_obj;
+    PyObject *l_obj, *o_obj, *p_obj, *b_obj, *k_obj;
     long S;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOOl", &l_obj, &o_obj, &p_obj, &b_obj, &S)) return NULL;
+    if (!PyArg_ParseTuple(args, "OOOOOl", &l_obj, &o_obj, &p_obj, &b_obj, &k_obj, &S)) return NULL;
     PyArrayObject *layers = F32(l_obj, "layers", 1, NULL, 0);
     PyArrayObject *off = layers ? I64(o_obj, "offsets", 1, NULL) : NULL;
     if (!off) return NULL;
     const npy_intp B = PyArray_DIM(off, 0) - 1;
     if (B < 0) return PyErr_Format(PyExc_ValueError, "offsets needs B + 1 entries");
-    PyArrayObject *params = F32(p_obj, "params", 2, SHP(B, 8), 0);
+    PyArrayObject *params = F32(p_obj, "params", 2, SHP(B, PF_RASTER_NPARAM), 0);
     PyArrayObject *bg = params ? F32(b_obj, "background", 2, SHP(B, 6), 0) : NULL;
-    if (!bg || !check_finite(layers, "layers") || !check_finite(params, "params")) return NULL;
+    PyArrayObject *keys = bg ? I64(k_obj, "keys", 1, SHP(B)) : NULL;
+    if (!keys || !check_finite(layers, "layers") || !check_finite(params, "params") ||
+        !check_finite(bg, "background"))
+        return NULL;
     if (S < 1 || S > 4096) return PyErr_Format(PyExc_ValueError, "size must be in [1, 4096], got %ld", S);
     const int64_t *po = PyArray_DATA(off);
     for (npy_intp b = 0; b <= B; b++)
-        if (po[b] < 0 || po[b] > PyArray_DIM(layers, 0) || (b && po[b] < po[b - 1]))
+        if (po[b] < 0 || po[b] > PyArray_DIM(layers, 0) || (b && po[b] < po[b - 1]) || (b == 0 && po[b] != 0))
             return PyErr_Format(PyExc_ValueError, "offsets must rise from 0 to len(layers)");
     const float *pp = PyArray_DATA(params);
-    for (npy_intp b = 0; b < B; b++)
-        if (!(pp[8 * b + 2] > 0 && pp[8 * b + 3] > 0))
+    for (npy_intp b = 0; b < B; b++) {
+        const float *q = pp + PF_RASTER_NPARAM * b;
+        if (!(q[2] > 0 && q[3] > 0))
             return PyErr_Format(PyExc_ValueError, "params[%zd]: head radii must be positive", (Py_ssize_t)b);
+        if (q[10] < 0 || q[13] < 0 || q[14] < 0 || q[10] > S || q[13] > S)
+            return PyErr_Format(PyExc_ValueError, "params[%zd]: texture cells and stripe period must be in [0, size]",
+                                (Py_ssize_t)b);
+    }
     PyArrayObject *img = (PyArrayObject *)PyArray_EMPTY(4, (npy_intp *)SHP(B, S, S, 3), NPY_UINT8, 0);
     PyArrayObject *lab = (PyArrayObject *)PyArray_EMPTY(3, (npy_intp *)SHP(B, S, S), NPY_UINT8, 0);
     if (!img || !lab) {
@@ -1210,9 +1219,10 @@ static PyObject *py_raster_faces(PyObject *self, PyObject *args) {
     }
     uint8_t *pi = PyArray_DATA(img), *pl = PyArray_DATA(lab);
     const float *pla = PyArray_DATA(layers), *pb = PyArray_DATA(bg);
+    const uint64_t *pk = PyArray_DATA(keys);
     pf_status st;
     Py_BEGIN_ALLOW_THREADS
-    st = pf_raster_faces(pi, pl, B, S, pla, po, pp, pb);
+    st = pf_raster_faces(pi, pl, B, S, pla, po, pp, pb, pk);
     Py_END_ALLOW_THREADS
     if (st != PF_OK) {
         Py_DECREF(img), Py_DECREF(lab);

