@@ -15,6 +15,7 @@
 #include "optim.h"
 #include "profile.h"
 #include "vit.h"
+#include "paco/paco.h"
 #include "warp.h"
 #include "photometric.h"
 #include "normalize.h"
@@ -391,16 +392,16 @@ static void unbox(model_box *b) { __atomic_store_n(&b->busy, 0, __ATOMIC_RELEASE
 static PyObject *py_vit_create(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *kw[] = {"img_size", "patch_size", "embed_dim", "depth", "num_heads", "mlp_hidden",
                          "decoder_embed_dim", "decoder_depth", "decoder_num_heads", "decoder_mlp_hidden",
-                         "encoder_only", "learned_pos", "norm_pix_loss", NULL};
-    long long v[10] = {0};
+                         "encoder_only", "learned_pos", "norm_pix_loss", "codebook_size", "belief_hidden", NULL};
+    long long v[10] = {0}, K = 0, H = 0;
     int encoder_only = 0, learned_pos = 0, norm_pix = 1;
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "LLLLLL|LLLLppp:vit_create", kw, &v[0], &v[1], &v[2],
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "LLLLLL|LLLLpppLL:vit_create", kw, &v[0], &v[1], &v[2],
                                      &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &encoder_only,
-                                     &learned_pos, &norm_pix))
+                                     &learned_pos, &norm_pix, &K, &H))
         return NULL;
     pf_vit_config c = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9],
-                       encoder_only, learned_pos, norm_pix};
+                       encoder_only, learned_pos, norm_pix, K, H};
     model_box *b = calloc(1, sizeof *b);
     if (!b) return PyErr_NoMemory();
     pf_status st = pf_vit_create(&c, &b->m);
@@ -530,6 +531,141 @@ static PyObject *py_vit_encode(PyObject *self, PyObject *args) {
     } else {
         result = (PyObject *)out;
     }
+done:
+    unbox(b);
+    return result;
+}
+
+/* vit_forward_ex(model, images, ids_keep, target_images | None, weights (B, N) | None) -> loss */
+static PyObject *py_vit_forward_ex(PyObject *self, PyObject *args) {
+    PyObject *cap, *im_obj, *ids_obj, *t_obj, *w_obj;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOO:vit_forward_ex", &cap, &im_obj, &ids_obj, &t_obj, &w_obj)) return NULL;
+    model_box *b = box(cap);
+    if (!b) return NULL;
+    PyObject *result = NULL;
+    PyArrayObject *im = check_images(im_obj, b->m), *tim = NULL, *w = NULL;
+    if (!im) goto done;
+    const npy_intp B = PyArray_DIM(im, 0);
+    const pf_vit_config *c = pf_vit_get_config(b->m);
+    const npy_intp N = (c->img_size / c->patch_size) * (c->img_size / c->patch_size);
+    PyArrayObject *ids = I64(ids_obj, "ids_keep", 2, SHP(B, -1));
+    if (!ids) goto done;
+    if (t_obj != Py_None) {
+        tim = check_images(t_obj, b->m);
+        if (!tim || PyArray_DIM(tim, 0) != B) {
+            if (tim) PyErr_Format(PyExc_ValueError, "target_images must hold %zd images", (Py_ssize_t)B);
+            goto done;
+        }
+    }
+    if (w_obj != Py_None) {
+        w = F32(w_obj, "weights", 2, SHP(B, N), 0);
+        if (!w || !check_finite(w, "weights")) goto done;
+        const float *pw = PyArray_DATA(w);
+        for (npy_intp i = 0; i < B * N; i++)
+            if (pw[i] < 0.0f) {
+                PyErr_Format(PyExc_ValueError, "weights must be >= 0, got %g at %zd", (double)pw[i], (Py_ssize_t)i);
+                goto done;
+            }
+    }
+    const float *pim = PyArray_DATA(im), *pt = data_or_null(tim), *pw = data_or_null(w);
+    const int64_t *pids = PyArray_DATA(ids);
+    const npy_intp n = PyArray_DIM(ids, 1);
+    double loss = 0.0;
+    pf_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pf_vit_forward_ex(b->m, pim, pids, B, n, pt, pw, &loss);
+    Py_END_ALLOW_THREADS
+    result = st == PF_OK ? PyFloat_FromDouble(loss) : raise_status(st);
+done:
+    unbox(b);
+    return result;
+}
+
+/* vit_backward_ex(model, dlatent (B, 1+n, C) | None, dcols (B, n, 3*p*p) | None): accumulate */
+static PyObject *py_vit_backward_ex(PyObject *self, PyObject *args) {
+    PyObject *cap, *dl_obj, *dc_obj;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOO:vit_backward_ex", &cap, &dl_obj, &dc_obj)) return NULL;
+    model_box *b = box(cap);
+    if (!b) return NULL;
+    PyObject *result = NULL;
+    int64_t B = 0, T = 0, C = 0;
+    if (!pf_vit_latent(b->m, &B, &T, &C)) {
+        PyErr_SetString(PyExc_ValueError, "backward() needs a forward() first");
+        goto done;
+    }
+    const pf_vit_config *c = pf_vit_get_config(b->m);
+    PyArrayObject *dl = NULL, *dc = NULL;
+    if (dl_obj != Py_None && !((dl = F32(dl_obj, "dlatent", 3, SHP(B, T, C), 0)) && check_finite(dl, "dlatent")))
+        goto done;
+    if (!opt_f32(dc_obj, "dcols", 3, SHP(B, T - 1, 3 * c->patch_size * c->patch_size), &dc)) goto done;
+    const float *pdl = data_or_null(dl);
+    float *pdc = data_or_null(dc);
+    pf_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pf_vit_backward_ex(b->m, pdl, pdc);
+    Py_END_ALLOW_THREADS
+    if (st == PF_OK) {
+        Py_INCREF(Py_None);
+        result = Py_None;
+    } else {
+        raise_status(st);
+    }
+done:
+    unbox(b);
+    return result;
+}
+
+/* vit_latent(model) -> (B, 1+n, C) copy of the last forward's encoder output;
+ * vit_pred(model) -> (B, N, d) copy of its decoder prediction (cls row dropped). */
+static PyObject *latent_or_pred(PyObject *cap, int pred) {
+    model_box *b = box(cap);
+    if (!b) return NULL;
+    int64_t B = 0, T = 0, C = 0;
+    const float *src = pred ? pf_vit_pred(b->m, &B, &T, &C) : pf_vit_latent(b->m, &B, &T, &C);
+    PyArrayObject *out = NULL;
+    if (!src) {
+        PyErr_SetString(PyExc_ValueError, "no forward() yet: nothing to return");
+    } else if ((out = new_f32(3, SHP(B, T, C), 0))) {
+        float *o = PyArray_DATA(out);
+        for (int64_t i = 0; i < B; i++)
+            memcpy(o + i * T * C, src + (pred ? i * (T + 1) * C + C : i * T * C), (size_t)(T * C) * sizeof(float));
+    }
+    unbox(b);
+    return (PyObject *)out;
+}
+
+static PyObject *py_vit_latent(PyObject *self, PyObject *cap) { (void)self; return latent_or_pred(cap, 0); }
+static PyObject *py_vit_pred(PyObject *self, PyObject *cap) { (void)self; return latent_or_pred(cap, 1); }
+
+/* vit_encode_ids(model, images, ids (B, n)) -> (B, 1+n, C): the encoder on kept patches */
+static PyObject *py_vit_encode_ids(PyObject *self, PyObject *args) {
+    PyObject *cap, *im_obj, *ids_obj;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOO:vit_encode_ids", &cap, &im_obj, &ids_obj)) return NULL;
+    model_box *b = box(cap);
+    if (!b) return NULL;
+    PyObject *result = NULL;
+    PyArrayObject *im = check_images(im_obj, b->m), *out = NULL;
+    if (!im) goto done;
+    const npy_intp B = PyArray_DIM(im, 0);
+    PyArrayObject *ids = I64(ids_obj, "ids", 2, SHP(B, -1));
+    if (!ids) goto done;
+    const npy_intp n = PyArray_DIM(ids, 1);
+    if (!(out = new_f32(3, SHP(B, 1 + n, pf_vit_get_config(b->m)->embed_dim), 0))) goto done;
+    const float *pim = PyArray_DATA(im);
+    const int64_t *pids = PyArray_DATA(ids);
+    float *pout = PyArray_DATA(out);
+    pf_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pf_vit_encode_ids(b->m, pim, pids, B, n, pout);
+    Py_END_ALLOW_THREADS
+    if (st != PF_OK) {
+        Py_CLEAR(out);
+        raise_status(st);
+    }
+    result = (PyObject *)out;
 done:
     unbox(b);
     return result;
@@ -1231,6 +1367,364 @@ static PyObject *py_raster_faces(PyObject *self, PyObject *args) {
     return Py_BuildValue("(NN)", img, lab);
 }
 
+/* ---------------------------------------------------------------- PaCo-FR (csrc/paco) */
+
+/* Every value of an int64 array in [0, hi); 0 with ValueError naming the first bad one. */
+static int check_index(PyArrayObject *a, const char *name, int64_t hi) {
+    const int64_t *v = PyArray_DATA(a);
+    for (npy_intp i = 0; i < PyArray_SIZE(a); i++)
+        if (v[i] < 0 || v[i] >= hi) {
+            PyErr_Format(PyExc_ValueError, "%s[%zd] = %lld is outside [0, %lld)", name, (Py_ssize_t)i,
+                         (long long)v[i], (long long)hi);
+            return 0;
+        }
+    return 1;
+}
+
+/* patch_stats(x (R, d)) -> (xn (R, d), mu (R), sigma (R)): MAE's norm_pix normalisation */
+static PyObject *py_patch_stats(PyObject *self, PyObject *x_obj) {
+    (void)self;
+    PyArrayObject *x = F32(x_obj, "x", 2, NULL, 0);
+    if (!x || !check_finite(x, "x")) return NULL;
+    const npy_intp R = PyArray_DIM(x, 0), d = PyArray_DIM(x, 1);
+    if (d < 2) return PyErr_Format(PyExc_ValueError, "x rows need at least 2 values, got %zd", (Py_ssize_t)d);
+    PyArrayObject *xn = new_f32(2, SHP(R, d), 0), *mu = new_f32(1, SHP(R), 0), *sd = new_f32(1, SHP(R), 0);
+    if (!xn || !mu || !sd) {
+        Py_XDECREF(xn), Py_XDECREF(mu), Py_XDECREF(sd);
+        return NULL;
+    }
+    pf_patch_stats(PyArray_DATA(xn), PyArray_DATA(mu), PyArray_DATA(sd), PyArray_DATA(x), R, d);
+    return Py_BuildValue("(NNN)", xn, mu, sd);
+}
+
+/* substitute(images (B, 3, S, S), t (B, s, d), mu (B, s), sigma (B, s), subst (B, s), p): in place */
+static PyObject *py_substitute(PyObject *self, PyObject *args) {
+    PyObject *im_obj, *t_obj, *m_obj, *s_obj, *g_obj;
+    long p;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOOl", &im_obj, &t_obj, &m_obj, &s_obj, &g_obj, &p)) return NULL;
+    PyArrayObject *im = F32(im_obj, "images", 4, SHP(-1, 3, -1, -1), 1);
+    if (!im || !check_patch(PyArray_DIM(im, 2), p)) return NULL;
+    const npy_intp B = PyArray_DIM(im, 0), S = PyArray_DIM(im, 2), G = S / p;
+    if (PyArray_DIM(im, 3) != S) return PyErr_Format(PyExc_ValueError, "images must be square");
+    PyArrayObject *g = I64(g_obj, "subst", 2, SHP(B, -1));
+    if (!g) return NULL;
+    const npy_intp s = PyArray_DIM(g, 1);
+    PyArrayObject *t = F32(t_obj, "t", 3, SHP(B, s, 3 * p * p), 0);
+    PyArrayObject *mu = t ? F32(m_obj, "mu", 2, SHP(B, s), 0) : NULL;
+    PyArrayObject *sd = mu ? F32(s_obj, "sigma", 2, SHP(B, s), 0) : NULL;
+    if (!sd || !check_finite(t, "t") || !check_finite(mu, "mu") || !check_finite(sd, "sigma") ||
+        !check_index(g, "subst", G * G))
+        return NULL;
+    pf_substitute(PyArray_DATA(im), PyArray_DATA(t), PyArray_DATA(mu), PyArray_DATA(sd), PyArray_DATA(g), B, s, S, p);
+    Py_RETURN_NONE;
+}
+
+/* substitute_backward(dt (B, s, d), dcols (B, n, d), sigma (B, s), pos (B, s), p): dt += */
+static PyObject *py_substitute_backward(PyObject *self, PyObject *args) {
+    PyObject *dt_obj, *dc_obj, *s_obj, *pos_obj;
+    long p;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOl", &dt_obj, &dc_obj, &s_obj, &pos_obj, &p)) return NULL;
+    if (p < 1) return PyErr_Format(PyExc_ValueError, "patch size must be positive, got %ld", p);
+    PyArrayObject *dt = F32(dt_obj, "dt", 3, SHP(-1, -1, 3 * p * p), 1);
+    if (!dt) return NULL;
+    const npy_intp B = PyArray_DIM(dt, 0), s = PyArray_DIM(dt, 1);
+    PyArrayObject *dc = F32(dc_obj, "dcols", 3, SHP(B, -1, 3 * p * p), 0);
+    PyArrayObject *sd = dc ? F32(s_obj, "sigma", 2, SHP(B, s), 0) : NULL;
+    PyArrayObject *pos = sd ? I64(pos_obj, "pos", 2, SHP(B, s)) : NULL;
+    if (!pos || !check_index(pos, "pos", PyArray_DIM(dc, 1))) return NULL;
+    pf_substitute_backward(PyArray_DATA(dt), PyArray_DATA(dc), PyArray_DATA(sd), PyArray_DATA(pos), B, s,
+                           PyArray_DIM(dc, 1), p);
+    Py_RETURN_NONE;
+}
+
+/* The codebook argument: float32 (K, d), finite. */
+static PyArrayObject *check_codebook(PyObject *obj, npy_intp d, int writeable) {
+    PyArrayObject *C = F32(obj, "codebook", 2, SHP(-1, d), writeable);
+    if (C && PyArray_DIM(C, 0) < 1) {
+        PyErr_SetString(PyExc_ValueError, "codebook must have at least one code");
+        return NULL;
+    }
+    return C && check_finite(C, "codebook") ? C : NULL;
+}
+
+/* codebook_nearest(x (R, d), codebook (K, d)) -> (idx (R,) int64, dist (R,)) */
+static PyObject *py_codebook_nearest(PyObject *self, PyObject *args) {
+    PyObject *x_obj, *c_obj;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO", &x_obj, &c_obj)) return NULL;
+    PyArrayObject *x = F32(x_obj, "x", 2, NULL, 0);
+    PyArrayObject *C = x && check_finite(x, "x") ? check_codebook(c_obj, PyArray_DIM(x, 1), 0) : NULL;
+    if (!C) return NULL;
+    const npy_intp R = PyArray_DIM(x, 0), K = PyArray_DIM(C, 0), d = PyArray_DIM(x, 1);
+    PyArrayObject *idx = (PyArrayObject *)PyArray_EMPTY(1, (npy_intp *)SHP(R), NPY_INT64, 0);
+    PyArrayObject *dist = new_f32(1, SHP(R), 0);
+    if (!idx || !dist) {
+        Py_XDECREF(idx), Py_XDECREF(dist);
+        return NULL;
+    }
+    int64_t *pi = PyArray_DATA(idx);
+    float *pd = PyArray_DATA(dist);
+    const float *px = PyArray_DATA(x), *pc = PyArray_DATA(C);
+    pf_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pf_codebook_nearest(pi, pd, px, pc, R, K, d);
+    Py_END_ALLOW_THREADS
+    if (st != PF_OK) {
+        Py_DECREF(idx), Py_DECREF(dist);
+        return raise_status(st);
+    }
+    return Py_BuildValue("(NN)", idx, dist);
+}
+
+static int check_topk(long k, npy_intp K, float tau) {
+    if (k < 1 || k > K || k > 64) {
+        PyErr_Format(PyExc_ValueError, "k must be in [1, min(64, K = %zd)], got %ld", (Py_ssize_t)K, k);
+        return 0;
+    }
+    if (!(tau > 0.0f) || !isfinite(tau)) {
+        PyErr_Format(PyExc_ValueError, "tau must be positive and finite, got %g", (double)tau);
+        return 0;
+    }
+    return 1;
+}
+
+/* topk_mixture_forward(logits (R, K), codebook (K, d), k, tau, hard) -> (t (R, d), idx (R, k), w (R, k)) */
+static PyObject *py_topk_mixture_forward(PyObject *self, PyObject *args) {
+    PyObject *l_obj, *c_obj;
+    long k;
+    float tau;
+    int hard;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOlfp", &l_obj, &c_obj, &k, &tau, &hard)) return NULL;
+    PyArrayObject *l = F32(l_obj, "logits", 2, NULL, 0);
+    if (!l || !check_finite(l, "logits")) return NULL;
+    const npy_intp R = PyArray_DIM(l, 0), K = PyArray_DIM(l, 1);
+    PyArrayObject *C = F32(c_obj, "codebook", 2, SHP(K, -1), 0);
+    if (!C || !check_finite(C, "codebook") || !check_topk(k, K, tau)) return NULL;
+    const npy_intp d = PyArray_DIM(C, 1);
+    PyArrayObject *t = new_f32(2, SHP(R, d), 0), *w = new_f32(2, SHP(R, k), 0);
+    PyArrayObject *idx = (PyArrayObject *)PyArray_EMPTY(2, (npy_intp *)SHP(R, k), NPY_INT64, 0);
+    if (!t || !w || !idx) {
+        Py_XDECREF(t), Py_XDECREF(w), Py_XDECREF(idx);
+        return NULL;
+    }
+    pf_topk_mixture_forward(PyArray_DATA(t), PyArray_DATA(idx), PyArray_DATA(w), PyArray_DATA(l), PyArray_DATA(C),
+                            R, K, d, k, tau, hard);
+    return Py_BuildValue("(NNN)", t, idx, w);
+}
+
+/* topk_mixture_backward(dlogits (R, K) | None, dcodebook (K, d) | None, dt (R, d), idx (R, k),
+ * w (R, k), codebook (K, d), tau): accumulate */
+static PyObject *py_topk_mixture_backward(PyObject *self, PyObject *args) {
+    PyObject *dl_obj, *dc_obj, *dt_obj, *i_obj, *w_obj, *c_obj;
+    float tau;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOOOf", &dl_obj, &dc_obj, &dt_obj, &i_obj, &w_obj, &c_obj, &tau)) return NULL;
+    PyArrayObject *dt = F32(dt_obj, "dt", 2, NULL, 0);
+    PyArrayObject *C = dt ? check_codebook(c_obj, PyArray_DIM(dt, 1), 0) : NULL;
+    PyArrayObject *idx = C ? I64(i_obj, "idx", 2, SHP(PyArray_DIM(dt, 0), -1)) : NULL;
+    if (!idx) return NULL;
+    const npy_intp R = PyArray_DIM(dt, 0), d = PyArray_DIM(dt, 1), K = PyArray_DIM(C, 0), k = PyArray_DIM(idx, 1);
+    PyArrayObject *w = F32(w_obj, "w", 2, SHP(R, k), 0), *dl, *dc;
+    if (!w || !check_topk(k, K, tau) || !check_index(idx, "idx", K) || !opt_f32(dl_obj, "dlogits", 2, SHP(R, K), &dl) ||
+        !opt_f32(dc_obj, "dcodebook", 2, SHP(K, d), &dc))
+        return NULL;
+    pf_topk_mixture_backward(data_or_null(dl), data_or_null(dc), PyArray_DATA(dt), PyArray_DATA(idx), PyArray_DATA(w),
+                             PyArray_DATA(C), R, K, d, k, tau);
+    Py_RETURN_NONE;
+}
+
+/* The EMA k-means state: codebook (K, d), ema_count (K), ema_sum (K, d), all writeable. */
+static int check_ema_state(PyObject *c_obj, PyObject *n_obj, PyObject *s_obj, npy_intp d, PyArrayObject **C,
+                           PyArrayObject **cnt, PyArrayObject **sum) {
+    *C = check_codebook(c_obj, d, 1);
+    *cnt = *C ? F32(n_obj, "ema_count", 1, SHP(PyArray_DIM(*C, 0)), 1) : NULL;
+    *sum = *cnt ? F32(s_obj, "ema_sum", 2, SHP(PyArray_DIM(*C, 0), d), 1) : NULL;
+    return *sum && check_finite(*cnt, "ema_count") && check_finite(*sum, "ema_sum");
+}
+
+/* codebook_ema(codebook, ema_count, ema_sum, x (R, d), assign (R), decay, eps): in place */
+static PyObject *py_codebook_ema(PyObject *self, PyObject *args) {
+    PyObject *c_obj, *n_obj, *s_obj, *x_obj, *a_obj;
+    float decay, eps;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOOff", &c_obj, &n_obj, &s_obj, &x_obj, &a_obj, &decay, &eps)) return NULL;
+    PyArrayObject *x = F32(x_obj, "x", 2, NULL, 0), *C, *cnt, *sum;
+    if (!x || !check_finite(x, "x") || !check_ema_state(c_obj, n_obj, s_obj, PyArray_DIM(x, 1), &C, &cnt, &sum))
+        return NULL;
+    PyArrayObject *a = I64(a_obj, "assign", 1, SHP(PyArray_DIM(x, 0)));
+    if (!a || !check_index(a, "assign", PyArray_DIM(C, 0))) return NULL;
+    if (!(decay > 0.0f && decay < 1.0f) || !(eps > 0.0f))
+        return PyErr_Format(PyExc_ValueError, "decay must be in (0, 1) and eps positive, got %g, %g", (double)decay,
+                            (double)eps);
+    pf_codebook_ema(PyArray_DATA(C), PyArray_DATA(cnt), PyArray_DATA(sum), PyArray_DATA(x), PyArray_DATA(a),
+                    PyArray_DIM(x, 0), PyArray_DIM(C, 0), PyArray_DIM(x, 1), decay, eps);
+    Py_RETURN_NONE;
+}
+
+/* codebook_reseed(codebook, ema_count, ema_sum, x (R, d), threshold, key) -> codes re-seeded */
+static PyObject *py_codebook_reseed(PyObject *self, PyObject *args) {
+    PyObject *c_obj, *n_obj, *s_obj, *x_obj;
+    float threshold;
+    unsigned long long key;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOfK", &c_obj, &n_obj, &s_obj, &x_obj, &threshold, &key)) return NULL;
+    PyArrayObject *x = F32(x_obj, "x", 2, NULL, 0), *C, *cnt, *sum;
+    if (!x || !check_finite(x, "x") || !check_ema_state(c_obj, n_obj, s_obj, PyArray_DIM(x, 1), &C, &cnt, &sum))
+        return NULL;
+    if (PyArray_DIM(x, 0) < 1) return PyErr_Format(PyExc_ValueError, "x must have at least one row");
+    const int64_t n = pf_codebook_reseed(PyArray_DATA(C), PyArray_DATA(cnt), PyArray_DATA(sum), PyArray_DATA(x),
+                                         PyArray_DIM(x, 0), PyArray_DIM(C, 0), PyArray_DIM(x, 1), threshold, key);
+    return PyLong_FromLongLong(n);
+}
+
+/* codebook_init(codebook (K, d), x (R, d), kmeanspp, key): in place */
+static PyObject *py_codebook_init(PyObject *self, PyObject *args) {
+    PyObject *c_obj, *x_obj;
+    int pp;
+    unsigned long long key;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOpK", &c_obj, &x_obj, &pp, &key)) return NULL;
+    PyArrayObject *x = F32(x_obj, "x", 2, NULL, 0);
+    PyArrayObject *C = x && check_finite(x, "x") ? F32(c_obj, "codebook", 2, SHP(-1, PyArray_DIM(x, 1)), 1) : NULL;
+    if (!C) return NULL;
+    float *pc = PyArray_DATA(C);
+    const float *px = PyArray_DATA(x);
+    const npy_intp R = PyArray_DIM(x, 0), K = PyArray_DIM(C, 0), d = PyArray_DIM(x, 1);
+    pf_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pf_codebook_init(pc, px, R, K, d, pp, key);
+    Py_END_ALLOW_THREADS
+    if (st != PF_OK) return raise_status(st);
+    Py_RETURN_NONE;
+}
+
+/* Optional valid (B, T) uint8 rows mask. */
+static int opt_valid(PyObject *obj, npy_intp B, npy_intp T, PyArrayObject **out) {
+    *out = NULL;
+    if (obj == Py_None) return 1;
+    *out = check_arr(obj, "valid", NPY_UINT8, 2, SHP(B, T), 0, "");
+    return *out != NULL;
+}
+
+/* affinity_loss_forward(ys (B, T, C), yt (B, T, C), valid (B, T) | None)
+ *   -> (loss, diff (B, T, T), zs (B, T, C), norms (B, T)) */
+static PyObject *py_affinity_loss_forward(PyObject *self, PyObject *args) {
+    PyObject *s_obj, *t_obj, *v_obj;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOO", &s_obj, &t_obj, &v_obj)) return NULL;
+    PyArrayObject *ys = F32(s_obj, "ys", 3, NULL, 0);
+    if (!ys || !check_finite(ys, "ys")) return NULL;
+    const npy_intp B = PyArray_DIM(ys, 0), T = PyArray_DIM(ys, 1), C = PyArray_DIM(ys, 2);
+    PyArrayObject *yt = F32(t_obj, "yt", 3, SHP(B, T, C), 0), *valid;
+    if (!yt || !check_finite(yt, "yt") || !opt_valid(v_obj, B, T, &valid)) return NULL;
+    PyArrayObject *diff = new_f32(3, SHP(B, T, T), 0), *zs = new_f32(3, SHP(B, T, C), 0), *norms = new_f32(2, SHP(B, T), 0);
+    if (!diff || !zs || !norms) {
+        Py_XDECREF(diff), Py_XDECREF(zs), Py_XDECREF(norms);
+        return NULL;
+    }
+    double loss = 0.0;
+    float *pd = PyArray_DATA(diff), *pz = PyArray_DATA(zs), *pn = PyArray_DATA(norms);
+    const float *ps = PyArray_DATA(ys), *pt = PyArray_DATA(yt);
+    const uint8_t *pv = valid ? PyArray_DATA(valid) : NULL;
+    pf_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pf_affinity_loss_forward(&loss, pd, pz, pn, ps, pt, pv, B, T, C);
+    Py_END_ALLOW_THREADS
+    if (st != PF_OK) {
+        Py_DECREF(diff), Py_DECREF(zs), Py_DECREF(norms);
+        return raise_status(st);
+    }
+    return Py_BuildValue("(dNNN)", loss, diff, zs, norms);
+}
+
+/* affinity_loss_backward(dys (B, T, C), diff, zs, norms, valid | None, dloss): dys += */
+static PyObject *py_affinity_loss_backward(PyObject *self, PyObject *args) {
+    PyObject *d_obj, *df_obj, *z_obj, *n_obj, *v_obj;
+    float dloss;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOOf", &d_obj, &df_obj, &z_obj, &n_obj, &v_obj, &dloss)) return NULL;
+    PyArrayObject *dys = F32(d_obj, "dys", 3, NULL, 1);
+    if (!dys) return NULL;
+    const npy_intp B = PyArray_DIM(dys, 0), T = PyArray_DIM(dys, 1), C = PyArray_DIM(dys, 2);
+    PyArrayObject *diff = F32(df_obj, "diff", 3, SHP(B, T, T), 0);
+    PyArrayObject *zs = diff ? F32(z_obj, "zs", 3, SHP(B, T, C), 0) : NULL;
+    PyArrayObject *norms = zs ? F32(n_obj, "norms", 2, SHP(B, T), 0) : NULL, *valid;
+    if (!norms || !opt_valid(v_obj, B, T, &valid)) return NULL;
+    float *pd = PyArray_DATA(dys);
+    const float *pdf = PyArray_DATA(diff), *pz = PyArray_DATA(zs), *pn = PyArray_DATA(norms);
+    const uint8_t *pv = valid ? PyArray_DATA(valid) : NULL;
+    pf_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pf_affinity_loss_backward(pd, pdf, pz, pn, pv, B, T, C, dloss);
+    Py_END_ALLOW_THREADS
+    if (st != PF_OK) return raise_status(st);
+    Py_RETURN_NONE;
+}
+
+/* region_pool_forward(y (B, T, C), region (B, T), G) -> (out (B, G, C), count (B, G) int64) */
+static PyObject *py_region_pool_forward(PyObject *self, PyObject *args) {
+    PyObject *y_obj, *r_obj;
+    long G;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOl", &y_obj, &r_obj, &G)) return NULL;
+    PyArrayObject *y = F32(y_obj, "y", 3, NULL, 0);
+    if (!y) return NULL;
+    const npy_intp B = PyArray_DIM(y, 0), T = PyArray_DIM(y, 1), C = PyArray_DIM(y, 2);
+    PyArrayObject *r = I64(r_obj, "region", 2, SHP(B, T));
+    if (!r || G < 1 || !check_index(r, "region", G)) {
+        if (r && G < 1) PyErr_Format(PyExc_ValueError, "G must be positive, got %ld", G);
+        return NULL;
+    }
+    PyArrayObject *out = new_f32(3, SHP(B, G, C), 0);
+    PyArrayObject *cnt = (PyArrayObject *)PyArray_EMPTY(2, (npy_intp *)SHP(B, G), NPY_INT64, 0);
+    if (!out || !cnt) {
+        Py_XDECREF(out), Py_XDECREF(cnt);
+        return NULL;
+    }
+    pf_region_pool_forward(PyArray_DATA(out), PyArray_DATA(cnt), PyArray_DATA(y), PyArray_DATA(r), B, T, C, G);
+    return Py_BuildValue("(NN)", out, cnt);
+}
+
+/* region_pool_backward(dy (B, T, C), dout (B, G, C), count (B, G), region (B, T)): dy += */
+static PyObject *py_region_pool_backward(PyObject *self, PyObject *args) {
+    PyObject *dy_obj, *do_obj, *c_obj, *r_obj;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOO", &dy_obj, &do_obj, &c_obj, &r_obj)) return NULL;
+    PyArrayObject *dy = F32(dy_obj, "dy", 3, NULL, 1);
+    if (!dy) return NULL;
+    const npy_intp B = PyArray_DIM(dy, 0), T = PyArray_DIM(dy, 1), C = PyArray_DIM(dy, 2);
+    PyArrayObject *dout = F32(do_obj, "dout", 3, SHP(B, -1, C), 0);
+    if (!dout) return NULL;
+    const npy_intp G = PyArray_DIM(dout, 1);
+    PyArrayObject *cnt = I64(c_obj, "count", 2, SHP(B, G)), *r = cnt ? I64(r_obj, "region", 2, SHP(B, T)) : NULL;
+    if (!r || !check_index(r, "region", G)) return NULL;
+    const int64_t *pc = PyArray_DATA(cnt), *pr = PyArray_DATA(r);
+    for (npy_intp i = 0; i < B * T; i++)
+        if (pc[(i / T) * G + pr[i]] < 1)
+            return PyErr_Format(PyExc_ValueError, "count is 0 for region %lld of image %zd", (long long)pr[i],
+                                (Py_ssize_t)(i / T));
+    pf_region_pool_backward(PyArray_DATA(dy), PyArray_DATA(dout), pc, pr, B, T, C, G);
+    Py_RETURN_NONE;
+}
+
+/* ema_update(dst (n), src (n), momentum): dst = m dst + (1 - m) src */
+static PyObject *py_ema_update(PyObject *self, PyObject *args) {
+    PyObject *d_obj, *s_obj;
+    float m;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOf", &d_obj, &s_obj, &m)) return NULL;
+    PyArrayObject *dst = F32(d_obj, "dst", 1, NULL, 1);
+    PyArrayObject *src = dst ? F32(s_obj, "src", 1, SHP(PyArray_DIM(dst, 0)), 0) : NULL;
+    if (!src || !check_finite(src, "src")) return NULL;
+    if (!(m >= 0.0f && m <= 1.0f)) return PyErr_Format(PyExc_ValueError, "momentum must be in [0, 1], got %g", (double)m);
+    if (overlaps(dst, src)) return PyErr_Format(PyExc_ValueError, "dst and src must not overlap");
+    pf_ema_update(PyArray_DATA(dst), PyArray_DATA(src), PyArray_DIM(dst, 0), m);
+    Py_RETURN_NONE;
+}
+
 /* profile(enable) -> None; profile_read() -> {name: (seconds, calls)}; profile_reset() */
 static PyObject *py_profile(PyObject *self, PyObject *arg) {
     (void)self;
@@ -1283,6 +1777,67 @@ static PyObject *py_build_info(PyObject *self, PyObject *unused) {
                          "compiler", "gcc " __VERSION__, "openmp", openmp);
 }
 
+/* ================================================================ masking (METHOD.md section 1) */
+#include "masking.h"
+
+enum { MASK_RANDOM, MASK_BLOCK, MASK_STRUCTURED };
+
+/* mask_<kind>(indices (B,) int64, grid, n_mask, seed, step[, regions (N,) | (B, N) int64])
+ *   -> (mask (B, N) uint8, ids_keep (B, N - n_mask) int64, ids_restore (B, N) int64).
+ * seed and step are taken modulo 2^64. */
+static PyObject *mask_kind(PyObject *args, int kind) {
+    static const char *fmts[] = {"OLLKK:mask_random", "OLLKK:mask_block", "OLLKKO:mask_structured"};
+    PyObject *i_obj, *r_obj = NULL;
+    long long grid, n_mask;
+    unsigned long long seed, step;
+    if (!PyArg_ParseTuple(args, fmts[kind], &i_obj, &grid, &n_mask, &seed, &step, &r_obj)) return NULL;
+    PyArrayObject *idx = I64(i_obj, "indices", 1, NULL);
+    if (!idx) return NULL;
+    if (grid < 1 || grid > PF_MASK_MAX_GRID)
+        return PyErr_Format(PyExc_ValueError, "grid must be in [1, %d], got %lld", PF_MASK_MAX_GRID, grid);
+    const npy_intp B = PyArray_DIM(idx, 0), N = (npy_intp)(grid * grid);
+    if (n_mask < 0 || n_mask > N)
+        return PyErr_Format(PyExc_ValueError, "n_mask must be in [0, N = %lld], got %lld", (long long)N, n_mask);
+    PyArrayObject *reg = NULL;
+    if (kind == MASK_STRUCTURED) {
+        reg = I64(r_obj, "regions", -1, NULL);
+        if (!reg) return NULL;
+        const int nd = PyArray_NDIM(reg);
+        if (!((nd == 1 && PyArray_DIM(reg, 0) == N) || (nd == 2 && PyArray_DIM(reg, 0) == B && PyArray_DIM(reg, 1) == N)))
+            return PyErr_Format(PyExc_ValueError, "regions must have shape (%lld,) or (%lld, %lld), got %s",
+                                (long long)N, (long long)B, (long long)N, shape_str(reg));
+    }
+    PyArrayObject *mask = (PyArrayObject *)PyArray_EMPTY(2, (npy_intp *)SHP(B, N), NPY_UINT8, 0);
+    PyArrayObject *keep = (PyArrayObject *)PyArray_EMPTY(2, (npy_intp *)SHP(B, N - n_mask), NPY_INT64, 0);
+    PyArrayObject *restore = (PyArrayObject *)PyArray_EMPTY(2, (npy_intp *)SHP(B, N), NPY_INT64, 0);
+    if (!mask || !keep || !restore) {
+        Py_XDECREF(mask), Py_XDECREF(keep), Py_XDECREF(restore);
+        return NULL;
+    }
+    uint8_t *pm = PyArray_DATA(mask);
+    int64_t *pk = PyArray_DATA(keep), *pr = PyArray_DATA(restore);
+    const int64_t *pi = PyArray_DATA(idx), *pg = reg ? PyArray_DATA(reg) : NULL;
+    const int per_image = reg && PyArray_NDIM(reg) == 2;
+    pf_status st;
+    Py_BEGIN_ALLOW_THREADS
+    if (kind == MASK_RANDOM) st = pf_mask_random(pm, pk, pr, B, grid, n_mask, seed, step, pi);
+    else if (kind == MASK_BLOCK) st = pf_mask_block(pm, pk, pr, B, grid, n_mask, seed, step, pi);
+    else st = pf_mask_structured(pm, pk, pr, B, grid, n_mask, seed, step, pi, pg, per_image);
+    Py_END_ALLOW_THREADS
+    if (st != PF_OK) {
+        Py_DECREF(mask), Py_DECREF(keep), Py_DECREF(restore);
+        return raise_status(st);
+    }
+    return Py_BuildValue("(NNN)", mask, keep, restore);
+}
+
+static PyObject *py_mask_random(PyObject *self, PyObject *args) { (void)self; return mask_kind(args, MASK_RANDOM); }
+static PyObject *py_mask_block(PyObject *self, PyObject *args) { (void)self; return mask_kind(args, MASK_BLOCK); }
+static PyObject *py_mask_structured(PyObject *self, PyObject *args) {
+    (void)self;
+    return mask_kind(args, MASK_STRUCTURED);
+}
+
 static PyMethodDef methods[] = {
     {"gemm", (PyCFunction)(void (*)(void))py_gemm, METH_VARARGS | METH_KEYWORDS, gemm_doc},
     {"round_bf16", py_round_bf16, METH_O, round_bf16_doc},
@@ -1301,12 +1856,37 @@ static PyMethodDef methods[] = {
     {"vit_forward", py_vit_forward, METH_VARARGS, "vit_forward(model, images, ids_keep) -> MAE loss"},
     {"vit_backward", py_vit_backward, METH_O, "vit_backward(model): accumulate gradients of the last loss"},
     {"vit_encode", py_vit_encode, METH_VARARGS, "vit_encode(model, images) -> (B, 1+N, C)"},
+    {"vit_forward_ex", py_vit_forward_ex, METH_VARARGS,
+     "vit_forward_ex(model, images, ids_keep, target_images|None, weights|None) -> weighted reconstruction loss"},
+    {"vit_backward_ex", py_vit_backward_ex, METH_VARARGS, "vit_backward_ex(model, dlatent|None, dcols|None)"},
+    {"vit_latent", py_vit_latent, METH_O, "vit_latent(model) -> (B, 1+n, C) encoder output of the last forward"},
+    {"vit_pred", py_vit_pred, METH_O, "vit_pred(model) -> (B, N, d) decoder prediction of the last forward"},
+    {"vit_encode_ids", py_vit_encode_ids, METH_VARARGS, "vit_encode_ids(model, images, ids) -> (B, 1+n, C)"},
     {"vit_zero_grad", py_vit_zero_grad, METH_O, "vit_zero_grad(model)"},
     {"vit_set_dtype", py_vit_set_dtype, METH_VARARGS, "vit_set_dtype(model, 'fp32' | 'bf16')"},
     {"vit_acts_bytes", py_vit_acts_bytes, METH_O, "vit_acts_bytes(model) -> bytes of cached activations"},
     {"grad_norm", py_grad_norm, METH_O, "grad_norm(model) -> global l2 norm of trainable gradients"},
     {"adamw_step", (PyCFunction)(void (*)(void))py_adamw_step, METH_VARARGS | METH_KEYWORDS, "one AdamW step"},
-    {"raster_faces", py_raster_faces, METH_VARARGS, "raster_faces(layers, offsets, params, background, size)"},
+    {"raster_faces", py_raster_faces, METH_VARARGS, "raster_faces(layers, offsets, params, background, keys, size)"},
+    {"patch_stats", py_patch_stats, METH_O, "patch_stats(x (R, d)) -> (normalised, mu, sigma)"},
+    {"substitute", py_substitute, METH_VARARGS, "substitute(images, t, mu, sigma, subst, p): in place"},
+    {"substitute_backward", py_substitute_backward, METH_VARARGS, "substitute_backward(dt, dcols, sigma, pos, p)"},
+    {"codebook_nearest", py_codebook_nearest, METH_VARARGS, "codebook_nearest(x, codebook) -> (idx, dist)"},
+    {"topk_mixture_forward", py_topk_mixture_forward, METH_VARARGS,
+     "topk_mixture_forward(logits, codebook, k, tau, hard) -> (t, idx, w)"},
+    {"topk_mixture_backward", py_topk_mixture_backward, METH_VARARGS,
+     "topk_mixture_backward(dlogits|None, dcodebook|None, dt, idx, w, codebook, tau)"},
+    {"codebook_ema", py_codebook_ema, METH_VARARGS, "codebook_ema(codebook, ema_count, ema_sum, x, assign, decay, eps)"},
+    {"codebook_reseed", py_codebook_reseed, METH_VARARGS,
+     "codebook_reseed(codebook, ema_count, ema_sum, x, threshold, key) -> re-seeded codes"},
+    {"codebook_init", py_codebook_init, METH_VARARGS, "codebook_init(codebook, x, kmeanspp, key)"},
+    {"affinity_loss_forward", py_affinity_loss_forward, METH_VARARGS,
+     "affinity_loss_forward(ys, yt, valid|None) -> (loss, diff, zs, norms)"},
+    {"affinity_loss_backward", py_affinity_loss_backward, METH_VARARGS,
+     "affinity_loss_backward(dys, diff, zs, norms, valid|None, dloss)"},
+    {"region_pool_forward", py_region_pool_forward, METH_VARARGS, "region_pool_forward(y, region, G) -> (out, count)"},
+    {"region_pool_backward", py_region_pool_backward, METH_VARARGS, "region_pool_backward(dy, dout, count, region)"},
+    {"ema_update", py_ema_update, METH_VARARGS, "ema_update(dst, src, momentum)"},
     {"normalize", py_normalize, METH_VARARGS, "normalize(images, mean, std) -> (B, 3, H, W) float32"},
     {"color_jitter", py_color_jitter, METH_VARARGS, "color_jitter(images, params): in place"},
     {"add_noise", py_add_noise, METH_VARARGS, "add_noise(images, sigmas, keys): in place"},
@@ -1337,6 +1917,10 @@ static PyMethodDef methods[] = {
     {"cross_entropy_backward", py_cross_entropy_backward, METH_VARARGS, NULL},
     {"mse_forward", py_mse_forward, METH_VARARGS, NULL},
     {"mse_backward", py_mse_backward, METH_VARARGS, NULL},
+    {"mask_random", py_mask_random, METH_VARARGS, "mask_random(indices, grid, n_mask, seed, step) -> (mask, ids_keep, ids_restore)"},
+    {"mask_block", py_mask_block, METH_VARARGS, "mask_block(indices, grid, n_mask, seed, step) -> (mask, ids_keep, ids_restore)"},
+    {"mask_structured", py_mask_structured, METH_VARARGS,
+     "mask_structured(indices, grid, n_mask, seed, step, regions) -> (mask, ids_keep, ids_restore)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -3,7 +3,9 @@
  * Encoder (timm names): kept patches -> patch_embed -> + pos_embed -> [cls] -> blocks -> norm.
  * Decoder (MAE names): decoder_embed -> mask tokens at removed positions, grid order ->
  * + decoder_pos_embed -> decoder_blocks -> decoder_norm -> decoder_pred (p*p*3 per patch).
- * Loss: MAE's, mean squared error on removed patches against (normalised) pixel targets. */
+ * Loss: MAE's, mean squared error on removed patches against (normalised) pixel targets, or
+ * PaCo-FR's weighted version over removed and substituted patches. The PaCo-FR codebook and
+ * belief MLP live in the same flat buffers (codebook.*, belief.*); csrc/paco/ uses them. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,6 +22,7 @@ typedef struct {
     float *dec_embed_w, *dec_embed_b, *mask_token, *dec_pos, *dec_norm_w, *dec_norm_b;
     float *dec_pred_w, *dec_pred_b;
     pf_block_params *dec_blocks;
+    float *codebook, *belief_fc1_w, *belief_fc1_b, *belief_fc2_w, *belief_fc2_b; /* PaCo-FR */
 } vit_ptrs;
 
 struct pf_vit {
@@ -37,6 +40,7 @@ struct pf_vit {
     int adec;
     int64_t *ids;
     uint8_t *mask;
+    float *weights; /* (B, N) loss weights of the last forward */
     float *cols, *emb, *x0, *enc_out, *norm_mean, *norm_rstd;
     pf_block_acts *enc, *dec;
     float *dec_in, *full0, *dn, *dn_mean, *dn_rstd, *pred, *target;
@@ -117,6 +121,13 @@ static void layout(const pf_vit *m, layout_ctx *L, vit_ptrs *v) {
     v->dec_norm_b = ADD(0, 1, (Cd), "decoder_norm.bias");
     v->dec_pred_w = ADD(1, 1, (m->d, Cd), "decoder_pred.weight");
     v->dec_pred_b = ADD(0, 1, (m->d), "decoder_pred.bias");
+    if (c->codebook_size < 1) return;
+    const int64_t K = c->codebook_size, H = c->belief_hidden;
+    v->codebook = ADD(0, 1, (K, m->d), "codebook.weight");
+    v->belief_fc1_w = ADD(1, 1, (H, m->d), "belief.fc1.weight");
+    v->belief_fc1_b = ADD(0, 1, (H), "belief.fc1.bias");
+    v->belief_fc2_w = ADD(1, 1, (K, H), "belief.fc2.weight");
+    v->belief_fc2_b = ADD(0, 1, (K), "belief.fc2.bias");
 }
 
 static pf_status check_config(const pf_vit_config *c) {
@@ -131,6 +142,9 @@ static pf_status check_config(const pf_vit_config *c) {
                              c->dec_embed_dim % c->dec_num_heads || c->dec_mlp_hidden < 1))
         return pf_fail(PF_EINVAL, "decoder: decoder_embed_dim %lld must be a positive multiple of "
                        "decoder_num_heads %lld", (long long)c->dec_embed_dim, (long long)c->dec_num_heads);
+    if (c->codebook_size < 0 || (c->codebook_size > 0 && (c->belief_hidden < 1 || c->encoder_only)))
+        return pf_fail(PF_EINVAL, "codebook_size %lld needs a decoder and belief_hidden >= 1 (got %lld)",
+                       (long long)c->codebook_size, (long long)c->belief_hidden);
     return PF_OK;
 }
 
@@ -177,9 +191,10 @@ static void free_acts(pf_vit *m) {
     free(m->acts);
     free(m->ids);
     free(m->mask);
+    free(m->weights);
     free(m->enc);
     free(m->dec);
-    m->acts = NULL, m->ids = NULL, m->mask = NULL, m->enc = NULL, m->dec = NULL;
+    m->acts = NULL, m->ids = NULL, m->mask = NULL, m->weights = NULL, m->enc = NULL, m->dec = NULL;
     m->acts_floats = 0, m->aB = 0, m->an = 0, m->adec = 0;
     m->have_forward = 0;
 }
@@ -276,9 +291,10 @@ static pf_status ensure_acts(pf_vit *m, int64_t B, int64_t n, int dec) {
     m->acts = pf_malloc((size_t)total * sizeof(float));
     m->ids = malloc((size_t)(B * n) * sizeof(int64_t) + 1);
     m->mask = malloc((size_t)(B * m->N) + 1);
+    m->weights = malloc((size_t)(B * m->N) * sizeof(float) + 1);
     m->enc = calloc((size_t)c->depth + 1, sizeof(pf_block_acts));
     m->dec = calloc((size_t)(dec ? c->dec_depth : 0) + 1, sizeof(pf_block_acts));
-    if (!m->acts || !m->ids || !m->mask || !m->enc || !m->dec) {
+    if (!m->acts || !m->ids || !m->mask || !m->weights || !m->enc || !m->dec) {
         free_acts(m);
         return pf_fail(PF_ENOMEM, "vit: cannot allocate %.1f MiB of activations for batch %lld",
                        total * 4.0 / (1 << 20), (long long)B);
@@ -338,6 +354,11 @@ static pf_status check_ids(const pf_vit *m, const int64_t *ids, int64_t B, int64
 
 pf_status pf_vit_forward(pf_vit *m, const float *images, const int64_t *ids_keep, int64_t B,
                          int64_t n, double *loss) {
+    return pf_vit_forward_ex(m, images, ids_keep, B, n, NULL, NULL, loss);
+}
+
+pf_status pf_vit_forward_ex(pf_vit *m, const float *images, const int64_t *ids_keep, int64_t B,
+                            int64_t n, const float *target_images, const float *weights, double *loss) {
     const pf_vit_config *c = &m->cfg;
     if (c->encoder_only)
         return pf_fail(PF_EUNSUPPORTED, "this model is an encoder only: it has no decoder for the MAE loss");
@@ -349,6 +370,7 @@ pf_status pf_vit_forward(pf_vit *m, const float *images, const int64_t *ids_keep
     memset(m->mask, 1, (size_t)(B * N));
     for (int64_t b = 0; b < B; b++)
         for (int64_t j = 0; j < n; j++) m->mask[b * N + ids_keep[b * n + j]] = 0;
+    for (int64_t i = 0; i < B * N; i++) m->weights[i] = weights ? weights[i] : (float)m->mask[i];
 
     TRY(encoder_forward(m, images, m->ids, B, n, m->enc_out));
     PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(m->dec_in, m->enc_out, m->P.dec_embed_w, m->P.dec_embed_b,
@@ -363,12 +385,33 @@ pf_status pf_vit_forward(pf_vit *m, const float *images, const int64_t *ids_keep
     PROF(PF_PROF_LN_FWD, pf_layernorm_forward(m->dn, m->dn_mean, m->dn_rstd, x, m->P.dec_norm_w, m->P.dec_norm_b, B * N1, Cd, LN_EPS));
     PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(m->pred, m->dn, m->P.dec_pred_w, m->P.dec_pred_b, B * N1, Cd, m->d, m->dtype)));
     PROF(PF_PROF_LOSS, {
-        pf_patchify(m->target, images, B, c->img_size, c->patch_size);
+        pf_patchify(m->target, target_images ? target_images : images, B, c->img_size, c->patch_size);
         if (c->norm_pix_loss) pf_norm_pix_target(m->target, B * N, m->d);
-        *loss = pf_mae_loss_forward(m->pred, m->target, m->mask, B, N, m->d, 1);
+        *loss = pf_patch_loss_forward(m->pred, m->target, m->weights, B, N, m->d, 1);
     });
     m->have_forward = 1;
     return PF_OK;
+}
+
+const float *pf_vit_latent(const pf_vit *m, int64_t *B, int64_t *T, int64_t *C) {
+    if (!m->have_forward) return NULL;
+    *B = m->aB, *T = 1 + m->an, *C = m->cfg.embed_dim;
+    return m->enc_out;
+}
+
+const float *pf_vit_pred(const pf_vit *m, int64_t *B, int64_t *N, int64_t *d) {
+    if (!m->have_forward) return NULL;
+    *B = m->aB, *N = m->N, *d = m->d;
+    return m->pred;
+}
+
+pf_status pf_vit_encode_ids(pf_vit *m, const float *images, const int64_t *ids, int64_t B, int64_t n,
+                            float *out) {
+    TRY(check_ids(m, ids, B, n));
+    TRY(ensure_acts(m, B, n, 0));
+    m->have_forward = 0;
+    memcpy(m->ids, ids, (size_t)(B * n) * sizeof(int64_t));
+    return encoder_forward(m, images, m->ids, B, n, out);
 }
 
 /* Backward through a stack of blocks: dres (the gradient of the last block's output) in *g
@@ -387,7 +430,9 @@ static pf_status blocks_backward(pf_vit *m, float **g, float **spare, const floa
     return PF_OK;
 }
 
-pf_status pf_vit_backward(pf_vit *m) {
+pf_status pf_vit_backward(pf_vit *m) { return pf_vit_backward_ex(m, NULL, NULL); }
+
+pf_status pf_vit_backward_ex(pf_vit *m, const float *dlatent, float *dcols) {
     if (!m->have_forward) return pf_fail(PF_EINVAL, "backward() needs a forward() first");
     const pf_vit_config *c = &m->cfg;
     const int64_t B = m->aB, n = m->an, N = m->N, T = 1 + n, N1 = 1 + N;
@@ -397,7 +442,7 @@ pf_status pf_vit_backward(pf_vit *m) {
     float *g = m->gA, *spare = m->gB;
 
     memset(g, 0, (size_t)(B * N1 * d) * sizeof(float));
-    PROF(PF_PROF_LOSS, pf_mae_loss_backward(g, m->pred, m->target, m->mask, B, N, d, 1, 1.0f));
+    PROF(PF_PROF_LOSS, pf_patch_loss_backward(g, m->pred, m->target, m->weights, B, N, d, 1, 1.0f));
     memset(spare, 0, (size_t)(B * N1 * Cd) * sizeof(float));
     PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(spare, Gr->dec_pred_w, Gr->dec_pred_b, g, m->dn, P->dec_pred_w, B * N1, Cd, d, m->dtype)));
     memset(g, 0, (size_t)(B * N1 * Cd) * sizeof(float));
@@ -411,6 +456,7 @@ pf_status pf_vit_backward(pf_vit *m) {
                                                m->ids, m->mask, B, n, N, Cd));
     memset(g, 0, (size_t)(B * T * C) * sizeof(float));
     PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(g, Gr->dec_embed_w, Gr->dec_embed_b, spare, m->enc_out, P->dec_embed_w, B * T, C, Cd, m->dtype)));
+    if (dlatent) pf_add_inplace(g, dlatent, B * T * C);
     memset(spare, 0, (size_t)(B * T * C) * sizeof(float));
     const float *enc_last = c->depth ? m->enc[c->depth - 1].out : m->x0;
     PROF(PF_PROF_LN_BWD, TRY(pf_layernorm_backward(spare, Gr->norm_w, Gr->norm_b, g, enc_last, P->norm_w, m->norm_mean,
@@ -421,7 +467,7 @@ pf_status pf_vit_backward(pf_vit *m) {
 
     memset(spare, 0, (size_t)(B * n * C) * sizeof(float));
     PROF(PF_PROF_TOKENS, pf_tokens_backward(spare, Gr->cls, c->learned_pos ? Gr->pos : NULL, g, m->ids, B, n, C));
-    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(NULL, Gr->patch_w, Gr->patch_b, spare, m->cols, P->patch_w, B * n, d, C, m->dtype)));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dcols, Gr->patch_w, Gr->patch_b, spare, m->cols, P->patch_w, B * n, d, C, m->dtype)));
     return PF_OK;
 }
 

@@ -12,6 +12,8 @@ typedef struct {
     int encoder_only;  /* no decoder parameters: encode only */
     int learned_pos;   /* position embeddings trained (else fixed 2-D sin-cos, no gradient) */
     int norm_pix_loss; /* per-patch normalised targets (MAE's norm_pix_loss) */
+    int64_t codebook_size; /* K codes of length p*p*3 (PaCo-FR, codebook.weight); 0: none */
+    int64_t belief_hidden; /* hidden width of the belief MLP (belief.fc1 / belief.fc2) */
 } pf_vit_config;
 
 #define PF_NAME_MAX 64
@@ -76,8 +78,26 @@ int64_t pf_vit_acts_bytes(const pf_vit *m);
 /* images (B, 3, S, S); ids_keep (B, n) distinct grid indices per row; *loss = MAE loss. */
 pf_status pf_vit_forward(pf_vit *m, const float *images, const int64_t *ids_keep, int64_t B,
                          int64_t n, double *loss);
+/* The same with PaCo-FR's options. target_images (B, 3, S, S) or NULL (= images): the
+ * reconstruction targets come from them (the encoder sees images, which may carry substituted
+ * patches). weights (B, N) or NULL: the loss is sum_i w_i mse_i / sum_i w_i over every patch
+ * with w_i > 0 (NULL: w = 1 on removed patches, MAE). */
+pf_status pf_vit_forward_ex(pf_vit *m, const float *images, const int64_t *ids_keep, int64_t B,
+                            int64_t n, const float *target_images, const float *weights, double *loss);
 /* Gradients of the last forward's loss, accumulated into pf_vit_grads. */
 pf_status pf_vit_backward(pf_vit *m);
+/* The same, plus dlatent (B, 1+n, C) or NULL: the gradient of another loss with respect to
+ * the encoder's output tokens (pf_vit_latent), added in; and dcols (B, n, 3*p*p) or NULL:
+ * += the gradient with respect to the kept patches' pixels, in im2col (c, kh, kw) order. */
+pf_status pf_vit_backward_ex(pf_vit *m, const float *dlatent, float *dcols);
+/* The encoder's output of the last forward (B, 1+n, C), after its final norm; NULL before. */
+const float *pf_vit_latent(const pf_vit *m, int64_t *B, int64_t *T, int64_t *C);
+/* The decoder's prediction of the last forward (B, 1+N, d), row 0 of each image for the cls
+ * token, then N patches in grid order; NULL before. */
+const float *pf_vit_pred(const pf_vit *m, int64_t *B, int64_t *N, int64_t *d);
+/* images (B, 3, S, S) -> out (B, 1+n, C): the encoder alone on the kept patches ids (B, n). */
+pf_status pf_vit_encode_ids(pf_vit *m, const float *images, const int64_t *ids, int64_t B, int64_t n,
+                            float *out);
 /* images (B, 3, S, S) -> out (B, 1+N, C): the encoder on all patches, after its final norm. */
 pf_status pf_vit_encode(pf_vit *m, const float *images, int64_t B, float *out);
 

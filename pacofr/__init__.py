@@ -11,9 +11,10 @@ from .checkpoint import load_model
 from .config import ViTConfig, get_config
 from .model import Model, create_model
 from .optim import AdamW, cosine_lr
+from .train import PretrainConfig, pretrain
 
 _C.set_num_threads(default_num_threads())
 
 __all__ = ["__version__", "build_info", "set_num_threads", "get_num_threads", "set_gemm_backend",
            "get_gemm_backend", "ops", "Model", "create_model", "load_model", "ViTConfig", "get_config",
-           "AdamW", "cosine_lr"]
+           "AdamW", "cosine_lr", "PretrainConfig", "pretrain"]

@@ -19,7 +19,7 @@ CONFIG = "config.json"
 
 # timm VisionTransformer keys that an encoder may carry and pacofr has no use for.
 TIMM_EXTRA_PREFIXES = ("head.", "fc_norm.", "head_drop.")
-DECODER_PREFIXES = ("decoder_", "mask_token")
+DECODER_PREFIXES = ("decoder_", "mask_token", "codebook.", "belief.")
 
 
 def _safetensors():
@@ -90,8 +90,20 @@ def read_config(folder):
 
 
 def load_model(folder, dtype=None):
-    """The model saved in folder (config.json + model.safetensors)."""
+    """The model saved in folder (config.json + model.safetensors), or, for a pre-training run
+    folder (one with ``checkpoints/``), its latest usable checkpoint's model."""
     from .model import Model
+    run_checkpoints = Path(folder) / "checkpoints"
+    if not (Path(folder) / CONFIG).is_file() and run_checkpoints.is_dir():
+        from .train.runstate import latest_checkpoint, verify
+
+        def just_the_model(f):
+            verify(f)
+            return load_model(f, dtype)
+        found, model = latest_checkpoint(folder, just_the_model)
+        if found is None:
+            raise FileNotFoundError(f"{run_checkpoints}: the run has no checkpoint yet")
+        return model
     config, saved_dtype = read_config(folder)
     model = Model(config, dtype=dtype or saved_dtype)
     state = load_state(Path(folder) / WEIGHTS)
@@ -129,8 +141,10 @@ def from_timm(state):
 
 def to_mae(state):
     """pacofr names are MAE's (models_mae.MaskedAutoencoderViT): a copy, as MAE's checkpoints
-    wrap it: {'model': state}."""
-    return {"model": {k: np.asarray(v, np.float32) for k, v in state.items()}}
+    wrap it: {'model': state}; PaCo-FR's codebook.* and belief.* have no MAE counterpart and
+    are left out."""
+    return {"model": {k: np.asarray(v, np.float32) for k, v in state.items()
+                      if not k.startswith(("codebook.", "belief."))}}
 
 
 def from_mae(checkpoint):

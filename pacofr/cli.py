@@ -24,6 +24,29 @@ def cmd_synthface(args):
     return 0
 
 
+def cmd_pretrain(args):
+    from .train import make_config, pretrain
+    overrides = {k: getattr(args, k) for k in ("model", "steps", "batch_size", "seed", "out", "data", "dtype",
+                                                "threads", "accum_steps", "lr", "masking", "log_every",
+                                                "checkpoint_every", "preview_every")}
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects FIELD=VALUE, got {item!r}")
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value  # a bare string, e.g. sc_mode=region
+    try:
+        cfg = make_config(args.preset, args.config, **overrides)
+        result = pretrain(cfg, resume=args.resume, progress=not args.no_progress)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"pacofr pretrain: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"out": str(result.out), "step": result.step, **result.metrics}))
+    return 0
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="pacofr", description="PaCo-FR facial representation "
                                 "pre-training and evaluation on CPUs.")
@@ -40,6 +63,27 @@ def build_parser():
     sf.add_argument("--threads", type=int)
     sf.add_argument("--out", default="synthface.png")
     sf.set_defaults(func=cmd_synthface)
+    pt = sub.add_parser("pretrain", help="PaCo-FR (or MAE) pre-training; with no arguments, PaCo-FR on SynthFace faces")
+    pt.add_argument("--preset", choices=["pacofr", "mae"], default="pacofr")
+    pt.add_argument("--model", help="model preset, e.g. pacofr_vit_tiny_p8_112 (default)")
+    pt.add_argument("--steps", type=int)
+    pt.add_argument("--batch-size", dest="batch_size", type=int)
+    pt.add_argument("--accum-steps", dest="accum_steps", type=int, help="micro-batches per optimizer step")
+    pt.add_argument("--lr", type=float, help="peak learning rate (default 1.5e-4 * batch / 256)")
+    pt.add_argument("--masking", choices=["random", "block", "structured"])
+    pt.add_argument("--seed", type=int)
+    pt.add_argument("--data", help="'synthface' (default) or a folder of face images")
+    pt.add_argument("--dtype", choices=["fp32", "bf16"])
+    pt.add_argument("--threads", type=int)
+    pt.add_argument("--out", help="run folder (metrics.jsonl, checkpoints/, previews/)")
+    pt.add_argument("--log-every", dest="log_every", type=int)
+    pt.add_argument("--checkpoint-every", dest="checkpoint_every", type=int)
+    pt.add_argument("--preview-every", dest="preview_every", type=int)
+    pt.add_argument("--config", help="a JSON or YAML file of config fields (pacofr.train.PretrainConfig)")
+    pt.add_argument("--set", action="append", metavar="FIELD=VALUE", help="any config field, e.g. --set sc_mode=region")
+    pt.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    pt.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    pt.set_defaults(func=cmd_pretrain)
     return p
 
 

@@ -19,6 +19,8 @@ class ViTConfig:
     learned_pos: bool = False
     norm_pix_loss: bool = True
     encoder_only: bool = False
+    codebook_size: int = 0  # PaCo-FR: K codes (codebook.weight) and the belief MLP; 0: none
+    belief_hidden: int = 512
     name: str = "custom"
 
     def __post_init__(self):
@@ -34,6 +36,12 @@ class ViTConfig:
         if self.decoder_embed_dim % self.decoder_num_heads:
             raise ValueError(f"decoder_embed_dim {self.decoder_embed_dim} must be a multiple of "
                              f"decoder_num_heads {self.decoder_num_heads}")
+        for field in ("codebook_size", "belief_hidden"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{field} must be a non-negative int, got {value!r}")
+        if self.codebook_size and (self.encoder_only or self.belief_hidden < 1):
+            raise ValueError("a codebook needs the decoder (encoder_only=False) and belief_hidden >= 1")
         if not self.mlp_ratio > 0:
             raise ValueError(f"mlp_ratio must be positive, got {self.mlp_ratio!r}")
 
@@ -59,7 +67,8 @@ class ViTConfig:
                     decoder_num_heads=self.decoder_num_heads,
                     decoder_mlp_hidden=int(self.decoder_embed_dim * self.mlp_ratio),
                     encoder_only=self.encoder_only, learned_pos=self.learned_pos,
-                    norm_pix_loss=self.norm_pix_loss)
+                    norm_pix_loss=self.norm_pix_loss, codebook_size=self.codebook_size,
+                    belief_hidden=self.belief_hidden)
 
     def to_dict(self):
         return dataclasses.asdict(self)

@@ -36,18 +36,18 @@ class AdamW:
         self.step_count = 0
         self.last_grad_norm = None
 
-    def step(self):
-        """One update from the model's current gradients; returns the gradient norm when
-        clipping (else None)."""
+    def step(self, grad_scale=1.0):
+        """One update from the model's current gradients times ``grad_scale`` (1 / the number
+        of accumulated micro-batches); returns the gradient norm when clipping (else None)."""
         self.step_count += 1
-        scale = 1.0
+        scale = float(grad_scale)
         self.last_grad_norm = None
         if self.clip_grad_norm is not None:
-            norm = _C.grad_norm(self.model._h)
+            norm = _C.grad_norm(self.model._h) * scale
             if not math.isfinite(norm):
                 raise FloatingPointError(f"gradient norm is {norm} at optimizer step {self.step_count}")
             self.last_grad_norm = norm
-            scale = min(1.0, self.clip_grad_norm / (norm + 1e-6))
+            scale *= min(1.0, self.clip_grad_norm / (norm + 1e-6))
         b1, b2 = self.betas
         _C.adamw_step(self.model._h, self.m, self.v, lr=self.lr, beta1=b1, beta2=b2, eps=self.eps,
                       weight_decay=self.weight_decay, bias_correction1=1.0 - b1 ** self.step_count,

@@ -59,6 +59,12 @@ void pf_unshuffle_backward(float *dx, float *dmask_token, float *dpos, const flo
 
 /* ---- loss.c ---- */
 void pf_norm_pix_target(float *target, int64_t R, int64_t d);
+void pf_norm_pix_target_stats(float *target, float *mu, float *sigma, int64_t R, int64_t d);
+double pf_patch_loss_forward(const float *pred, const float *target, const float *weight,
+                             int64_t B, int64_t N, int64_t d, int64_t pred_row0);
+void pf_patch_loss_backward(float *dpred, const float *pred, const float *target, const float *weight,
+                            int64_t B, int64_t N, int64_t d, int64_t pred_row0, float dloss);
+/* MAE's: weight 1 on removed patches (mask = 1); NaN / no-op when out of memory. */
 double pf_mae_loss_forward(const float *pred, const float *target, const uint8_t *mask,
                            int64_t B, int64_t N, int64_t d, int64_t pred_row0);
 void pf_mae_loss_backward(float *dpred, const float *pred, const float *target,

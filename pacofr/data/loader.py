@@ -61,12 +61,12 @@ class Loader:
             self.skipped.append((int(i), str(exc)))
             return None
 
-    def _batches(self, epoch):
+    def _batches(self, epoch, start=0):
         if hasattr(self.dataset, "render_batch"):  # a generator renders whole batches (SynthFace)
-            yield from self._rendered_batches(epoch)
+            yield from self._rendered_batches(epoch, start)
             return
         samples, indices = [], []
-        for i in self.order(epoch):
+        for i in self.order(epoch)[start * self.batch_size:]:
             s = self._load(i)
             if s is None:
                 continue
@@ -78,10 +78,10 @@ class Loader:
         if samples and not self.drop_last:
             yield self._collate(samples, indices, epoch)
 
-    def _rendered_batches(self, epoch):
+    def _rendered_batches(self, epoch, start=0):
         order = self.order(epoch)
         stop = len(order) - len(order) % self.batch_size if self.drop_last else len(order)
-        for k in range(0, stop, self.batch_size):
+        for k in range(start * self.batch_size, stop, self.batch_size):
             indices = order[k:k + self.batch_size]
             b = self.dataset.render_batch(indices)
             yield self._collate(None, indices, epoch, b["image"], b.get("landmarks"), b.get("parsing"))
@@ -103,27 +103,37 @@ class Loader:
         return batch
 
     def __iter__(self):
-        epoch = self.epoch
+        return self.iterate()
+
+    def iterate(self, epoch=None, start=0):
+        """The batches of one epoch (default the current one) from batch number ``start``
+        on: resuming mid-epoch gives the batches an uninterrupted epoch would have given
+        (exactly so unless samples were skipped as unreadable before ``start``)."""
+        epoch = self.epoch if epoch is None else int(epoch)
         if self.prefetch == 0:
-            yield from self._batches(epoch)
+            yield from self._batches(epoch, start)
             return
         q = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
 
+        def put(item):
+            """Queue an item unless the consumer has gone; False when it has."""
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
         def produce():
             try:
-                for b in self._batches(epoch):
-                    while not stop.is_set():
-                        try:
-                            q.put(("batch", b), timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
+                for b in self._batches(epoch, start):
+                    if not put(("batch", b)):
                         return
-                q.put(("end", None))
+                put(("end", None))
             except BaseException as exc:  # handed to the consumer, never lost in the thread
-                q.put(("error", exc))
+                put(("error", exc))
 
         worker = threading.Thread(target=produce, name="pacofr-loader", daemon=True)
         worker.start()

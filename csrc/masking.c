@@ -1,0 +1,224 @@
+/* masking.c: PaCo-FR patch masks (METHOD.md section 1), one function per kind over a batch.
+ *
+ * Randomness is counter-based: image b draws from a splitmix64 stream keyed by a hash of
+ * (kind, seed, step, indices[b]), so a row never depends on its batch neighbours or on the
+ * thread count. pacofr/ref/masking.py is the NumPy twin; it follows this file draw for draw.
+ *
+ * Floating point is used only for the block sizes (BEiT's area and log-uniform aspect ratio);
+ * contraction into FMA is switched off so that the twin's IEEE arithmetic matches bit for bit
+ * on any -march. */
+#pragma GCC optimize("fp-contract=off")
+#include <math.h>
+#include <string.h>
+#include "common.h"
+#include "masking.h"
+
+#define GOLDEN 0x9E3779B97F4A7C15ull
+/* kind salts, so that the three kinds draw different streams from one (seed, step, index) */
+#define SALT_RANDOM 0x52414E444F4D4D4Bull
+#define SALT_BLOCK 0x424C4F434B4D534Bull
+#define SALT_STRUCTURED 0x5354525543544D4Bull
+#define BLOCK_ATTEMPTS 10   /* failed rectangle draws in a row before the top-up takes over */
+#define BLOCK_MIN_ASPECT 0.3
+
+/* ---------------------------------------------------------------- counter-based stream */
+
+typedef struct {
+    uint64_t key, n;
+} stream;
+
+static stream stream_for(uint64_t salt, uint64_t seed, uint64_t step, int64_t index) {
+    stream s = {pf_mix64(pf_mix64(pf_mix64(seed ^ salt) ^ step) ^ (uint64_t)index), 0};
+    return s;
+}
+
+/* The next 64 random bits: splitmix64's output sequence from state `key`. */
+static inline uint64_t next64(stream *s) { return pf_mix64(s->key + (s->n++) * GOLDEN); }
+
+/* Uniform integer in [0, n), n >= 1: the high 64 bits of a 64 x 64-bit product. */
+static inline int64_t below(stream *s, int64_t n) {
+    return (int64_t)(((unsigned __int128)next64(s) * (uint64_t)n) >> 64);
+}
+
+/* Uniform double in [0, 1) with 53 random bits. */
+static inline double unit(stream *s) { return (double)(next64(s) >> 11) * 0x1.0p-53; }
+
+/* ---------------------------------------------------------------- shared row steps */
+
+/* mask (N) -> ids_keep (N - n_mask): kept patches ascending; ids_restore (N): each patch's
+ * position in ids_shuffle = [kept ascending, removed ascending]. */
+static void row_ids(const uint8_t *mask, int64_t N, int64_t n_mask, int64_t *ids_keep, int64_t *ids_restore) {
+    int64_t kept = 0, removed = N - n_mask;
+    for (int64_t i = 0; i < N; i++) {
+        if (mask[i]) {
+            ids_restore[i] = removed++;
+        } else {
+            ids_keep[kept] = i;
+            ids_restore[i] = kept++;
+        }
+    }
+}
+
+/* Masked 4-neighbours of patch i = (y, x) on the G x G grid. */
+static inline int masked_neighbours(const uint8_t *mask, int64_t G, int64_t y, int64_t x) {
+    const int64_t i = y * G + x;
+    return (y > 0 && mask[i - G]) + (y + 1 < G && mask[i + G]) + (x > 0 && mask[i - 1]) + (x + 1 < G && mask[i + 1]);
+}
+
+/* mask (G, G) holding `count` ones -> exactly n_mask ones, one patch at a time: among the
+ * unmasked patches, those with the most masked 4-neighbours win, uniformly at random among
+ * ties. With nothing masked yet (or, on a connected grid never, no unmasked patch touching the
+ * mask) every unmasked patch ties at 0: the growth starts from a random patch.
+ * cand: scratch of N int64. */
+static void top_up(uint8_t *mask, int64_t G, int64_t count, int64_t n_mask, stream *s, int64_t *cand) {
+    for (; count < n_mask; count++) {
+        int64_t m = 0;
+        int best = -1;
+        for (int64_t y = 0; y < G; y++)
+            for (int64_t x = 0; x < G; x++) {
+                if (mask[y * G + x]) continue;
+                const int k = masked_neighbours(mask, G, y, x);
+                if (k > best) best = k, m = 0;
+                if (k == best) cand[m++] = y * G + x;
+            }
+        mask[cand[below(s, m)]] = 1;
+    }
+}
+
+/* ---------------------------------------------------------------- one row per kind */
+
+/* mask (N) zeroed -> n_mask ones on a uniform random subset (MAE): a partial Fisher-Yates
+ * shuffle of 0..N-1. perm: scratch of N int64. */
+static void random_row(uint8_t *mask, int64_t N, int64_t n_mask, stream *s, int64_t *perm) {
+    for (int64_t i = 0; i < N; i++) perm[i] = i;
+    for (int64_t j = 0; j < n_mask; j++) {
+        const int64_t r = j + below(s, N - j), t = perm[r];
+        perm[r] = perm[j], perm[j] = t;
+        mask[t] = 1;
+    }
+}
+
+/* mask (G, G) zeroed -> BEiT block-wise rectangles, returns how many patches they cover
+ * (<= n_mask). A rectangle has area uniform in [min_patches, remaining] and aspect ratio
+ * log-uniform in [0.3, 1/0.3]; it is kept only when it adds between 1 and `remaining` new
+ * patches; BLOCK_ATTEMPTS failed draws in a row end the search. */
+static int64_t block_rects(uint8_t *mask, int64_t G, int64_t n_mask, stream *s) {
+    const int64_t min_patches = pf_max64(1, pf_min64(16, (8 * G * G + 50) / 100)); /* round(0.08 N) */
+    const double log_lo = log(BLOCK_MIN_ASPECT);
+    int64_t count = 0;
+    for (int fails = 0; count < n_mask && fails < BLOCK_ATTEMPTS;) {
+        const int64_t remaining = n_mask - count;
+        const double area = (double)min_patches + unit(s) * (double)(remaining - min_patches);
+        const double aspect = exp(log_lo + unit(s) * (-2.0 * log_lo));
+        const int64_t h = pf_max64(1, (int64_t)floor(sqrt(area * aspect) + 0.5));
+        const int64_t w = pf_max64(1, (int64_t)floor(sqrt(area / aspect) + 0.5));
+        int64_t fresh = 0, top = 0, left = 0;
+        if (h <= G && w <= G) {
+            top = below(s, G - h + 1), left = below(s, G - w + 1);
+            for (int64_t y = top; y < top + h; y++)
+                for (int64_t x = left; x < left + w; x++) fresh += !mask[y * G + x];
+        }
+        if (fresh < 1 || fresh > remaining) {
+            fails++;
+            continue;
+        }
+        for (int64_t y = top; y < top + h; y++) memset(mask + y * G + left, 1, (size_t)w);
+        count += fresh, fails = 0;
+    }
+    return count;
+}
+
+/* mask (N) zeroed, regions (N) -> whole components: the components in a random order, each
+ * masked entirely when the masked count stays <= n_mask, skipped otherwise. Returns the
+ * masked count. */
+static int64_t structured_components(uint8_t *mask, const int64_t *regions, int64_t N, int64_t n_mask,
+                                     stream *s) {
+    int64_t size[PF_NUM_COMPONENTS] = {0};
+    int order[PF_NUM_COMPONENTS];
+    for (int64_t i = 0; i < N; i++) size[regions[i]]++;
+    for (int c = 0; c < PF_NUM_COMPONENTS; c++) order[c] = c;
+    for (int c = PF_NUM_COMPONENTS - 1; c > 0; c--) { /* Fisher-Yates */
+        const int j = (int)below(s, c + 1), t = order[c];
+        order[c] = order[j], order[j] = t;
+    }
+    int64_t count = 0;
+    for (int k = 0; k < PF_NUM_COMPONENTS; k++) {
+        const int c = order[k];
+        if (size[c] == 0 || count + size[c] > n_mask) continue;
+        for (int64_t i = 0; i < N; i++)
+            if (regions[i] == c) mask[i] = 1;
+        count += size[c];
+    }
+    return count;
+}
+
+/* ---------------------------------------------------------------- batch drivers */
+
+enum { KIND_RANDOM, KIND_BLOCK, KIND_STRUCTURED };
+
+static pf_status check_sizes(const char *who, int64_t B, int64_t G, int64_t n_mask) {
+    if (B < 0) return pf_fail(PF_EINVAL, "%s: batch size must be >= 0, got %lld", who, (long long)B);
+    if (G < 1 || G > PF_MASK_MAX_GRID)
+        return pf_fail(PF_EINVAL, "%s: grid must be in [1, %d], got %lld", who, PF_MASK_MAX_GRID, (long long)G);
+    if (n_mask < 0 || n_mask > G * G)
+        return pf_fail(PF_EINVAL, "%s: n_mask must be in [0, N = %lld], got %lld", who, (long long)(G * G),
+                       (long long)n_mask);
+    return PF_OK;
+}
+
+/* Rows b in [0, B) of one kind; regions (N,) or (B, N) for KIND_STRUCTURED (else NULL). */
+static pf_status mask_batch(int kind, uint8_t *mask, int64_t *ids_keep, int64_t *ids_restore, int64_t B,
+                            int64_t G, int64_t n_mask, uint64_t seed, uint64_t step, const int64_t *indices,
+                            const int64_t *regions, int regions_per_image) {
+    static const uint64_t salts[] = {SALT_RANDOM, SALT_BLOCK, SALT_STRUCTURED};
+    const int64_t N = G * G, n_keep = N - n_mask;
+    const int nt = pf_get_num_threads();
+    int64_t *scratch = pf_malloc((size_t)nt * (size_t)N * sizeof(int64_t));
+    if (!scratch) return pf_fail(PF_ENOMEM, "masking: out of memory for %d x %lld scratch indices", nt, (long long)N);
+#pragma omp parallel num_threads(nt) if (B > 1 && B * N >= 4096)
+    {
+        int64_t *tmp = scratch + (size_t)pf_thread_num() * (size_t)N;
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < B; b++) {
+            uint8_t *m = mask + b * N;
+            stream s = stream_for(salts[kind], seed, step, indices[b]);
+            memset(m, 0, (size_t)N);
+            if (kind == KIND_RANDOM) {
+                random_row(m, N, n_mask, &s, tmp);
+            } else {
+                const int64_t count = kind == KIND_BLOCK
+                    ? block_rects(m, G, n_mask, &s)
+                    : structured_components(m, regions + (regions_per_image ? b * N : 0), N, n_mask, &s);
+                top_up(m, G, count, n_mask, &s, tmp);
+            }
+            row_ids(m, N, n_mask, ids_keep + b * n_keep, ids_restore + b * N);
+        }
+    }
+    free(scratch);
+    return PF_OK;
+}
+
+pf_status pf_mask_random(uint8_t *mask, int64_t *ids_keep, int64_t *ids_restore, int64_t B, int64_t G,
+                         int64_t n_mask, uint64_t seed, uint64_t step, const int64_t *indices) {
+    TRY(check_sizes("mask_random", B, G, n_mask));
+    return mask_batch(KIND_RANDOM, mask, ids_keep, ids_restore, B, G, n_mask, seed, step, indices, NULL, 0);
+}
+
+pf_status pf_mask_block(uint8_t *mask, int64_t *ids_keep, int64_t *ids_restore, int64_t B, int64_t G,
+                        int64_t n_mask, uint64_t seed, uint64_t step, const int64_t *indices) {
+    TRY(check_sizes("mask_block", B, G, n_mask));
+    return mask_batch(KIND_BLOCK, mask, ids_keep, ids_restore, B, G, n_mask, seed, step, indices, NULL, 0);
+}
+
+pf_status pf_mask_structured(uint8_t *mask, int64_t *ids_keep, int64_t *ids_restore, int64_t B, int64_t G,
+                             int64_t n_mask, uint64_t seed, uint64_t step, const int64_t *indices,
+                             const int64_t *regions, int regions_per_image) {
+    TRY(check_sizes("mask_structured", B, G, n_mask));
+    const int64_t n = (regions_per_image ? B : 1) * G * G;
+    for (int64_t i = 0; i < n; i++)
+        if (regions[i] < 0 || regions[i] >= PF_NUM_COMPONENTS)
+            return pf_fail(PF_EINVAL, "mask_structured: regions (flat index %lld) holds %lld, outside the "
+                           "component ids [0, %d)", (long long)i, (long long)regions[i], PF_NUM_COMPONENTS);
+    return mask_batch(KIND_STRUCTURED, mask, ids_keep, ids_restore, B, G, n_mask, seed, step, indices, regions,
+                      regions_per_image);
+}

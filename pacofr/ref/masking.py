@@ -1,0 +1,143 @@
+"""NumPy twin of csrc/masking.c: the same counter-based draws, in the same order, so that its
+masks equal the C core's bit for bit. Slow (a Python loop per patch); for tests and reading.
+
+Per image: a splitmix64 stream keyed by mix64(mix64(mix64(seed ^ salt) ^ step) ^ index),
+draw j = mix64(key + j * GOLDEN) (64-bit wrap-around). Integers in [0, n) take the high 64
+bits of draw * n; unit doubles the top 53 bits of a draw."""
+import math
+
+import numpy as np
+
+M64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
+SALTS = {"random": 0x52414E444F4D4D4B, "block": 0x424C4F434B4D534B, "structured": 0x5354525543544D4B}
+NUM_COMPONENTS = 13
+BLOCK_ATTEMPTS = 10
+BLOCK_MIN_ASPECT = 0.3
+
+
+def mix64(z):
+    """csrc/common.h pf_mix64 (splitmix64's finaliser) on a Python int."""
+    z = (z + GOLDEN) & M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return z ^ (z >> 31)
+
+
+class Stream:
+    def __init__(self, kind, seed, step, index):
+        self.key = mix64(mix64(mix64((seed & M64) ^ SALTS[kind]) ^ (step & M64)) ^ (index & M64))
+        self.n = 0
+
+    def next64(self):
+        v = mix64((self.key + self.n * GOLDEN) & M64)
+        self.n += 1
+        return v
+
+    def below(self, n):
+        return (self.next64() * n) >> 64
+
+    def unit(self):
+        return (self.next64() >> 11) * 2.0 ** -53
+
+
+def random_row(N, n_mask, s):
+    """(N,) uint8 with n_mask ones: a partial Fisher-Yates shuffle of 0..N-1."""
+    mask, perm = np.zeros(N, np.uint8), list(range(N))
+    for j in range(n_mask):
+        r = j + s.below(N - j)
+        perm[r], perm[j] = perm[j], perm[r]
+        mask[perm[j]] = 1
+    return mask
+
+
+def block_rects(G, n_mask, s):
+    """BEiT's rectangles on a zeroed (G, G) mask -> (mask (G, G) uint8, [(top, left, h, w)])."""
+    mask = np.zeros((G, G), np.uint8)
+    min_patches = max(1, min(16, (8 * G * G + 50) // 100))
+    log_lo = math.log(BLOCK_MIN_ASPECT)
+    count, fails, rects = 0, 0, []
+    while count < n_mask and fails < BLOCK_ATTEMPTS:
+        remaining = n_mask - count
+        area = float(min_patches) + s.unit() * float(remaining - min_patches)
+        aspect = math.exp(log_lo + s.unit() * (-2.0 * log_lo))
+        h = max(1, int(math.floor(math.sqrt(area * aspect) + 0.5)))
+        w = max(1, int(math.floor(math.sqrt(area / aspect) + 0.5)))
+        fresh = 0
+        if h <= G and w <= G:
+            top, left = s.below(G - h + 1), s.below(G - w + 1)
+            fresh = int((mask[top:top + h, left:left + w] == 0).sum())
+        if fresh < 1 or fresh > remaining:
+            fails += 1
+            continue
+        mask[top:top + h, left:left + w] = 1
+        rects.append((top, left, h, w))
+        count += fresh
+        fails = 0
+    return mask, rects
+
+
+def structured_components(regions, n_mask, s):
+    """Whole components in a random order while the count stays <= n_mask -> (mask (N,) uint8,
+    masked components, skipped non-empty components)."""
+    regions = np.asarray(regions)
+    size = np.bincount(regions, minlength=NUM_COMPONENTS)
+    order = list(range(NUM_COMPONENTS))
+    for c in range(NUM_COMPONENTS - 1, 0, -1):
+        j = s.below(c + 1)
+        order[c], order[j] = order[j], order[c]
+    mask, count, taken, skipped = np.zeros(regions.size, np.uint8), 0, [], []
+    for c in order:
+        if size[c] == 0:
+            continue
+        if count + size[c] > n_mask:
+            skipped.append(c)
+            continue
+        mask[regions == c] = 1
+        count += int(size[c])
+        taken.append(c)
+    return mask, taken, skipped
+
+
+def top_up(mask, G, n_mask, s):
+    """Grow mask (N,) to n_mask ones in place: each time, the unmasked patches with the most
+    masked 4-neighbours, one at random. Returns the added patches in order."""
+    m = mask.reshape(G, G)
+    added = []
+    while int(mask.sum()) < n_mask:
+        pad = np.pad(m, 1)
+        score = pad[:-2, 1:-1].astype(int) + pad[2:, 1:-1] + pad[1:-1, :-2] + pad[1:-1, 2:]
+        score = np.where(m == 0, score, -1).ravel()
+        cand = np.flatnonzero(score == score.max())
+        pick = int(cand[s.below(cand.size)])
+        mask[pick] = 1
+        added.append(pick)
+    return added
+
+
+def mask_row(kind, G, n_mask, seed, step, index, regions=None):
+    """One image's mask (G * G,) uint8."""
+    s = Stream(kind, seed, step, index)
+    if kind == "random":
+        return random_row(G * G, n_mask, s)
+    if kind == "block":
+        mask = block_rects(G, n_mask, s)[0].ravel()
+    else:
+        mask = structured_components(regions, n_mask, s)[0]
+    top_up(mask, G, n_mask, s)
+    return mask
+
+
+def make_masks(kind, batch_size, grid, ratio, seed, step, regions=None, indices=None):
+    """pacofr.masking.make_masks in NumPy (``regions`` must be given for ``structured``)."""
+    N = grid * grid
+    n_mask = int(round(float(ratio) * N))
+    indices = np.arange(batch_size) if indices is None else np.asarray(indices)
+    if kind == "structured":
+        regions = np.broadcast_to(np.asarray(regions, np.int64), (batch_size, N))
+    mask = np.zeros((batch_size, N), np.uint8)
+    for b in range(batch_size):
+        mask[b] = mask_row(kind, grid, n_mask, seed, step, int(indices[b]), regions[b] if kind == "structured" else None)
+    ids_shuffle = np.argsort(mask, axis=1, kind="stable")   # kept ascending, then removed ascending
+    ids_restore = np.argsort(ids_shuffle, axis=1)
+    return mask, ids_shuffle[:, :N - n_mask], ids_restore

@@ -1,0 +1,175 @@
+"""Pre-training configuration: every METHOD.md option as a field, the ``pacofr`` and ``mae``
+presets, and loading from JSON / YAML files with command-line style overrides."""
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+MASKINGS = ("random", "block", "structured")
+REGION_SOURCES = ("canonical", "landmarks", "parsing")
+SC_MODES = ("token", "region")
+CODEBOOK_INITS = ("random", "kmeans++")
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """One pre-training run. Defaults are METHOD.md's ``pacofr`` preset on
+    ``pacofr_vit_tiny_p8_112`` and built-in SynthFace faces."""
+    preset: str = "pacofr"
+    model: str = "pacofr_vit_tiny_p8_112"
+    # data: "synthface" (built in) or a folder of face images (aligned crops, or any photos:
+    # they are centre-cropped)
+    data: str = "synthface"
+    synth_images: int = 20000
+    synth_identities: int = 0          # 0: synth_images // 10
+    flip: bool = True                  # horizontal flip augmentation
+    # optimisation
+    steps: int = 1000
+    batch_size: int = 64
+    accum_steps: int = 1               # micro-batches per optimizer step
+    lr: float = 0.0                    # 0: 1.5e-4 * batch_size * accum_steps / 256
+    min_lr: float = 0.0
+    warmup_steps: int = -1             # -1: 5% of steps
+    weight_decay: float = 0.05
+    betas: tuple = (0.9, 0.95)
+    clip_grad: float = 3.0             # 0: no clipping
+    dtype: str = "fp32"                # or "bf16"
+    seed: int = 0
+    # masking (METHOD.md §1)
+    masking: str = "structured"
+    mask_ratio: float = 0.75
+    region_source: str = "canonical"
+    # codebook and belief predictor (§2)
+    codebook_size: int = 1024
+    belief_hidden: int = 512
+    topk: int = 4
+    tau: float = 1.0
+    hard: bool = False
+    subst_ratio: float = 0.25
+    incubation_steps: int = -1         # -1: one epoch of the data; 0: no incubation
+    codebook_decay: float = 0.99
+    codebook_eps: float = 1e-5
+    codebook_init: str = "random"
+    dead_code_fraction: float = 1.0 / 16   # dead: EMA usage below dead_code_fraction / K
+    lambda_inc: float = 1.0
+    beta: float = 0.25                 # alignment weight
+    # reconstruction (§3)
+    norm_pix: bool = True
+    lambda_s: float = 1.0              # weight of substituted patches in L_rec
+    # spatial consistency (§4)
+    lambda_sc: float = 1.0
+    sc_mode: str = "token"
+    teacher_momentum: float = 0.996
+    # logging and checkpoints
+    out: str = "runs/pacofr"
+    log_every: int = 10
+    usage_window: int = 1000           # assignments over which code usage is measured
+    preview_every: int = 500           # 0: none
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 3
+    eval_every: int = 0                # calls the eval hook every so many steps; 0: never
+    threads: int = 0                   # 0: keep pacofr's setting
+
+    def __post_init__(self):
+        def need(ok, msg):
+            if not ok:
+                raise ValueError(msg)
+        need(self.preset in ("pacofr", "mae", "custom"), f"preset must be 'pacofr', 'mae' or 'custom', got {self.preset!r}")
+        need(self.masking in MASKINGS, f"masking must be one of {MASKINGS}, got {self.masking!r}")
+        need(self.region_source in REGION_SOURCES, f"region_source must be one of {REGION_SOURCES}, got {self.region_source!r}")
+        need(self.sc_mode in SC_MODES, f"sc_mode must be one of {SC_MODES}, got {self.sc_mode!r}")
+        need(self.codebook_init in CODEBOOK_INITS, f"codebook_init must be one of {CODEBOOK_INITS}, got {self.codebook_init!r}")
+        need(self.dtype in ("fp32", "bf16"), f"dtype must be 'fp32' or 'bf16', got {self.dtype!r}")
+        need(0 <= self.mask_ratio < 1, f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
+        need(0 <= self.subst_ratio <= 1, f"subst_ratio must be in [0, 1], got {self.subst_ratio}")
+        need(self.steps >= 1 and self.batch_size >= 1 and self.accum_steps >= 1,
+             "steps, batch_size and accum_steps must be >= 1")
+        need(self.codebook_size >= 0 and (self.subst_ratio == 0 or self.codebook_size >= 1),
+             "a substitution ratio above 0 needs a codebook (codebook_size >= 1)")
+        need(self.codebook_size == 0 or 1 <= self.topk <= min(64, self.codebook_size),
+             f"topk must be in [1, min(64, codebook_size)], got {self.topk}")
+        need(self.tau > 0, f"tau must be positive, got {self.tau}")
+        need(0 < self.codebook_decay < 1 and 0 <= self.teacher_momentum <= 1, "decays must lie in (0, 1)")
+        for name in ("lambda_inc", "beta", "lambda_s", "lambda_sc", "weight_decay", "lr", "min_lr", "clip_grad"):
+            need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        need(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
+
+    # ---- derived
+    @property
+    def uses_codebook(self):
+        return self.codebook_size > 0 and self.subst_ratio > 0
+
+    def base_lr(self):
+        return self.lr or 1.5e-4 * self.batch_size * self.accum_steps / 256
+
+    def warmup(self):
+        return self.warmup_steps if self.warmup_steps >= 0 else max(1, self.steps // 20)
+
+    def incubation(self, data_len):
+        if self.incubation_steps >= 0:
+            return self.incubation_steps
+        return -(-data_len // (self.batch_size * self.accum_steps))
+
+    # ---- conversion
+    def to_dict(self):
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown pre-training config fields: {', '.join(unknown)}")
+        d = dict(d)
+        if "betas" in d:
+            d["betas"] = tuple(float(b) for b in d["betas"])
+        return cls(**d)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+PRESETS = {
+    "pacofr": {},
+    "mae": {"masking": "random", "subst_ratio": 0.0, "lambda_sc": 0.0, "codebook_size": 0, "incubation_steps": 0,
+            "out": "runs/mae"},
+}
+
+
+def make_config(preset="pacofr", config_file=None, **overrides):
+    """The preset's defaults, then the file's fields, then ``overrides`` (None values ignored)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    fields = {"preset": preset, **PRESETS[preset]}
+    if config_file is not None:
+        fields.update(read_config_file(config_file))
+    fields.update({k: v for k, v in overrides.items() if v is not None})
+    return PretrainConfig.from_dict(fields)
+
+
+def read_config_file(path):
+    """A JSON or YAML (needs PyYAML) mapping of PretrainConfig fields."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the config file ({exc})") from None
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise ValueError(f"{path}: reading YAML needs PyYAML (pip install pyyaml), or use JSON") from None
+        try:
+            d = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: not valid YAML ({exc})") from None
+    else:
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: the config file must hold a mapping of field names to values")
+    return d

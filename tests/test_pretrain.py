@@ -1,0 +1,165 @@
+"""The pre-training driver: both presets end to end (Python and the command line), metrics,
+previews, checkpoints, exact resume after kill -9, corrupt-checkpoint fallback, interrupts,
+non-finite losses, config files."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+import pacofr
+from pacofr.train import NonFiniteLoss, PacoStep, make_config, pretrain
+from pacofr.train import runstate
+
+SMALL = dict(model="pacofr_test_tiny", batch_size=8, synth_images=64, codebook_size=32, belief_hidden=16,
+             log_every=1, preview_every=0, incubation_steps=3)
+
+
+def read_metrics(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("preset", ["pacofr", "mae"])
+def test_cli_runs_both_presets(tmp_path, preset):
+    out = tmp_path / preset
+    cmd = [sys.executable, "-m", "pacofr.cli", "pretrain", "--preset", preset, "--model", "pacofr_test_tiny",
+           "--steps", "6", "--batch-size", "8", "--out", str(out), "--no-progress", "--log-every", "2",
+           "--checkpoint-every", "3", "--preview-every", "6", "--set", "synth_images=64",
+           "--set", "codebook_size=32", "--set", "belief_hidden=16"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = read_metrics(out)
+    assert [row["step"] for row in rows] == [2, 4, 6]
+    for row in rows:
+        assert np.isfinite(row["loss"]) and "rec" in row
+        if preset == "pacofr":
+            assert {"sc", "align", "usage", "perplexity", "belief_acc"} <= set(row)
+        else:
+            assert "sc" not in row and "usage" not in row
+    assert (out / "previews" / "step_0000006.png").is_file()
+    assert [p.name for p in runstate.checkpoint_dirs(out)] == ["step_0000003", "step_0000006"]
+    model = pacofr.load_model(out)
+    names = {t.name for t in model.tensors}
+    assert ("codebook.weight" in names) == (preset == "pacofr")
+    assert json.loads(r.stdout.strip().splitlines()[-1])["step"] == 6
+
+
+def test_resume_after_kill_is_bit_identical(tmp_path):
+    """kill -9 in the middle of a run, resume, and the final weights equal an uninterrupted run's."""
+    args = ["--model", "pacofr_test_tiny", "--steps", "40", "--batch-size", "8", "--no-progress",
+            "--checkpoint-every", "3", "--log-every", "1", "--preview-every", "0", "--threads", "2",
+            "--set", "synth_images=64", "--set", "codebook_size=32", "--set", "belief_hidden=16",
+            "--set", "incubation_steps=5"]
+    base = [sys.executable, "-m", "pacofr.cli", "pretrain"]
+    killed = tmp_path / "killed"
+    p = subprocess.Popen(base + args + ["--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and not runstate.checkpoint_dirs(killed) and p.poll() is None:
+        time.sleep(0.01)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert p.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    done_before = len(read_metrics(killed))
+    assert done_before < 40
+    r = subprocess.run(base + args + ["--out", str(killed), "--resume"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    whole = tmp_path / "whole"
+    r = subprocess.run(base + args + ["--out", str(whole)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    a, b = pacofr.load_model(killed), pacofr.load_model(whole)
+    np.testing.assert_array_equal(a.flat_params, b.flat_params)
+    drop = lambda rows: [{k: v for k, v in row.items() if k != "images_per_s"} for row in rows]
+    assert drop(read_metrics(killed)) == drop(read_metrics(whole))
+
+
+def test_corrupt_latest_checkpoint_falls_back(tmp_path):
+    out = tmp_path / "run"
+    pretrain("pacofr", out=str(out), steps=4, checkpoint_every=2, progress=False, **SMALL)
+    latest = runstate.checkpoint_dirs(out)[-1]
+    weights = latest / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])  # truncated
+    with pytest.warns(RuntimeWarning, match="step_0000004.*falling back"):
+        model = pacofr.load_model(out)
+    previous = pacofr.load_model(runstate.checkpoint_dirs(out)[-2])
+    np.testing.assert_array_equal(model.flat_params, previous.flat_params)
+    with pytest.raises(ValueError, match="model.safetensors: corrupt"):
+        runstate.verify(latest)
+    with pytest.warns(RuntimeWarning, match="falling back"):
+        r = pretrain("pacofr", out=str(out), steps=6, checkpoint_every=2, progress=False, resume=True, **SMALL)
+    assert r.step == 6
+    runstate.verify(runstate.checkpoint_dirs(out)[-1])
+
+
+def test_interrupt_leaves_a_consistent_checkpoint(tmp_path):
+    out = tmp_path / "run"
+
+    def hook(model, step):
+        if step == 3:
+            raise KeyboardInterrupt
+        return {"probe": float(step)}
+
+    with pytest.raises(KeyboardInterrupt):
+        pretrain("pacofr", out=str(out), steps=10, checkpoint_every=100, eval_every=1, progress=False,
+                 eval_hook=hook, **SMALL)
+    assert runstate.checkpoint_dirs(out)[-1].name == "step_0000003"
+    rows = read_metrics(out)
+    assert any(row.get("eval/probe") == 2.0 for row in rows)
+    r = pretrain("pacofr", out=str(out), steps=5, checkpoint_every=100, progress=False, resume=True, **SMALL)
+    assert r.step == 5
+
+
+def test_resume_refuses_another_config(tmp_path):
+    out = tmp_path / "run"
+    pretrain("pacofr", out=str(out), steps=2, checkpoint_every=2, progress=False, **SMALL)
+    with pytest.raises(ValueError, match=r"another config \(differs in \['mask_ratio'\]\)"):
+        pretrain("pacofr", out=str(out), steps=4, progress=False, resume=True, mask_ratio=0.5, **SMALL)
+
+
+def test_non_finite_loss_names_step_and_term():
+    cfg = make_config("pacofr", **{k: v for k, v in SMALL.items() if k != "incubation_steps"})
+    model = pacofr.create_model("pacofr_test_tiny", codebook_size=32, belief_hidden=16)
+    model.param("decoder_pred.bias")[0] = np.inf
+    stepper = PacoStep(model, cfg, incubation_steps=0)
+    images = np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32)
+    with pytest.raises(NonFiniteLoss, match="step 7: loss term 'rec' is (nan|inf)"):
+        stepper.run(images, np.arange(8), 7)
+
+
+def test_config_files_and_overrides(tmp_path):
+    j = tmp_path / "c.json"
+    j.write_text(json.dumps({"mask_ratio": 0.6, "sc_mode": "region"}))
+    cfg = make_config("pacofr", j, steps=7)
+    assert (cfg.mask_ratio, cfg.sc_mode, cfg.steps, cfg.masking) == (0.6, "region", 7, "structured")
+    y = tmp_path / "c.yaml"
+    y.write_text("masking: block\ntopk: 8\n")
+    cfg = make_config("mae", y)
+    assert (cfg.masking, cfg.topk, cfg.subst_ratio, cfg.lambda_sc) == ("block", 8, 0.0, 0.0)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"mask_ratio": 0.6,}')
+    with pytest.raises(ValueError, match=r"bad.json: not valid JSON \(line 1"):
+        make_config("pacofr", bad)
+    with pytest.raises(ValueError, match="unknown pre-training config fields: typo"):
+        make_config("pacofr", typo=1)
+    with pytest.raises(ValueError, match="masking must be one of"):
+        make_config("pacofr", masking="grid")
+    with pytest.raises(ValueError, match="unknown preset"):
+        make_config("beit")
+
+
+def test_accumulation_scales_the_update():
+    """AdamW with grad_scale = 1/2 on summed gradients equals AdamW on their mean."""
+    a = pacofr.create_model("pacofr_test_tiny")
+    b = pacofr.create_model("pacofr_test_tiny")
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal(a.flat_grads.shape).astype(np.float32)
+    a.flat_grads[...] = g
+    b.flat_grads[...] = g / 2
+    oa, ob = pacofr.AdamW(a, 1e-3, clip_grad_norm=1.0), pacofr.AdamW(b, 1e-3, clip_grad_norm=1.0)
+    na, nb = oa.step(grad_scale=0.5), ob.step()
+    assert abs(na - nb) < 1e-5 * nb
+    np.testing.assert_allclose(a.flat_params, b.flat_params, rtol=0, atol=1e-7)
