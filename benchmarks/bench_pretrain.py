@@ -157,16 +157,8 @@ def worker(conn, variant, name, batch, threads):
     except Exception as exc:
         conn.send(("error", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"))
         return
-    while True:
-        cmd = conn.recv()
-        if cmd == "step":
-            t = time.perf_counter()
-            step()
-            conn.send(time.perf_counter() - t)
-        elif cmd == "times":
-            conn.send(dict(times) if times is not None else None)
-        else:
-            return
+    from _worker import serve
+    serve(conn, step, {"times": lambda: dict(times) if times is not None else None})
 
 
 def main(argv=None):

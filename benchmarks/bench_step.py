@@ -120,18 +120,9 @@ def worker(conn, variant, name, threads):
     except Exception as exc:  # torch.compile may not work on a machine
         conn.send(("error", f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"))
         return
-    while True:
-        cmd = conn.recv()
-        if cmd == "step":
-            t = time.perf_counter()
-            step()
-            conn.send(time.perf_counter() - t)
-        elif cmd == "rss":
-            conn.send(peak_rss_mib())
-        elif cmd == "modules":
-            conn.send(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "scipy")))
-        else:
-            return
+    from _worker import serve
+    serve(conn, step, {"rss": peak_rss_mib,
+                       "modules": lambda: sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "scipy"))})
 
 
 def main(argv=None):

@@ -22,6 +22,11 @@ def atomic_write_bytes(path, data):
         except OSError:
             pass
         raise
+    fsync_dir(folder)
+
+
+def fsync_dir(folder):
+    """Make a rename inside folder durable (best effort where folders cannot be opened)."""
     try:
         dfd = os.open(folder, os.O_RDONLY)
     except OSError:

@@ -3,6 +3,13 @@ import dataclasses
 from dataclasses import dataclass
 
 
+def check_fields(cls, d, what):
+    """ValueError naming the keys of d that are not fields of the dataclass cls."""
+    unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise ValueError(f"unknown {what} fields: {', '.join(unknown)}")
+
+
 @dataclass(frozen=True)
 class ViTConfig:
     """A MAE-style ViT encoder-decoder. mlp_ratio 4, LayerNorm eps 1e-6, exact GELU, a cls
@@ -75,10 +82,7 @@ class ViTConfig:
 
     @classmethod
     def from_dict(cls, d):
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown model config fields: {', '.join(unknown)}")
+        check_fields(cls, d, "model config")
         return cls(**d)
 
     def replace(self, **changes):

@@ -5,6 +5,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import check_fields
+
 MASKINGS = ("random", "block", "structured")
 REGION_SOURCES = ("canonical", "landmarks", "parsing")
 SC_MODES = ("token", "region")
@@ -118,10 +120,7 @@ class PretrainConfig:
 
     @classmethod
     def from_dict(cls, d):
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown pre-training config fields: {', '.join(unknown)}")
+        check_fields(cls, d, "pre-training config")
         d = dict(d)
         if "betas" in d:
             d["betas"] = tuple(float(b) for b in d["betas"])

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_write_bytes
+from .._io import atomic_write_bytes, fsync_dir
 from ..checkpoint import load_model, load_state, save_model, save_state
 
 CHECKPOINTS = "checkpoints"
@@ -62,7 +62,7 @@ def save_checkpoint(out, step, model, optimizer, paco_state, state, keep):
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-        _fsync_dir(root)
+        fsync_dir(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -81,17 +81,6 @@ def _jsonable(v):
     if isinstance(v, tuple):
         return list(v)
     raise TypeError(f"cannot store {type(v).__name__} in state.json")
-
-
-def _fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def verify(folder):
