@@ -163,3 +163,16 @@ def test_accumulation_scales_the_update():
     na, nb = oa.step(grad_scale=0.5), ob.step()
     assert abs(na - nb) < 1e-5 * nb
     np.testing.assert_allclose(a.flat_params, b.flat_params, rtol=0, atol=1e-7)
+
+
+def test_tensorboard_events_beside_metrics(tmp_path):
+    """With tensorboardX installed (it is in the test extras) the run also writes TensorBoard
+    events holding the same scalars as metrics.jsonl."""
+    from tensorboardX.event_file_writer import EventFileWriter  # noqa: F401  (installed)
+    out = tmp_path / "run"
+    pretrain("mae", out=str(out), steps=3, checkpoint_every=3, progress=False,
+             **{k: v for k, v in SMALL.items() if k not in ("codebook_size", "incubation_steps")})
+    events = list((out / "tb").glob("events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].stat().st_size > 100
+    data = events[0].read_bytes()
+    assert b"rec" in data and b"loss" in data
