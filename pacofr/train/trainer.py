@@ -12,7 +12,7 @@ import numpy as np
 from .. import runtime
 from ..data import SynthFace
 from ..data.augment import AugmentConfig
-from ..data.datasets import ImageFolder
+from ..data.datasets import ImageFolder, LandmarkFaces
 from ..data.loader import Loader
 from ..model import create_model
 from ..optim import AdamW, cosine_lr
@@ -80,8 +80,15 @@ def make_dataset(cfg, size):
                        num_identities=cfg.synth_identities or None)
         return ds if factor == 1 else _Downscaled(ds, factor)
     path = Path(cfg.data)
+    if path.suffix == ".json" and path.is_file():      # COCO-style keypoints (mmpose layout)
+        return LandmarkFaces.from_coco(path, size=size)
+    if path.suffix == ".csv" and path.is_file():       # HRNet-style CSV, images beside it
+        return LandmarkFaces.from_hrnet_csv(path, path.parent, size=size)
     if not path.is_dir():
-        raise ValueError(f"data must be 'synthface' or a folder of face images; {path} is not a folder")
+        raise ValueError(f"data must be 'synthface', a folder of face images, a COCO keypoint .json or an "
+                         f"HRNet .csv; {path} is none of these")
+    if any(path.rglob("*.pts")):                        # iBUG: images with .pts beside them
+        return LandmarkFaces.from_pts_folder(path, size=size)
     return ImageFolder(path, size)
 
 
