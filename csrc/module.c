@@ -759,8 +759,11 @@ static PyObject *py_linear_forward(PyObject *self, PyObject *args) {
     const npy_intp R = PyArray_DIM(x, 0), IC = PyArray_DIM(x, 1), OC = PyArray_DIM(w, 0);
     PyArrayObject *out = new_f32(2, SHP(R, OC), 0);
     if (!out) return NULL;
-    pf_status st = pf_linear_forward(PyArray_DATA(out), PyArray_DATA(x), PyArray_DATA(w),
-                                     data_or_null(bias), R, IC, OC, dt);
+    float *pb = data_or_null(bias);
+    pf_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pf_linear_forward(PyArray_DATA(out), PyArray_DATA(x), PyArray_DATA(w), pb, R, IC, OC, dt);
+    Py_END_ALLOW_THREADS
     if (st != PF_OK) {
         Py_DECREF(out);
         return raise_status(st);
@@ -785,8 +788,11 @@ static PyObject *py_linear_backward(PyObject *self, PyObject *args) {
     if (!d || !opt_f32(dx_obj, "dinp", 2, SHP(R, IC), &dx) || !opt_f32(dw_obj, "dweight", 2, SHP(OC, IC), &dw) ||
         !opt_f32(db_obj, "dbias", 1, SHP(OC), &db))
         return NULL;
-    pf_status st = pf_linear_backward(data_or_null(dx), data_or_null(dw), data_or_null(db), PyArray_DATA(d),
-                                      PyArray_DATA(x), PyArray_DATA(w), R, IC, OC, dt);
+    float *pdx = data_or_null(dx), *pdw = data_or_null(dw), *pdb = data_or_null(db);
+    pf_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pf_linear_backward(pdx, pdw, pdb, PyArray_DATA(d), PyArray_DATA(x), PyArray_DATA(w), R, IC, OC, dt);
+    Py_END_ALLOW_THREADS
     if (st != PF_OK) return raise_status(st);
     Py_RETURN_NONE;
 }
@@ -1393,7 +1399,9 @@ static PyObject *py_patch_stats(PyObject *self, PyObject *x_obj) {
         Py_XDECREF(xn), Py_XDECREF(mu), Py_XDECREF(sd);
         return NULL;
     }
+    Py_BEGIN_ALLOW_THREADS
     pf_patch_stats(PyArray_DATA(xn), PyArray_DATA(mu), PyArray_DATA(sd), PyArray_DATA(x), R, d);
+    Py_END_ALLOW_THREADS
     return Py_BuildValue("(NNN)", xn, mu, sd);
 }
 
@@ -1416,7 +1424,9 @@ static PyObject *py_substitute(PyObject *self, PyObject *args) {
     if (!sd || !check_finite(t, "t") || !check_finite(mu, "mu") || !check_finite(sd, "sigma") ||
         !check_index(g, "subst", G * G))
         return NULL;
+    Py_BEGIN_ALLOW_THREADS
     pf_substitute(PyArray_DATA(im), PyArray_DATA(t), PyArray_DATA(mu), PyArray_DATA(sd), PyArray_DATA(g), B, s, S, p);
+    Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
 
@@ -1434,8 +1444,10 @@ static PyObject *py_substitute_backward(PyObject *self, PyObject *args) {
     PyArrayObject *sd = dc ? F32(s_obj, "sigma", 2, SHP(B, s), 0) : NULL;
     PyArrayObject *pos = sd ? I64(pos_obj, "pos", 2, SHP(B, s)) : NULL;
     if (!pos || !check_index(pos, "pos", PyArray_DIM(dc, 1))) return NULL;
-    pf_substitute_backward(PyArray_DATA(dt), PyArray_DATA(dc), PyArray_DATA(sd), PyArray_DATA(pos), B, s,
-                           PyArray_DIM(dc, 1), p);
+    const npy_intp n = PyArray_DIM(dc, 1);
+    Py_BEGIN_ALLOW_THREADS
+    pf_substitute_backward(PyArray_DATA(dt), PyArray_DATA(dc), PyArray_DATA(sd), PyArray_DATA(pos), B, s, n, p);
+    Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
 
@@ -1510,8 +1522,10 @@ static PyObject *py_topk_mixture_forward(PyObject *self, PyObject *args) {
         Py_XDECREF(t), Py_XDECREF(w), Py_XDECREF(idx);
         return NULL;
     }
+    Py_BEGIN_ALLOW_THREADS
     pf_topk_mixture_forward(PyArray_DATA(t), PyArray_DATA(idx), PyArray_DATA(w), PyArray_DATA(l), PyArray_DATA(C),
                             R, K, d, k, tau, hard);
+    Py_END_ALLOW_THREADS
     return Py_BuildValue("(NNN)", t, idx, w);
 }
 
@@ -1531,8 +1545,11 @@ static PyObject *py_topk_mixture_backward(PyObject *self, PyObject *args) {
     if (!w || !check_topk(k, K, tau) || !check_index(idx, "idx", K) || !opt_f32(dl_obj, "dlogits", 2, SHP(R, K), &dl) ||
         !opt_f32(dc_obj, "dcodebook", 2, SHP(K, d), &dc))
         return NULL;
-    pf_topk_mixture_backward(data_or_null(dl), data_or_null(dc), PyArray_DATA(dt), PyArray_DATA(idx), PyArray_DATA(w),
-                             PyArray_DATA(C), R, K, d, k, tau);
+    float *pdl = data_or_null(dl), *pdc = data_or_null(dc);
+    Py_BEGIN_ALLOW_THREADS
+    pf_topk_mixture_backward(pdl, pdc, PyArray_DATA(dt), PyArray_DATA(idx), PyArray_DATA(w), PyArray_DATA(C), R, K, d,
+                             k, tau);
+    Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
 
@@ -1559,8 +1576,11 @@ static PyObject *py_codebook_ema(PyObject *self, PyObject *args) {
     if (!(decay > 0.0f && decay < 1.0f) || !(eps > 0.0f))
         return PyErr_Format(PyExc_ValueError, "decay must be in (0, 1) and eps positive, got %g, %g", (double)decay,
                             (double)eps);
-    pf_codebook_ema(PyArray_DATA(C), PyArray_DATA(cnt), PyArray_DATA(sum), PyArray_DATA(x), PyArray_DATA(a),
-                    PyArray_DIM(x, 0), PyArray_DIM(C, 0), PyArray_DIM(x, 1), decay, eps);
+    const npy_intp R = PyArray_DIM(x, 0), K = PyArray_DIM(C, 0), d = PyArray_DIM(x, 1);
+    Py_BEGIN_ALLOW_THREADS
+    pf_codebook_ema(PyArray_DATA(C), PyArray_DATA(cnt), PyArray_DATA(sum), PyArray_DATA(x), PyArray_DATA(a), R, K, d,
+                    decay, eps);
+    Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
 
@@ -1575,8 +1595,12 @@ static PyObject *py_codebook_reseed(PyObject *self, PyObject *args) {
     if (!x || !check_finite(x, "x") || !check_ema_state(c_obj, n_obj, s_obj, PyArray_DIM(x, 1), &C, &cnt, &sum))
         return NULL;
     if (PyArray_DIM(x, 0) < 1) return PyErr_Format(PyExc_ValueError, "x must have at least one row");
-    const int64_t n = pf_codebook_reseed(PyArray_DATA(C), PyArray_DATA(cnt), PyArray_DATA(sum), PyArray_DATA(x),
-                                         PyArray_DIM(x, 0), PyArray_DIM(C, 0), PyArray_DIM(x, 1), threshold, key);
+    const npy_intp R = PyArray_DIM(x, 0), K = PyArray_DIM(C, 0), d = PyArray_DIM(x, 1);
+    int64_t n;
+    Py_BEGIN_ALLOW_THREADS
+    n = pf_codebook_reseed(PyArray_DATA(C), PyArray_DATA(cnt), PyArray_DATA(sum), PyArray_DATA(x), R, K, d, threshold,
+                           key);
+    Py_END_ALLOW_THREADS
     return PyLong_FromLongLong(n);
 }
 
@@ -1684,7 +1708,9 @@ static PyObject *py_region_pool_forward(PyObject *self, PyObject *args) {
         Py_XDECREF(out), Py_XDECREF(cnt);
         return NULL;
     }
+    Py_BEGIN_ALLOW_THREADS
     pf_region_pool_forward(PyArray_DATA(out), PyArray_DATA(cnt), PyArray_DATA(y), PyArray_DATA(r), B, T, C, G);
+    Py_END_ALLOW_THREADS
     return Py_BuildValue("(NN)", out, cnt);
 }
 
@@ -1706,7 +1732,9 @@ static PyObject *py_region_pool_backward(PyObject *self, PyObject *args) {
         if (pc[(i / T) * G + pr[i]] < 1)
             return PyErr_Format(PyExc_ValueError, "count is 0 for region %lld of image %zd", (long long)pr[i],
                                 (Py_ssize_t)(i / T));
+    Py_BEGIN_ALLOW_THREADS
     pf_region_pool_backward(PyArray_DATA(dy), PyArray_DATA(dout), pc, pr, B, T, C, G);
+    Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
 
@@ -1721,7 +1749,10 @@ static PyObject *py_ema_update(PyObject *self, PyObject *args) {
     if (!src || !check_finite(src, "src")) return NULL;
     if (!(m >= 0.0f && m <= 1.0f)) return PyErr_Format(PyExc_ValueError, "momentum must be in [0, 1], got %g", (double)m);
     if (overlaps(dst, src)) return PyErr_Format(PyExc_ValueError, "dst and src must not overlap");
-    pf_ema_update(PyArray_DATA(dst), PyArray_DATA(src), PyArray_DIM(dst, 0), m);
+    const npy_intp n = PyArray_DIM(dst, 0);
+    Py_BEGIN_ALLOW_THREADS
+    pf_ema_update(PyArray_DATA(dst), PyArray_DATA(src), n, m);
+    Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
 

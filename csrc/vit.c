@@ -360,11 +360,11 @@ pf_status pf_vit_forward(pf_vit *m, const float *images, const int64_t *ids_keep
 pf_status pf_vit_forward_ex(pf_vit *m, const float *images, const int64_t *ids_keep, int64_t B,
                             int64_t n, const float *target_images, const float *weights, double *loss) {
     const pf_vit_config *c = &m->cfg;
+    m->have_forward = 0; /* a failed forward leaves nothing for backward */
     if (c->encoder_only)
         return pf_fail(PF_EUNSUPPORTED, "this model is an encoder only: it has no decoder for the MAE loss");
     TRY(check_ids(m, ids_keep, B, n));
     TRY(ensure_acts(m, B, n, 1));
-    m->have_forward = 0;
     const int64_t N = m->N, T = 1 + n, Cd = c->dec_embed_dim, N1 = 1 + N;
     memcpy(m->ids, ids_keep, (size_t)(B * n) * sizeof(int64_t));
     memset(m->mask, 1, (size_t)(B * N));
@@ -407,9 +407,9 @@ const float *pf_vit_pred(const pf_vit *m, int64_t *B, int64_t *N, int64_t *d) {
 
 pf_status pf_vit_encode_ids(pf_vit *m, const float *images, const int64_t *ids, int64_t B, int64_t n,
                             float *out) {
+    m->have_forward = 0;
     TRY(check_ids(m, ids, B, n));
     TRY(ensure_acts(m, B, n, 0));
-    m->have_forward = 0;
     memcpy(m->ids, ids, (size_t)(B * n) * sizeof(int64_t));
     return encoder_forward(m, images, m->ids, B, n, out);
 }

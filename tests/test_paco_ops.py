@@ -286,3 +286,16 @@ def test_paco_bad_arguments(rng):
         _C.ema_update(rand(rng, 3), rand(rng, 3), 1.5)
     with pytest.raises(ValueError, match="x rows need at least 2 values"):
         _C.patch_stats(rand(rng, 3, 1))
+
+
+def test_failed_forward_leaves_nothing_to_backward(rng):
+    import pacofr
+    m = pacofr.create_model("pacofr_test_tiny")
+    x = rand(rng, 2, 3, 32, 32)
+    m.forward(x, np.array([[0, 1], [2, 3]]))
+    with pytest.raises(ValueError, match="keeps patch 1 twice"):
+        _C.vit_forward_ex(m._h, x, np.array([[1, 1], [2, 3]]), None, None)
+    with pytest.raises(ValueError, match="needs a forward"):
+        _C.vit_backward_ex(m._h, None, None)
+    with pytest.raises(ValueError, match="no forward"):
+        _C.vit_latent(m._h)

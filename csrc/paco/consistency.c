@@ -59,7 +59,8 @@ pf_status pf_affinity_loss_forward(double *loss, float *diff, float *zs, float *
     }
     free(scratch);
     *loss = images ? total / images : 0.0;
-    return st;
+    /* a worker thread's own message stays in that thread: say it here */
+    return st == PF_OK ? PF_OK : pf_fail(st, "affinity loss: a matrix product failed in a worker thread");
 }
 
 /* dys (B, T, C) += dloss * d loss / d ys through A = z z^T and z = y / |y|. */
@@ -105,7 +106,7 @@ pf_status pf_affinity_loss_backward(float *dys, const float *diff, const float *
         }
     }
     free(scratch);
-    return st;
+    return st == PF_OK ? PF_OK : pf_fail(st, "affinity loss backward: a matrix product failed in a worker thread");
 }
 
 /* out (B, G, C) = per-region means of y (B, T, C); count (B, G). */
