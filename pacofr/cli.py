@@ -72,7 +72,8 @@ def build_parser():
     pt.add_argument("--lr", type=float, help="peak learning rate (default 1.5e-4 * batch / 256)")
     pt.add_argument("--masking", choices=["random", "block", "structured"])
     pt.add_argument("--seed", type=int)
-    pt.add_argument("--data", help="'synthface' (default) or a folder of face images")
+    pt.add_argument("--data", help="'synthface' (default), a folder of face images (with iBUG .pts beside them: "
+                    "aligned, landmark region maps), a COCO keypoint .json or an HRNet .csv")
     pt.add_argument("--dtype", choices=["fp32", "bf16"])
     pt.add_argument("--threads", type=int)
     pt.add_argument("--out", help="run folder (metrics.jsonl, checkpoints/, previews/)")
