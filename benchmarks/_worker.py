@@ -16,3 +16,23 @@ def serve(conn, step, commands=None):
             conn.send(commands[cmd]())
         else:
             return
+
+
+def start_workers(target, variants, *args):
+    """One spawned process per variant running target(conn, variant, *args), started one at a
+    time (a warm-up never overlaps another worker's). -> ({variant: conn} of those that said
+    "ready", {variant: why} of those that could not run, [processes])."""
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    conns, notes, procs = {}, {}, []
+    for v in variants:
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=target, args=(child, v, *args), daemon=True)
+        proc.start()
+        procs.append(proc)
+        status, why = parent.recv()
+        if status == "ready":
+            conns[v] = parent
+        else:
+            notes[v] = why
+    return conns, notes, procs

@@ -14,7 +14,6 @@ for a while after a parallel region) never steal the cores of the next; figures 
 """
 import argparse
 import json
-import multiprocessing as mp
 import sys
 import time
 from collections import defaultdict
@@ -174,18 +173,8 @@ def main(argv=None):
     print(f"# bench_pretrain: pacofr {info['version']}, oneDNN {info['onednn']} ({info['isa']}), torch "
           f"{torch.__version__}, {args.threads} threads, {args.model}, batch {args.batch}, median of {args.steps} steps",
           flush=True)
-    ctx = mp.get_context("spawn")
-    conns, notes, procs = {}, {}, []
-    for v in VARIANTS:
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=worker, args=(child, v, args.model, args.batch, args.threads), daemon=True)
-        proc.start()
-        procs.append(proc)
-        status, why = parent.recv()
-        if status == "ready":
-            conns[v] = parent
-        else:
-            notes[v] = why
+    from _worker import start_workers
+    conns, notes, procs = start_workers(worker, list(VARIANTS), args.model, args.batch, args.threads)
     times = defaultdict(list)
     for _ in range(args.steps):
         for v, c in conns.items():

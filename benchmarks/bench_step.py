@@ -12,7 +12,6 @@ Effective GFLOP/s counts the matrix products of the step.
 """
 import argparse
 import json
-import multiprocessing as mp
 import resource
 import sys
 import time
@@ -151,18 +150,8 @@ def main(argv=None):
         flops = step_flops(cfg, B, n)
         names = [v for v in VARIANTS if not (args.no_compile and "compile" in v)
                  and not (args.no_autocast and "autocast" in v)]
-        steps, notes, procs = {}, {}, []
-        ctx = mp.get_context("spawn")
-        for v in names:  # one at a time: a warm-up never overlaps another worker's
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=worker, args=(child, v, name, args.threads), daemon=True)
-            proc.start()
-            procs.append(proc)
-            status, why = parent.recv()
-            if status == "ready":
-                steps[v] = parent
-            else:
-                notes[v] = why
+        from _worker import start_workers
+        steps, notes, procs = start_workers(worker, names, name, args.threads)
         times = {v: [] for v in steps}
         for _ in range(args.steps):
             for v, conn in steps.items():
