@@ -14,7 +14,6 @@ import argparse
 import json
 import resource
 import sys
-import time
 from pathlib import Path
 
 import numpy as np

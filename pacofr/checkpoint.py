@@ -3,7 +3,6 @@ out a local model) and converters between pacofr, timm and MAE state dicts.
 
 Nothing is ever unpickled: weights are safetensors only."""
 import json
-import os
 from pathlib import Path
 
 import numpy as np

@@ -158,27 +158,6 @@ class PacoReference(MAE):
         return t
 
     # ---- pieces -----------------------------------------------------------------------------
-    def forward_decoder(self, latent, ids_keep):
-        """torch_ref.MAE.forward's decoder: latent (B, 1+n, C) -> pred (B, N, d) in grid order;
-        also the removed-patch mask (B, N), 1 = removed. The removed indices (ascending) come
-        from one stable sort instead of torch_ref's per-image nonzero loop: the same values,
-        without a Python loop over the batch in the timed path."""
-        B, n = ids_keep.shape
-        N = self.cfg.num_patches
-        mask = torch.ones(B, N, dtype=latent.dtype, device=latent.device)
-        mask.scatter_(1, ids_keep, 0.0)
-        removed = torch.argsort(mask, dim=1, descending=True, stable=True)[:, :N - n]
-        ids_restore = torch.argsort(torch.cat([ids_keep, removed], dim=1), dim=1)
-
-        x = self.decoder_embed(latent)
-        tokens = self.mask_token.expand(B, N - n, -1)
-        x_ = torch.cat([x[:, 1:], tokens], dim=1)
-        x_ = torch.gather(x_, 1, ids_restore[..., None].expand(-1, -1, x.shape[-1]))
-        x = torch.cat([x[:, :1], x_], dim=1) + self.decoder_pos_embed
-        for blk in self.decoder_blocks:
-            x = blk(x)
-        return self.decoder_pred(self.decoder_norm(x))[:, 1:], mask
-
     def tokens(self, Pn_S, k, tau, hard):
         """Belief logits (R, K), top-k idx (R, k), weights w (R, k) and token t (R, d)."""
         C = self.codebook.weight

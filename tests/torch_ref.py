@@ -3,7 +3,6 @@ description: the reference the C engine is checked against, layer by layer and w
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 
 class Attention(nn.Module):
@@ -94,23 +93,28 @@ class MAE(nn.Module):
             x = blk(x)
         return self.norm(x)
 
-    def forward(self, imgs, ids_keep):
+    def forward_decoder(self, latent, ids_keep):
+        """latent (B, 1+n, C) -> pred (B, N, d) in grid order, and the removed-patch mask (B, N),
+        1 = removed. MAE's shuffle: kept first, then the removed ones (ascending, from one
+        stable sort); ids_restore undoes it."""
         B, n = ids_keep.shape
         N = self.cfg.num_patches
-        mask = torch.ones(B, N)
+        mask = torch.ones(B, N, dtype=latent.dtype, device=latent.device)
         mask.scatter_(1, ids_keep, 0.0)
-        # MAE's shuffle: kept first, then the removed ones; ids_restore undoes it
-        removed = torch.stack([torch.nonzero(mask[b]).flatten() for b in range(B)])
+        removed = torch.argsort(mask, dim=1, descending=True, stable=True)[:, :N - n]
         ids_restore = torch.argsort(torch.cat([ids_keep, removed], dim=1), dim=1)
 
-        x = self.decoder_embed(self.forward_encoder(imgs, ids_keep))
+        x = self.decoder_embed(latent)
         tokens = self.mask_token.expand(B, N - n, -1)
         x_ = torch.cat([x[:, 1:], tokens], dim=1)
         x_ = torch.gather(x_, 1, ids_restore[..., None].expand(-1, -1, x.shape[-1]))
         x = torch.cat([x[:, :1], x_], dim=1) + self.decoder_pos_embed
         for blk in self.decoder_blocks:
             x = blk(x)
-        pred = self.decoder_pred(self.decoder_norm(x))[:, 1:]
+        return self.decoder_pred(self.decoder_norm(x))[:, 1:], mask
+
+    def forward(self, imgs, ids_keep):
+        pred, mask = self.forward_decoder(self.forward_encoder(imgs, ids_keep), ids_keep)
 
         target = patchify(imgs, self.cfg.patch_size)
         if self.cfg.norm_pix_loss:

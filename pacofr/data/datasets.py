@@ -1,6 +1,5 @@
 """Data sets as indexable collections of samples (dicts of NumPy arrays) that the Loader
 batches: unlabeled image folders for pre-training, and faces with landmarks, aligned."""
-import json
 from pathlib import Path
 
 import numpy as np

@@ -2,7 +2,6 @@
 gradient accumulation, the EMA teacher, logging (tqdm, metrics.jsonl, TensorBoard when
 tensorboardX is installed, reconstruction previews) and checkpoints with exact resume."""
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
