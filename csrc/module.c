@@ -20,6 +20,7 @@
 #include "photometric.h"
 #include "normalize.h"
 #include "raster.h"
+#include "heads/heads.h"
 
 /* Raise the exception that matches a failed status, with the core's message. */
 static PyObject *raise_status(pf_status st) {
@@ -119,7 +120,7 @@ static PyArrayObject *check_f32(PyObject *obj, const char *name, int ndim, int w
 static int overlaps(PyArrayObject *x, PyArrayObject *y) {
     const char *x0 = PyArray_BYTES(x), *y0 = PyArray_BYTES(y);
     const char *x1 = x0 + PyArray_NBYTES(x), *y1 = y0 + PyArray_NBYTES(y);
-    return PyArray_NBYTES(x) && PyArray_NBYTES(y) && x0 < y1 && y0 < x1;
+    return PyArray_NBYTES(x) > 0 && PyArray_NBYTES(y) > 0 && x0 < y1 && y0 < x1;
 }
 
 static int parse_dtype(PyObject *obj, pf_dtype *dtype) {
@@ -716,13 +717,13 @@ static PyObject *py_grad_norm(PyObject *self, PyObject *cap) {
 
 static PyObject *py_adamw_step(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *kw[] = {"model", "m", "v", "lr", "beta1", "beta2", "eps", "weight_decay",
-                         "bias_correction1", "bias_correction2", "grad_scale", NULL};
-    PyObject *cap, *m_obj, *v_obj;
+                         "bias_correction1", "bias_correction2", "grad_scale", "lr_scale", NULL};
+    PyObject *cap, *m_obj, *v_obj, *s_obj = Py_None;
     pf_adamw_args a;
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOffffffff:adamw_step", kw, &cap, &m_obj, &v_obj,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOffffffff|O:adamw_step", kw, &cap, &m_obj, &v_obj,
                                      &a.lr, &a.beta1, &a.beta2, &a.eps, &a.weight_decay,
-                                     &a.bias_correction1, &a.bias_correction2, &a.grad_scale))
+                                     &a.bias_correction1, &a.bias_correction2, &a.grad_scale, &s_obj))
         return NULL;
     model_box *b = box(cap);
     if (!b) return NULL;
@@ -730,18 +731,246 @@ static PyObject *py_adamw_step(PyObject *self, PyObject *args, PyObject *kwargs)
     pf_vit *model = b->m;
     const npy_intp n = pf_vit_num_params(model);
     PyArrayObject *m = F32(m_obj, "m", 1, SHP(n), 1);
-    PyArrayObject *v = m ? F32(v_obj, "v", 1, SHP(n), 1) : NULL;
-    if (!v) goto done;
+    PyArrayObject *v = m ? F32(v_obj, "v", 1, SHP(n), 1) : NULL, *sc = NULL;
+    if (!v || !opt_f32(s_obj, "lr_scale", 1, SHP(pf_vit_num_tensors(model)), &sc)) goto done;
+    if (sc && !check_finite(sc, "lr_scale")) goto done;
     float *pm = PyArray_DATA(m), *pv = PyArray_DATA(v);
+    const float *psc = data_or_null(sc);
     Py_BEGIN_ALLOW_THREADS
     pf_adamw_step(pf_vit_params(model), pf_vit_grads(model), pm, pv, pf_vit_tensor(model, 0),
-                  pf_vit_num_tensors(model), &a);
+                  pf_vit_num_tensors(model), psc, &a);
     Py_END_ALLOW_THREADS
     result = Py_None;
     Py_INCREF(result);
 done:
     unbox(b);
     return result;
+}
+
+/* vit_encoder_backward(model, dout (B, 1+n, C), dcols (B, n, 3*p*p) | None): gradients of the
+ * last encode / encode_ids from a gradient on its output (fine-tuning). */
+static PyObject *py_vit_encoder_backward(PyObject *self, PyObject *args) {
+    PyObject *cap, *d_obj, *dc_obj;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOO:vit_encoder_backward", &cap, &d_obj, &dc_obj)) return NULL;
+    model_box *b = box(cap);
+    if (!b) return NULL;
+    PyObject *result = NULL;
+    const pf_vit_config *c = pf_vit_get_config(b->m);
+    PyArrayObject *d = F32(d_obj, "dout", 3, SHP(-1, -1, c->embed_dim), 0), *dc = NULL;
+    if (!d || !check_finite(d, "dout")) goto done;
+    const npy_intp B = PyArray_DIM(d, 0), T = PyArray_DIM(d, 1);
+    if (!opt_f32(dc_obj, "dcols", 3, SHP(B, T - 1, 3 * c->patch_size * c->patch_size), &dc)) goto done;
+    const float *pd = PyArray_DATA(d);
+    float *pdc = data_or_null(dc);
+    pf_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pf_vit_encoder_backward(b->m, pd, B, T, pdc);
+    Py_END_ALLOW_THREADS
+    if (st == PF_OK) {
+        Py_INCREF(Py_None);
+        result = Py_None;
+    } else {
+        raise_status(st);
+    }
+done:
+    unbox(b);
+    return result;
+}
+
+/* adamw_update(params, grads, m, v, lr, beta1, beta2, eps, weight_decay, bc1, bc2, grad_scale,
+ * decay): one AdamW update of one flat float32 tensor (the downstream heads' parameters). */
+static PyObject *py_adamw_update(PyObject *self, PyObject *args) {
+    PyObject *p_obj, *g_obj, *m_obj, *v_obj;
+    pf_adamw_args a;
+    int decay;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOffffffffp:adamw_update", &p_obj, &g_obj, &m_obj, &v_obj, &a.lr, &a.beta1,
+                          &a.beta2, &a.eps, &a.weight_decay, &a.bias_correction1, &a.bias_correction2,
+                          &a.grad_scale, &decay))
+        return NULL;
+    PyArrayObject *p = F32(p_obj, "params", 1, NULL, 1);
+    if (!p) return NULL;
+    const npy_intp n = PyArray_DIM(p, 0);
+    PyArrayObject *g = F32(g_obj, "grads", 1, SHP(n), 0);
+    PyArrayObject *m = g ? F32(m_obj, "m", 1, SHP(n), 1) : NULL;
+    PyArrayObject *v = m ? F32(v_obj, "v", 1, SHP(n), 1) : NULL;
+    if (!v || !check_finite(g, "grads")) return NULL;
+    float *pp = PyArray_DATA(p), *pm = PyArray_DATA(m), *pv = PyArray_DATA(v);
+    const float *pg = PyArray_DATA(g);
+    Py_BEGIN_ALLOW_THREADS
+    pf_adamw_update(pp, pg, pm, pv, n, decay, 1.0f, &a);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* Per-patch head logits (B, N, p*p*X) with N = G*G: checks the layout, returns X (0 on error). */
+static npy_intp head_logits(PyArrayObject **out, PyObject *obj, const char *name, long p, npy_intp *G) {
+    if (p < 1) {
+        PyErr_Format(PyExc_ValueError, "p must be positive, got %ld", p);
+        return 0;
+    }
+    PyArrayObject *z = F32(obj, name, 3, NULL, 0);
+    if (!z) return 0;
+    const npy_intp N = PyArray_DIM(z, 1), D = PyArray_DIM(z, 2);
+    npy_intp g = 0;
+    while (g * g < N) g++;
+    if (N < 1 || g * g != N || D < 1 || D % (p * p)) {
+        PyErr_Format(PyExc_ValueError, "%s must have shape (B, G*G, p*p*X) with p = %ld, got %s", name, p, shape_str(z));
+        return 0;
+    }
+    *out = z, *G = g;
+    return D / (p * p);
+}
+
+/* softargmax_forward(logits (B, N, p*p*L), p) -> (coords (B, L, 2), lse (B, L)) */
+static PyObject *py_softargmax_forward(PyObject *self, PyObject *args) {
+    PyObject *z_obj;
+    long p;
+    PyArrayObject *z;
+    npy_intp G;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Ol:softargmax_forward", &z_obj, &p)) return NULL;
+    const npy_intp L = head_logits(&z, z_obj, "logits", p, &G);
+    if (!L || !check_finite(z, "logits")) return NULL;
+    const npy_intp B = PyArray_DIM(z, 0);
+    PyArrayObject *xy = new_f32(3, SHP(B, L, 2), 0), *lse = new_f32(2, SHP(B, L), 0);
+    if (!xy || !lse) {
+        Py_XDECREF(xy), Py_XDECREF(lse);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    pf_softargmax_forward(PyArray_DATA(xy), PyArray_DATA(lse), PyArray_DATA(z), B, G, p, L);
+    Py_END_ALLOW_THREADS
+    return Py_BuildValue("(NN)", xy, lse);
+}
+
+/* softargmax_backward(dcoords (B, L, 2), logits, lse (B, L), coords (B, L, 2), p, dlogits) */
+static PyObject *py_softargmax_backward(PyObject *self, PyObject *args) {
+    PyObject *dxy_obj, *z_obj, *lse_obj, *xy_obj, *dz_obj;
+    long p;
+    PyArrayObject *z;
+    npy_intp G;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOlO:softargmax_backward", &dxy_obj, &z_obj, &lse_obj, &xy_obj, &p, &dz_obj))
+        return NULL;
+    const npy_intp L = head_logits(&z, z_obj, "logits", p, &G);
+    if (!L) return NULL;
+    const npy_intp B = PyArray_DIM(z, 0);
+    PyArrayObject *dxy = F32(dxy_obj, "dcoords", 3, SHP(B, L, 2), 0);
+    PyArrayObject *lse = dxy ? F32(lse_obj, "lse", 2, SHP(B, L), 0) : NULL;
+    PyArrayObject *xy = lse ? F32(xy_obj, "coords", 3, SHP(B, L, 2), 0) : NULL;
+    PyArrayObject *dz = xy ? F32(dz_obj, "dlogits", 3, PyArray_DIMS(z), 1) : NULL;
+    if (!dz || !check_finite(dxy, "dcoords")) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    pf_softargmax_backward(PyArray_DATA(dz), PyArray_DATA(dxy), PyArray_DATA(z), PyArray_DATA(lse),
+                           PyArray_DATA(xy), B, G, p, L);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* Point arrays of an L1 call: pred, target (B, L, 2), weight (B, L) | None. */
+static int l1_args(PyObject *p_obj, PyObject *t_obj, PyObject *w_obj, PyArrayObject **pred,
+                   PyArrayObject **target, PyArrayObject **weight) {
+    *pred = F32(p_obj, "pred", 3, SHP(-1, -1, 2), 0);
+    *target = *pred ? F32(t_obj, "target", 3, PyArray_DIMS(*pred), 0) : NULL;
+    if (!*target || !opt_f32(w_obj, "weight", 2, SHP(PyArray_DIM(*pred, 0), PyArray_DIM(*pred, 1)), weight)) return 0;
+    return check_finite(*pred, "pred") && check_finite(*target, "target") && (!*weight || check_finite(*weight, "weight"));
+}
+
+/* l1_points_forward(pred, target, weight | None, scale) -> float */
+static PyObject *py_l1_points_forward(PyObject *self, PyObject *args) {
+    PyObject *p_obj, *t_obj, *w_obj;
+    float scale;
+    PyArrayObject *pr, *t, *w;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOf:l1_points_forward", &p_obj, &t_obj, &w_obj, &scale) ||
+        !l1_args(p_obj, t_obj, w_obj, &pr, &t, &w))
+        return NULL;
+    return PyFloat_FromDouble(pf_l1_points_forward(PyArray_DATA(pr), PyArray_DATA(t), data_or_null(w),
+                                                   PyArray_DIM(pr, 0), PyArray_DIM(pr, 1), scale));
+}
+
+/* l1_points_backward(pred, target, weight | None, scale, dloss, dpred) */
+static PyObject *py_l1_points_backward(PyObject *self, PyObject *args) {
+    PyObject *p_obj, *t_obj, *w_obj, *d_obj;
+    float scale, dloss;
+    PyArrayObject *pr, *t, *w, *d;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOffO:l1_points_backward", &p_obj, &t_obj, &w_obj, &scale, &dloss, &d_obj) ||
+        !l1_args(p_obj, t_obj, w_obj, &pr, &t, &w) || !(d = F32(d_obj, "dpred", 3, PyArray_DIMS(pr), 1)))
+        return NULL;
+    pf_l1_points_backward(PyArray_DATA(d), PyArray_DATA(pr), PyArray_DATA(t), data_or_null(w),
+                          PyArray_DIM(pr, 0), PyArray_DIM(pr, 1), scale, dloss);
+    Py_RETURN_NONE;
+}
+
+/* Logits and labels of a pixel cross-entropy call; returns K (0 on error). */
+static npy_intp pixel_args(PyObject *z_obj, PyObject *y_obj, long p, PyArrayObject **z, PyArrayObject **y,
+                           npy_intp *G) {
+    const npy_intp K = head_logits(z, z_obj, "logits", p, G);
+    if (!K) return 0;
+    const npy_intp S = *G * p;
+    *y = I64(y_obj, "labels", 3, SHP(PyArray_DIM(*z, 0), S, S));
+    return *y ? K : 0;
+}
+
+/* pixel_ce_forward(logits (B, N, p*p*K), labels (B, S, S) int64, p, ignore) -> (loss, count) */
+static PyObject *py_pixel_ce_forward(PyObject *self, PyObject *args) {
+    PyObject *z_obj, *y_obj;
+    long p;
+    long long ignore;
+    PyArrayObject *z, *y;
+    npy_intp G;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOlL:pixel_ce_forward", &z_obj, &y_obj, &p, &ignore)) return NULL;
+    const npy_intp K = pixel_args(z_obj, y_obj, p, &z, &y, &G);
+    if (!K || !check_finite(z, "logits")) return NULL;
+    double loss = 0.0;
+    int64_t count = 0;
+    pf_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pf_pixel_ce_forward(&loss, &count, PyArray_DATA(z), PyArray_DATA(y), PyArray_DIM(z, 0), G, p, K, ignore);
+    Py_END_ALLOW_THREADS
+    if (st != PF_OK) return raise_status(st);
+    return Py_BuildValue("(dL)", loss, (long long)count);
+}
+
+/* pixel_ce_backward(logits, labels, p, ignore, dloss, dlogits) */
+static PyObject *py_pixel_ce_backward(PyObject *self, PyObject *args) {
+    PyObject *z_obj, *y_obj, *d_obj;
+    long p;
+    long long ignore;
+    float dloss;
+    PyArrayObject *z, *y, *d;
+    npy_intp G;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOlLfO:pixel_ce_backward", &z_obj, &y_obj, &p, &ignore, &dloss, &d_obj)) return NULL;
+    const npy_intp K = pixel_args(z_obj, y_obj, p, &z, &y, &G);
+    if (!K || !(d = F32(d_obj, "dlogits", 3, PyArray_DIMS(z), 1))) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    pf_pixel_ce_backward(PyArray_DATA(d), PyArray_DATA(z), PyArray_DATA(y), PyArray_DIM(z, 0), G, p, K, ignore, dloss);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* pixel_softmax(logits (B, N, p*p*K), p) -> probs (B, K, S, S) */
+static PyObject *py_pixel_softmax(PyObject *self, PyObject *args) {
+    PyObject *z_obj;
+    long p;
+    PyArrayObject *z;
+    npy_intp G;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Ol:pixel_softmax", &z_obj, &p)) return NULL;
+    const npy_intp K = head_logits(&z, z_obj, "logits", p, &G);
+    if (!K || !check_finite(z, "logits")) return NULL;
+    const npy_intp B = PyArray_DIM(z, 0), S = G * p;
+    PyArrayObject *out = new_f32(4, SHP(B, K, S, S), 0);
+    if (!out) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    pf_pixel_softmax(PyArray_DATA(out), PyArray_DATA(z), B, G, p, K);
+    Py_END_ALLOW_THREADS
+    return (PyObject *)out;
 }
 
 /* ================================================================ single layers (tests) */
@@ -1894,6 +2123,16 @@ static PyMethodDef methods[] = {
     {"vit_pred", py_vit_pred, METH_O, "vit_pred(model) -> (B, N, d) decoder prediction of the last forward"},
     {"vit_encode_ids", py_vit_encode_ids, METH_VARARGS, "vit_encode_ids(model, images, ids) -> (B, 1+n, C)"},
     {"vit_zero_grad", py_vit_zero_grad, METH_O, "vit_zero_grad(model)"},
+    {"vit_encoder_backward", py_vit_encoder_backward, METH_VARARGS,
+     "vit_encoder_backward(model, dout, dcols|None): gradients of the last encode from a gradient on its output"},
+    {"adamw_update", py_adamw_update, METH_VARARGS, "adamw_update(params, grads, m, v, lr, b1, b2, eps, wd, bc1, bc2, scale, decay)"},
+    {"softargmax_forward", py_softargmax_forward, METH_VARARGS, "softargmax_forward(logits, p) -> (coords, lse)"},
+    {"softargmax_backward", py_softargmax_backward, METH_VARARGS, "softargmax_backward(dcoords, logits, lse, coords, p, dlogits)"},
+    {"l1_points_forward", py_l1_points_forward, METH_VARARGS, "l1_points_forward(pred, target, weight|None, scale) -> loss"},
+    {"l1_points_backward", py_l1_points_backward, METH_VARARGS, "l1_points_backward(pred, target, weight|None, scale, dloss, dpred)"},
+    {"pixel_ce_forward", py_pixel_ce_forward, METH_VARARGS, "pixel_ce_forward(logits, labels, p, ignore) -> (loss, count)"},
+    {"pixel_ce_backward", py_pixel_ce_backward, METH_VARARGS, "pixel_ce_backward(logits, labels, p, ignore, dloss, dlogits)"},
+    {"pixel_softmax", py_pixel_softmax, METH_VARARGS, "pixel_softmax(logits, p) -> probs (B, K, S, S)"},
     {"vit_set_dtype", py_vit_set_dtype, METH_VARARGS, "vit_set_dtype(model, 'fp32' | 'bf16')"},
     {"vit_acts_bytes", py_vit_acts_bytes, METH_O, "vit_acts_bytes(model) -> bytes of cached activations"},
     {"grad_norm", py_grad_norm, METH_O, "grad_norm(model) -> global l2 norm of trainable gradients"},

@@ -12,7 +12,11 @@ typedef struct {
 
 /* sqrt of the sum of squares of every trainable tensor's gradient (double accumulation). */
 double pf_grad_norm(const float *grads, const pf_tensor *tensors, int ntensors);
+/* p, g, m, v (n): one update of one tensor; decay: apply weight decay; lr_scale: lr factor. */
+void pf_adamw_update(float *p, const float *g, float *m, float *v, int64_t n, int decay, float lr_scale,
+                     const pf_adamw_args *a);
+/* Every trainable tensor of a flat buffer; lr_scale (ntensors) or NULL (all 1). */
 void pf_adamw_step(float *params, const float *grads, float *m, float *v,
-                   const pf_tensor *tensors, int ntensors, const pf_adamw_args *a);
+                   const pf_tensor *tensors, int ntensors, const float *lr_scale, const pf_adamw_args *a);
 
 #endif

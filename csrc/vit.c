@@ -45,8 +45,11 @@ struct pf_vit {
     pf_block_acts *enc, *dec;
     float *dec_in, *full0, *dn, *dn_mean, *dn_rstd, *pred, *target;
     float *gA, *gB, *scratch;
-    int have_forward;
+    int have_forward; /* FWD_*: what the cached activations belong to */
+    int enc_all;      /* the last encode ran on every patch (ids NULL) */
 };
+
+enum { FWD_NONE, FWD_DECODER, FWD_ENCODER };
 
 /* ---------------------------------------------------------------- parameter table */
 
@@ -360,7 +363,7 @@ pf_status pf_vit_forward(pf_vit *m, const float *images, const int64_t *ids_keep
 pf_status pf_vit_forward_ex(pf_vit *m, const float *images, const int64_t *ids_keep, int64_t B,
                             int64_t n, const float *target_images, const float *weights, double *loss) {
     const pf_vit_config *c = &m->cfg;
-    m->have_forward = 0; /* a failed forward leaves nothing for backward */
+    m->have_forward = FWD_NONE; /* a failed forward leaves nothing for backward */
     if (c->encoder_only)
         return pf_fail(PF_EUNSUPPORTED, "this model is an encoder only: it has no decoder for the MAE loss");
     TRY(check_ids(m, ids_keep, B, n));
@@ -389,29 +392,31 @@ pf_status pf_vit_forward_ex(pf_vit *m, const float *images, const int64_t *ids_k
         if (c->norm_pix_loss) pf_norm_pix_target(m->target, B * N, m->d);
         *loss = pf_patch_loss_forward(m->pred, m->target, m->weights, B, N, m->d, 1);
     });
-    m->have_forward = 1;
+    m->have_forward = FWD_DECODER;
     return PF_OK;
 }
 
 const float *pf_vit_latent(const pf_vit *m, int64_t *B, int64_t *T, int64_t *C) {
-    if (!m->have_forward) return NULL;
+    if (m->have_forward != FWD_DECODER) return NULL;
     *B = m->aB, *T = 1 + m->an, *C = m->cfg.embed_dim;
     return m->enc_out;
 }
 
 const float *pf_vit_pred(const pf_vit *m, int64_t *B, int64_t *N, int64_t *d) {
-    if (!m->have_forward) return NULL;
+    if (m->have_forward != FWD_DECODER) return NULL;
     *B = m->aB, *N = m->N, *d = m->d;
     return m->pred;
 }
 
 pf_status pf_vit_encode_ids(pf_vit *m, const float *images, const int64_t *ids, int64_t B, int64_t n,
                             float *out) {
-    m->have_forward = 0;
+    m->have_forward = FWD_NONE;
     TRY(check_ids(m, ids, B, n));
     TRY(ensure_acts(m, B, n, 0));
     memcpy(m->ids, ids, (size_t)(B * n) * sizeof(int64_t));
-    return encoder_forward(m, images, m->ids, B, n, out);
+    TRY(encoder_forward(m, images, m->ids, B, n, out));
+    m->enc_all = 0, m->have_forward = FWD_ENCODER;
+    return PF_OK;
 }
 
 /* Backward through a stack of blocks: dres (the gradient of the last block's output) in *g
@@ -430,14 +435,35 @@ static pf_status blocks_backward(pf_vit *m, float **g, float **spare, const floa
     return PF_OK;
 }
 
+/* g (B, 1+n, C): the gradient on the encoder's output (after its final norm) -> parameter
+ * gradients +=, and dcols (B, n, d) += the kept patches' pixel gradients when not NULL.
+ * g and spare are the two ping-pong buffers; ids as in the forward (NULL: every patch). */
+static pf_status encoder_backward(pf_vit *m, float *g, float *spare, const int64_t *ids, float *dcols) {
+    const pf_vit_config *c = &m->cfg;
+    const int64_t B = m->aB, n = m->an, T = 1 + n, C = c->embed_dim, d = m->d;
+    vit_ptrs *P = &m->P, *Gr = &m->Gr;
+    memset(spare, 0, (size_t)(B * T * C) * sizeof(float));
+    const float *enc_last = c->depth ? m->enc[c->depth - 1].out : m->x0;
+    PROF(PF_PROF_LN_BWD, TRY(pf_layernorm_backward(spare, Gr->norm_w, Gr->norm_b, g, enc_last, P->norm_w, m->norm_mean,
+                                                   m->norm_rstd, B * T, C)));
+    float *t = g;
+    g = spare, spare = t;
+    TRY(blocks_backward(m, &g, &spare, m->x0, m->enc, P->blocks, Gr->blocks, (int)c->depth, enc_dims(m, B, n)));
+
+    memset(spare, 0, (size_t)(B * n * C) * sizeof(float));
+    PROF(PF_PROF_TOKENS, pf_tokens_backward(spare, Gr->cls, c->learned_pos ? Gr->pos : NULL, g, ids, B, n, C));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dcols, Gr->patch_w, Gr->patch_b, spare, m->cols, P->patch_w, B * n, d, C, m->dtype)));
+    return PF_OK;
+}
+
 pf_status pf_vit_backward(pf_vit *m) { return pf_vit_backward_ex(m, NULL, NULL); }
 
 pf_status pf_vit_backward_ex(pf_vit *m, const float *dlatent, float *dcols) {
-    if (!m->have_forward) return pf_fail(PF_EINVAL, "backward() needs a forward() first");
+    if (m->have_forward != FWD_DECODER) return pf_fail(PF_EINVAL, "backward() needs a forward() first");
     const pf_vit_config *c = &m->cfg;
     const int64_t B = m->aB, n = m->an, N = m->N, T = 1 + n, N1 = 1 + N;
     const int64_t C = c->embed_dim, Cd = c->dec_embed_dim, d = m->d;
-    const pf_block_dims E = enc_dims(m, B, n), D = dec_dims(m, B);
+    const pf_block_dims D = dec_dims(m, B);
     vit_ptrs *P = &m->P, *Gr = &m->Gr;
     float *g = m->gA, *spare = m->gB;
 
@@ -457,22 +483,24 @@ pf_status pf_vit_backward_ex(pf_vit *m, const float *dlatent, float *dcols) {
     memset(g, 0, (size_t)(B * T * C) * sizeof(float));
     PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(g, Gr->dec_embed_w, Gr->dec_embed_b, spare, m->enc_out, P->dec_embed_w, B * T, C, Cd, m->dtype)));
     if (dlatent) pf_add_inplace(g, dlatent, B * T * C);
-    memset(spare, 0, (size_t)(B * T * C) * sizeof(float));
-    const float *enc_last = c->depth ? m->enc[c->depth - 1].out : m->x0;
-    PROF(PF_PROF_LN_BWD, TRY(pf_layernorm_backward(spare, Gr->norm_w, Gr->norm_b, g, enc_last, P->norm_w, m->norm_mean,
-                                                   m->norm_rstd, B * T, C)));
-    float *t = g;
-    g = spare, spare = t;
-    TRY(blocks_backward(m, &g, &spare, m->x0, m->enc, P->blocks, Gr->blocks, (int)c->depth, E));
-
-    memset(spare, 0, (size_t)(B * n * C) * sizeof(float));
-    PROF(PF_PROF_TOKENS, pf_tokens_backward(spare, Gr->cls, c->learned_pos ? Gr->pos : NULL, g, m->ids, B, n, C));
-    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dcols, Gr->patch_w, Gr->patch_b, spare, m->cols, P->patch_w, B * n, d, C, m->dtype)));
-    return PF_OK;
+    return encoder_backward(m, g, spare, m->ids, dcols);
 }
 
 pf_status pf_vit_encode(pf_vit *m, const float *images, int64_t B, float *out) {
+    m->have_forward = FWD_NONE;
     TRY(ensure_acts(m, B, m->N, 0));
-    m->have_forward = 0;
-    return encoder_forward(m, images, NULL, B, m->N, out);
+    TRY(encoder_forward(m, images, NULL, B, m->N, out));
+    m->enc_all = 1, m->have_forward = FWD_ENCODER;
+    return PF_OK;
+}
+
+pf_status pf_vit_encoder_backward(pf_vit *m, const float *dout, int64_t B, int64_t T, float *dcols) {
+    if (m->have_forward != FWD_ENCODER)
+        return pf_fail(PF_EINVAL, "encoder_backward() needs an encode() first");
+    if (B != m->aB || T != 1 + m->an)
+        return pf_fail(PF_EINVAL, "encoder_backward(): the gradient is for %lld images of %lld tokens, the last "
+                       "encode() ran %lld of %lld", (long long)B, (long long)T, (long long)m->aB, (long long)(1 + m->an));
+    const int64_t n = m->aB * (1 + m->an) * m->cfg.embed_dim;
+    memcpy(m->gA, dout, (size_t)n * sizeof(float));
+    return encoder_backward(m, m->gA, m->gB, m->enc_all ? NULL : m->ids, dcols);
 }

@@ -98,7 +98,11 @@ const float *pf_vit_pred(const pf_vit *m, int64_t *B, int64_t *N, int64_t *d);
 /* images (B, 3, S, S) -> out (B, 1+n, C): the encoder alone on the kept patches ids (B, n). */
 pf_status pf_vit_encode_ids(pf_vit *m, const float *images, const int64_t *ids, int64_t B, int64_t n,
                             float *out);
-/* images (B, 3, S, S) -> out (B, 1+N, C): the encoder on all patches, after its final norm. */
+/* images (B, 3, S, S) -> out (B, 1+N, C): the encoder on all patches, after its final norm.
+ * pf_vit_encode and pf_vit_encode_ids keep their activations for pf_vit_encoder_backward. */
 pf_status pf_vit_encode(pf_vit *m, const float *images, int64_t B, float *out);
+/* dout (B, T = 1+n, C): the gradient on the output of the last encode / encode_ids -> parameter
+ * gradients += (fine-tuning), and dcols (B, n, 3*p*p) += pixel gradients when not NULL. */
+pf_status pf_vit_encoder_backward(pf_vit *m, const float *dout, int64_t B, int64_t T, float *dcols);
 
 #endif

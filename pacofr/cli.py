@@ -47,6 +47,35 @@ def cmd_pretrain(args):
     return 0
 
 
+def cmd_eval(args):
+    from .eval import benchmark
+    if args.threads:
+        import pacofr
+        pacofr.set_num_threads(args.threads)
+    which = benchmark.ALL_TASKS if args.task == "all" else (args.task,)
+    photos = None
+    try:
+        if args.photos:
+            from .data.datasets import LandmarkFaces
+            photos = LandmarkFaces.from_pts_folder(args.photos).records
+            if any(len(r["landmarks"]) != 68 for r in photos):
+                raise ValueError(f"{args.photos}: --photos needs 68-point .pts files")
+        model = benchmark.load_encoder(args.encoder, args.model, args.seed)
+        results, art = benchmark.evaluate(model, which, mode=args.mode, head=args.head, labels=args.labels,
+                                          train_images=args.train_images, test_images=args.test_images,
+                                          steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                          layer_decay=args.layer_decay, seed=args.seed, photos=photos,
+                                          progress=not args.no_progress)
+        results["encoder"] = args.encoder
+        paths = benchmark.write(results, art, args.out, label=args.encoder if args.encoder == "scratch" else "encoder")
+    except (ValueError, TypeError, FileNotFoundError, ArithmeticError, ImportError) as exc:
+        print(f"pacofr eval: {exc}", file=sys.stderr)
+        return 2
+    print(open(paths["md"]).read())
+    print(json.dumps(paths))
+    return 0
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="pacofr", description="PaCo-FR facial representation "
                                 "pre-training and evaluation on CPUs.")
@@ -85,6 +114,28 @@ def build_parser():
     pt.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     pt.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     pt.set_defaults(func=cmd_pretrain)
+    ev = sub.add_parser("eval", help="evaluate an encoder on SynthFace (synthface-v1 splits): landmarks, parsing, "
+                        "verification, representation quality; writes eval.json, eval.md and PNG figures")
+    ev.add_argument("--encoder", default="scratch", help="a pre-training run folder, a saved model folder, or "
+                    "'scratch' (random initialisation; default)")
+    ev.add_argument("--model", default="pacofr_vit_tiny_p8_112", help="model preset for --encoder scratch")
+    ev.add_argument("--task", choices=["all", "alignment", "parsing", "recognition", "quality"], default="all")
+    ev.add_argument("--mode", choices=["linear", "finetune"], default="linear",
+                    help="linear probe (frozen encoder) or full fine-tuning with layer-wise lr decay")
+    ev.add_argument("--head", choices=["heatmap", "regression"], default="heatmap", help="landmark head")
+    ev.add_argument("--labels", type=float, default=1.0, help="fraction of the training labels used (e.g. 0.01)")
+    ev.add_argument("--train-images", dest="train_images", type=int, default=2000)
+    ev.add_argument("--test-images", dest="test_images", type=int, default=500)
+    ev.add_argument("--steps", type=int, default=300, help="head training steps")
+    ev.add_argument("--batch-size", dest="batch_size", type=int, default=32)
+    ev.add_argument("--lr", type=float, default=0.0, help="peak learning rate (default: 2e-3 linear, 5e-4 fine-tune)")
+    ev.add_argument("--layer-decay", dest="layer_decay", type=float, default=0.75)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--photos", help="a folder of photos with 68-point .pts files: also score the trained heads on them")
+    ev.add_argument("--threads", type=int)
+    ev.add_argument("--out", default="eval", help="output folder (default ./eval)")
+    ev.add_argument("--no-progress", action="store_true")
+    ev.set_defaults(func=cmd_eval)
     return p
 
 

@@ -118,8 +118,14 @@ class Model:
         _C.vit_zero_grad(self._h)
 
     def encode(self, images):
-        """The encoder on all patches: (B, 1 + N, C) tokens after the final norm."""
+        """The encoder on all patches: (B, 1 + N, C) tokens after the final norm. The
+        activations stay cached for ``encoder_backward()``."""
         return _C.vit_encode(self._h, images)
+
+    def encoder_backward(self, dout):
+        """Accumulate (+=) the gradients of the last ``encode()`` given dout (B, 1 + N, C),
+        the gradient of a downstream loss with respect to its output (fine-tuning)."""
+        _C.vit_encoder_backward(self._h, dout, None)
 
     def grad_norm(self):
         return _C.grad_norm(self._h)

@@ -36,9 +36,11 @@ class AdamW:
         self.step_count = 0
         self.last_grad_norm = None
 
-    def step(self, grad_scale=1.0):
+    def step(self, grad_scale=1.0, lr_scale=None):
         """One update from the model's current gradients times ``grad_scale`` (1 / the number
-        of accumulated micro-batches); returns the gradient norm when clipping (else None)."""
+        of accumulated micro-batches); returns the gradient norm when clipping (else None).
+        ``lr_scale``: float32 (num tensors,) learning-rate factors, one per entry of
+        ``model.tensors`` (layer-wise decay, ``layer_decay_scales``); None: all 1."""
         self.step_count += 1
         scale = float(grad_scale)
         self.last_grad_norm = None
@@ -51,7 +53,7 @@ class AdamW:
         b1, b2 = self.betas
         _C.adamw_step(self.model._h, self.m, self.v, lr=self.lr, beta1=b1, beta2=b2, eps=self.eps,
                       weight_decay=self.weight_decay, bias_correction1=1.0 - b1 ** self.step_count,
-                      bias_correction2=1.0 - b2 ** self.step_count, grad_scale=scale)
+                      bias_correction2=1.0 - b2 ** self.step_count, grad_scale=scale, lr_scale=lr_scale)
         return self.last_grad_norm
 
     def state_dict(self):
@@ -66,6 +68,26 @@ class AdamW:
             getattr(self, key)[...] = arr
         self.step_count = int(state["step"])
         self.lr = float(state.get("lr", self.lr))
+
+
+def layer_decay_scales(model, decay):
+    """timm / BEiT layer-wise learning-rate decay: (num tensors,) float32 factors, one per entry
+    of ``model.tensors``. Layer ids: 0 for the embeddings (patch_embed, cls_token, pos_embed),
+    i + 1 for ``blocks.i``, depth + 1 for everything after (the final norm); a tensor of layer
+    id l gets decay ** (depth + 1 - l)."""
+    if not 0 < decay <= 1:
+        raise ValueError(f"layer decay must be in (0, 1], got {decay!r}")
+    depth = model.config.depth
+    scales = []
+    for t in model.tensors:
+        if t.name.startswith(("patch_embed.", "cls_token", "pos_embed")):
+            layer = 0
+        elif t.name.startswith("blocks."):
+            layer = int(t.name.split(".")[1]) + 1
+        else:
+            layer = depth + 1
+        scales.append(decay ** (depth + 1 - layer))
+    return np.asarray(scales, np.float32)
 
 
 def cosine_lr(step, base_lr, total_steps, warmup_steps=0, min_lr=0.0):

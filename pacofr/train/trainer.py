@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import runtime
 from ..data import SynthFace
+from ..data.synth import Downscaled, synthface_at
 from ..data.augment import AugmentConfig
 from ..data.datasets import ImageFolder, LandmarkFaces
 from ..data.loader import Loader
@@ -54,24 +55,6 @@ class PretrainResult:
     metrics: dict   # the last logged line
 
 
-class _Downscaled:
-    """SynthFace rendered at factor * size and box-averaged down to size (models below 64 px,
-    SynthFace's smallest face)."""
-
-    def __init__(self, ds, factor):
-        self.ds, self.f = ds, factor
-
-    def __len__(self):
-        return len(self.ds)
-
-    def render_batch(self, indices):
-        b, f = self.ds.render_batch(indices), self.f
-        B, S = b["image"].shape[:2]
-        img = b["image"].reshape(B, S // f, f, S // f, f, 3).mean((2, 4))
-        return {"image": (img + 0.5).astype(np.uint8), "landmarks": (b["landmarks"] + 0.5) / f - 0.5,
-                "parsing": np.ascontiguousarray(b["parsing"][:, f // 2::f, f // 2::f])}
-
-
 def _has_checkpoint(out, step):
     dirs = runstate.checkpoint_dirs(out)
     return bool(dirs) and runstate.step_of(dirs[-1]) == step
@@ -80,7 +63,7 @@ def _has_checkpoint(out, step):
 def _check_data_gives_regions(cfg, dataset):
     """Fail before training when region maps must come from data that lacks them."""
     src = cfg.region_source
-    if src == "canonical" or isinstance(dataset, (SynthFace, _Downscaled)):
+    if src == "canonical" or isinstance(dataset, (SynthFace, Downscaled)):
         return
     if src == "parsing" or not isinstance(dataset, LandmarkFaces):
         raise ValueError(f"region_source={src!r}, but {cfg.data} gives no {src}: use 'canonical', or data with "
@@ -89,10 +72,8 @@ def _check_data_gives_regions(cfg, dataset):
 
 def make_dataset(cfg, size):
     if cfg.data == "synthface":
-        factor = -(-64 // size)
-        ds = SynthFace(seed=cfg.seed, size=size * factor, num_images=cfg.synth_images,
-                       num_identities=cfg.synth_identities or None)
-        return ds if factor == 1 else _Downscaled(ds, factor)
+        return synthface_at(size, seed=cfg.seed, num_images=cfg.synth_images,
+                            num_identities=cfg.synth_identities or None)
     path = Path(cfg.data)
     if path.suffix == ".json" and path.is_file():      # COCO-style keypoints (mmpose layout)
         return LandmarkFaces.from_coco(path, size=size)

@@ -1,0 +1,161 @@
+/* heads.c: soft-argmax landmarks, L1 on coordinates and pixel cross-entropy on per-patch
+ * logits (layout in heads.h). Sums run in double; gradients are fp32. */
+#include <math.h>
+#include "../common.h"
+#include "heads.h"
+#include "../layers/vecmath.h"
+
+/* Pixel-major walks keep the L heatmap values of a pixel contiguous, so the inner loops over
+ * landmarks vectorise; per-patch partial sums in float are flushed into double. */
+void pf_softargmax_forward(float *coords, float *lse, const float *logits, int64_t B, int64_t G,
+                           int64_t p, int64_t L) {
+    const int64_t N = G * G, pp = p * p, img = N * pp * L;
+#pragma omp parallel for schedule(static) num_threads(pf_get_num_threads())
+    for (int64_t b = 0; b < B; b++) {
+        const float *z = logits + b * img;
+        float mx[L], ps[L], pxs[L], pys[L];
+        double sum[L], sx[L], sy[L];
+        for (int64_t l = 0; l < L; l++) mx[l] = -INFINITY, sum[l] = sx[l] = sy[l] = 0.0;
+        for (int64_t o = 0; o < N * pp; o++)
+            for (int64_t l = 0; l < L; l++) mx[l] = z[o * L + l] > mx[l] ? z[o * L + l] : mx[l];
+        for (int64_t i = 0; i < N; i++) {
+            for (int64_t l = 0; l < L; l++) ps[l] = pxs[l] = pys[l] = 0.0f;
+            for (int64_t q = 0; q < pp; q++) {
+                const float x = (float)((i % G) * p + q % p), y = (float)((i / G) * p + q / p);
+                const float *zq = z + (i * pp + q) * L;
+                for (int64_t l = 0; l < L; l++) {
+                    const float v = zq[l] - mx[l];
+                    const float e = pf_expf(v > -87.0f ? v : -87.0f);
+                    ps[l] += e, pxs[l] += e * x, pys[l] += e * y;
+                }
+            }
+            for (int64_t l = 0; l < L; l++) sum[l] += ps[l], sx[l] += pxs[l], sy[l] += pys[l];
+        }
+        for (int64_t l = 0; l < L; l++) {
+            coords[(b * L + l) * 2] = (float)(sx[l] / sum[l]);
+            coords[(b * L + l) * 2 + 1] = (float)(sy[l] / sum[l]);
+            lse[b * L + l] = (float)(mx[l] + log(sum[l]));
+        }
+    }
+}
+
+void pf_softargmax_backward(float *dlogits, const float *dcoords, const float *logits, const float *lse,
+                            const float *coords, int64_t B, int64_t G, int64_t p, int64_t L) {
+    const int64_t N = G * G, pp = p * p, img = N * pp * L;
+#pragma omp parallel for schedule(static) num_threads(pf_get_num_threads())
+    for (int64_t b = 0; b < B; b++) {
+        const float *z = logits + b * img, *dc = dcoords + b * L * 2, *c = coords + b * L * 2, *s = lse + b * L;
+        float *dz = dlogits + b * img;
+        for (int64_t o = 0; o < N * pp; o++) {
+            const int64_t i = o / pp, q = o % pp;
+            const float x = (float)((i % G) * p + q % p), y = (float)((i / G) * p + q / p);
+            for (int64_t l = 0; l < L; l++) {
+                const float v = z[o * L + l] - s[l];
+                const float prob = pf_expf(v > -87.0f ? v : -87.0f);
+                dz[o * L + l] += prob * ((x - c[2 * l]) * dc[2 * l] + (y - c[2 * l + 1]) * dc[2 * l + 1]);
+            }
+        }
+    }
+}
+
+double pf_l1_points_forward(const float *pred, const float *target, const float *weight, int64_t B,
+                            int64_t L, float scale) {
+    double total = 0.0, wsum = 0.0;
+    for (int64_t i = 0; i < B * L; i++) {
+        const double w = weight ? weight[i] : 1.0;
+        if (!(w > 0.0)) continue;
+        total += w * (fabs((double)pred[2 * i] - target[2 * i]) + fabs((double)pred[2 * i + 1] - target[2 * i + 1]));
+        wsum += w;
+    }
+    return wsum > 0.0 ? total / (2.0 * scale * wsum) : 0.0;
+}
+
+static inline float signf(float v) { return (float)((v > 0.0f) - (v < 0.0f)); }
+
+void pf_l1_points_backward(float *dpred, const float *pred, const float *target, const float *weight,
+                           int64_t B, int64_t L, float scale, float dloss) {
+    double wsum = 0.0;
+    for (int64_t i = 0; i < B * L; i++) wsum += weight ? (weight[i] > 0.0f ? weight[i] : 0.0f) : 1.0;
+    if (!(wsum > 0.0)) return;
+    const float g = (float)(dloss / (2.0 * scale * wsum));
+    for (int64_t i = 0; i < B * L; i++) {
+        const float w = weight ? weight[i] : 1.0f;
+        if (!(w > 0.0f)) continue;
+        for (int k = 0; k < 2; k++) dpred[2 * i + k] += g * w * signf(pred[2 * i + k] - target[2 * i + k]);
+    }
+}
+
+/* The label of pixel q of patch row r (b, i) of the (B, G*G, p*p) logits layout. */
+static inline int64_t label_at(const int64_t *labels, int64_t r, int64_t q, int64_t G, int64_t p) {
+    const int64_t N = G * G, S = G * p, b = r / N, i = r % N;
+    const int64_t y = (i / G) * p + q / p, x = (i % G) * p + q % p;
+    return labels[(b * S + y) * S + x];
+}
+
+pf_status pf_pixel_ce_forward(double *loss, int64_t *count, const float *logits, const int64_t *labels,
+                              int64_t B, int64_t G, int64_t p, int64_t K, int64_t ignore) {
+    const int64_t S = G * p;
+    for (int64_t i = 0; i < B * S * S; i++)
+        if (labels[i] != ignore && (labels[i] < 0 || labels[i] >= K))
+            return pf_fail(PF_EINVAL, "labels[%lld] = %lld is outside [0, %lld) and is not the ignore "
+                           "index %lld", (long long)i, (long long)labels[i], (long long)K, (long long)ignore);
+    const int64_t R = B * G * G, pp = p * p;
+    double total = 0.0;
+    int64_t n = 0;
+#pragma omp parallel for schedule(static) reduction(+ : total, n) num_threads(pf_get_num_threads())
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t q = 0; q < pp; q++) {
+            const int64_t t = label_at(labels, r, q, G, p);
+            if (t == ignore) continue;
+            const float *z = logits + (r * pp + q) * K;
+            float mx = -INFINITY;
+            for (int64_t k = 0; k < K; k++) mx = z[k] > mx ? z[k] : mx;
+            double sum = 0.0;
+            for (int64_t k = 0; k < K; k++) sum += exp((double)(z[k] - mx));
+            total += mx + log(sum) - z[t];
+            n++;
+        }
+    *count = n;
+    *loss = n ? total / (double)n : 0.0;
+    return PF_OK;
+}
+
+void pf_pixel_ce_backward(float *dlogits, const float *logits, const int64_t *labels, int64_t B, int64_t G,
+                          int64_t p, int64_t K, int64_t ignore, float dloss) {
+    const int64_t R = B * G * G, pp = p * p, S = G * p;
+    int64_t n = 0;
+    for (int64_t i = 0; i < B * S * S; i++) n += labels[i] != ignore;
+    if (!n) return;
+    const float g = dloss / (float)n;
+#pragma omp parallel for schedule(static) num_threads(pf_get_num_threads())
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t q = 0; q < pp; q++) {
+            const int64_t t = label_at(labels, r, q, G, p);
+            if (t == ignore) continue;
+            const float *z = logits + (r * pp + q) * K;
+            float *dz = dlogits + (r * pp + q) * K;
+            float mx = -INFINITY;
+            for (int64_t k = 0; k < K; k++) mx = z[k] > mx ? z[k] : mx;
+            double sum = 0.0;
+            for (int64_t k = 0; k < K; k++) sum += exp((double)(z[k] - mx));
+            const float inv = (float)(1.0 / sum);
+            for (int64_t k = 0; k < K; k++) dz[k] += g * expf(z[k] - mx) * inv;
+            dz[t] -= g;
+        }
+}
+
+void pf_pixel_softmax(float *probs, const float *logits, int64_t B, int64_t G, int64_t p, int64_t K) {
+    const int64_t R = B * G * G, pp = p * p, N = G * G, S = G * p;
+#pragma omp parallel for schedule(static) num_threads(pf_get_num_threads())
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t q = 0; q < pp; q++) {
+            const int64_t b = r / N, i = r % N, y = (i / G) * p + q / p, x = (i % G) * p + q % p;
+            const float *z = logits + (r * pp + q) * K;
+            float mx = -INFINITY;
+            for (int64_t k = 0; k < K; k++) mx = z[k] > mx ? z[k] : mx;
+            double sum = 0.0;
+            for (int64_t k = 0; k < K; k++) sum += exp((double)(z[k] - mx));
+            for (int64_t k = 0; k < K; k++)
+                probs[((b * K + k) * S + y) * S + x] = (float)(exp((double)(z[k] - mx)) / sum);
+        }
+}

@@ -1,0 +1,122 @@
+"""``pacofr eval``: one encoder through the SynthFace benchmarks (and optionally annotated
+photos), with a report: ``eval.json``, ``eval.md`` and PNG figures (CED curve, per-class F1
+bars, ROC, landmark and parsing overlays)."""
+from pathlib import Path
+
+import numpy as np
+
+from . import report, tasks
+from .finetune import FitConfig
+from .parsing import LAPA_CLASSES, per_class_table
+
+ALL_TASKS = ("alignment", "parsing", "recognition", "quality")
+
+
+def load_encoder(spec, model_name="pacofr_vit_tiny_p8_112", seed=0):
+    """A model from ``spec``: "scratch" (MAE's random initialisation of ``model_name``), a
+    pre-training run folder (its latest checkpoint) or a saved model folder."""
+    from ..checkpoint import load_model
+    from ..model import create_model
+    if spec == "scratch":
+        return create_model(model_name, seed=seed, encoder_only=True)
+    return load_model(spec)
+
+
+def evaluate(model, which=ALL_TASKS, mode="linear", head="heatmap", labels=1.0, train_images=2000,
+             test_images=500, steps=300, batch_size=32, lr=0.0, layer_decay=0.75, seed=0, photos=None,
+             progress=False):
+    """Run the named tasks on SynthFace ``synthface-v1`` splits at the model's image size.
+    photos: records (``image``, 68-point ``landmarks``) to score the trained alignment and
+    parsing heads on real images too. Returns (results, artefacts for the figures)."""
+    unknown = set(which) - set(ALL_TASKS)
+    if unknown:
+        raise ValueError(f"unknown task(s) {sorted(unknown)}; choose from {ALL_TASKS}")
+    size = model.config.img_size
+    train = tasks.synthface_split("train", train_images, size) if {"alignment", "parsing", "recognition"} & set(which) else None
+    test = tasks.synthface_split("test", test_images, size)
+    common = dict(mode=mode, steps=steps, batch_size=batch_size, lr=lr, layer_decay=layer_decay, seed=seed)
+    results = {"protocol": "synthface-v1", "image_size": size, "train_images": train_images,
+               "test_images": test_images, "labels": labels, "mode": mode}
+    art = {"test": test}
+    fitted = {}
+    if "alignment" in which:
+        res, fitted["alignment"] = tasks.run_alignment(model, train, test, FitConfig(task="alignment", head=head, **common),
+                                                       labels, progress=progress)
+        art["alignment"] = res
+        results["alignment"] = {k: v for k, v in res.items() if k != "pred"}
+    if "parsing" in which:
+        res, fitted["parsing"] = tasks.run_parsing(model, train, test, FitConfig(task="parsing", head="linear", **common),
+                                                   labels, progress=progress)
+        art["parsing"] = res
+        results["parsing"] = {k: v for k, v in res.items() if k not in ("pred", "confusion")}
+        results["parsing"]["confusion"] = res["confusion"]
+    if "recognition" in which:
+        results["recognition"] = tasks.run_recognition(model, test, train, cfg=FitConfig(task="identity", head="cls",
+                                                                                          **common), progress=progress)
+    if "quality" in which:
+        results["quality"] = tasks.run_quality(model, test)
+    if photos:
+        from .photos import score_photos
+        res = score_photos(fitted.get("alignment"), fitted.get("parsing"), photos)
+        art["photos"] = res
+        results["photos"] = {k: v for k, v in res.items() if k != "pred"}
+    return results, art
+
+
+def tables(results):
+    """Markdown tables of one evaluate() result."""
+    out = {}
+    if "alignment" in results:
+        rows = [{"subset": name, "images": r["count"], "NME %": 100 * r["nme"], "AUC@0.1 %": 100 * r["auc"],
+                 "FR@0.1 %": 100 * r["fr"]} for name, r in results["alignment"]["subsets"].items()]
+        out["Face alignment (NME inter-ocular, 68 points)"] = report.markdown_table(
+            rows, ["subset", "images", "NME %", "AUC@0.1 %", "FR@0.1 %"])
+    if "parsing" in results:
+        out["Face parsing (LaPa-11 F1, one confusion matrix)"] = per_class_table(results["parsing"], LAPA_CLASSES)
+    if "recognition" in results:
+        rows = []
+        for pool in ("cls", "mean"):
+            r = results["recognition"].get(pool)
+            if r:
+                v = r["verification"]
+                rows.append({"embedding": pool, "verification acc %": 100 * v["mean"], "± std": 100 * v["std"],
+                             "TAR@FAR1e-3 %": 100 * v["tar_at_far"][1e-3], "TAR@FAR1e-2 %": 100 * v["tar_at_far"][1e-2],
+                             "kNN top-1 %": 100 * r["knn_top1"],
+                             "linear probe top-1 %": 100 * r.get("linear_probe_top1", float("nan"))})
+        out["Verification (10-fold pairs, cosine, no flip) and identification"] = report.markdown_table(
+            rows, list(rows[0]) if rows else [])
+    if "quality" in results:
+        rows = [{"embedding": pool, "consistency %": 100 * q["consistency"], "eff. rank": q["effective_rank"],
+                 "norm. eff. rank %": 100 * q["normalized_effective_rank"], "IQ %": 100 * q["iq"]}
+                for pool, q in results["quality"].items()]
+        out["Representation quality (k = 10, alpha = 0.5, centred)"] = report.markdown_table(
+            rows, ["embedding", "consistency %", "eff. rank", "norm. eff. rank %", "IQ %"])
+    if "photos" in results:
+        p = results["photos"]
+        rows = [{"images": p["images"], "NME % (inter-ocular, original pixels)": 100 * p.get("nme", float("nan")),
+                 "parsing mean F1 % (vs landmark polygons)": 100 * p["parsing"]["mean_f1"] if "parsing" in p else float("nan")}]
+        out["Real photos, end to end"] = report.markdown_table(rows, list(rows[0]))
+    return out
+
+
+def write(results, art, out_dir, name="eval", label="encoder"):
+    """Write the JSON, the Markdown tables and the figures into out_dir; returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = report.write_report(out, name, results, tables(results))
+    test = art["test"]
+    if "alignment" in art:
+        a = art["alignment"]
+        paths["ced"] = report.plot_ced({label: a["per_image_nme"]}, 0.1, out / "ced.png")
+        paths["landmarks"] = report.plot_landmarks(test["images_u8"][:16], a["pred"][:16], test["landmarks"][:16],
+                                                   out / "landmarks.png")
+    if "parsing" in art:
+        p = art["parsing"]
+        paths["f1"] = report.plot_f1_bars({label: p["per_class"]}, LAPA_CLASSES, out / "f1.png")
+        paths["parsing"] = report.plot_parsing(test["images_u8"][:8], p["pred"][:8], test["parsing"][:8],
+                                               out / "parsing.png")
+    if "recognition" in results:
+        curves = {f"{label} ({pool})": (r["verification"]["fpr"], r["verification"]["tpr"])
+                  for pool, r in results["recognition"].items() if isinstance(r, dict) and "verification" in r}
+        paths["roc"] = report.plot_roc(curves, out / "roc.png")
+    return {k: str(v) for k, v in paths.items()}

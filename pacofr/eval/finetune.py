@@ -1,0 +1,204 @@
+"""Training a downstream head on an encoder: a linear probe (frozen encoder, features computed
+once) or full fine-tuning with layer-wise learning-rate decay (timm / BEiT). The loop knows
+nothing of data sets or metrics: arrays in, a ``Fitted`` encoder + head out."""
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .. import _C
+from ..model import Model, create_model
+from ..optim import AdamW, cosine_lr, layer_decay_scales
+from . import heads as H
+
+TASKS = ("alignment", "parsing", "identity")
+MODES = ("linear", "finetune")
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """One head-training run. ``lr`` 0 picks the mode's default (linear probe 2e-3,
+    fine-tuning 5e-4); the head and the top encoder layer share it, lower layers get
+    ``layer_decay`` ** depth-distance of it."""
+    task: str = "alignment"
+    head: str = "heatmap"        # alignment: "heatmap" | "regression"; parsing: "linear"; identity: "cls" | "mean"
+    mode: str = "linear"
+    steps: int = 300
+    batch_size: int = 32
+    lr: float = 0.0
+    warmup_steps: int = -1       # -1: 5% of steps
+    weight_decay: float = 0.05
+    layer_decay: float = 0.75
+    clip_grad: float = 3.0       # encoder gradient clipping when fine-tuning; 0: none
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        heads = {"alignment": ("heatmap", "regression"), "parsing": ("linear",), "identity": ("cls", "mean")}[self.task]
+        if self.head not in heads:
+            raise ValueError(f"head for {self.task} must be one of {heads}, got {self.head!r}")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be >= 1")
+        if not (self.lr >= 0 and self.weight_decay >= 0 and 0 < self.layer_decay <= 1 and self.clip_grad >= 0):
+            raise ValueError("lr, weight_decay and clip_grad must be >= 0 and layer_decay in (0, 1]")
+
+    @property
+    def base_lr(self):
+        return self.lr or (2e-3 if self.mode == "linear" else 5e-4)
+
+    @property
+    def warmup(self):
+        return self.warmup_steps if self.warmup_steps >= 0 else max(1, self.steps // 20)
+
+
+def encoder_of(model):
+    """An encoder-only copy of a Model (pre-trained encoder-decoder, or already an encoder)."""
+    if not isinstance(model, Model):
+        raise TypeError(f"expected a pacofr Model, got {type(model).__name__}")
+    enc = create_model(model.config, encoder_only=True, codebook_size=0)
+    enc.load_state_dict(model.state_dict(), strict=False)
+    enc.dtype = model.dtype
+    return enc
+
+
+def make_head(cfg, encoder, num_outputs):
+    """The head cfg names, sized for encoder and the task's outputs (points or classes)."""
+    c = encoder.config
+    if cfg.task == "alignment":
+        if cfg.head == "heatmap":
+            return H.HeatmapHead(c.embed_dim, c.patch_size, num_outputs, c.img_size, cfg.seed)
+        return H.RegressionHead(c.embed_dim, num_outputs, c.img_size, cfg.seed)
+    if cfg.task == "parsing":
+        return H.ParsingHead(c.embed_dim, c.patch_size, num_outputs, cfg.seed)
+    return H.ClassifierHead(c.embed_dim, num_outputs, cfg.seed)
+
+
+def encode(encoder, images, batch_size=64, pool=None):
+    """Frozen features: images (n, 3, S, S) float32 -> tokens (n, 1+N, C), or (n, C)
+    embeddings when pool is "cls" / "mean"."""
+    out = []
+    for k in range(0, len(images), batch_size):
+        tok = encoder.encode(np.ascontiguousarray(images[k:k + batch_size], np.float32))
+        out.append(tok if pool is None else H.embeddings(tok, pool))
+    return np.concatenate(out)
+
+
+@dataclass
+class Fitted:
+    """An encoder and its trained head; ``history``: one dict per logged step."""
+    encoder: Model
+    head: object
+    config: FitConfig
+    history: list
+
+    def predict(self, images, batch_size=64):
+        """images (n, 3, S, S) -> landmarks (n, L, 2) pixels | parsing probabilities
+        (n, K, S, S) | identity logits (n, classes)."""
+        out = []
+        for k in range(0, len(images), batch_size):
+            tok = self.encoder.encode(np.ascontiguousarray(images[k:k + batch_size], np.float32))
+            if self.config.task == "identity":
+                out.append(self.head.forward(H.embeddings(tok, self.config.head)).copy())
+            else:
+                y = self.head.forward(tok)
+                out.append(self.head.probabilities() if self.config.task == "parsing" else y.copy())
+        return np.concatenate(out)
+
+    def state_dict(self):
+        """Encoder (timm names) and head weights in one dict."""
+        return {**self.encoder.state_dict(), **self.head.state_dict()}
+
+
+def _batches(n, batch_size, seed):
+    """Endless batches of indices: a fresh permutation per epoch, a pure function of seed."""
+    epoch = 0
+    while True:
+        order = np.random.default_rng([seed, epoch]).permutation(n)
+        if n < batch_size:  # tiny label budgets: repeat the permutation to fill a batch
+            order = np.resize(order, batch_size)
+        for k in range(0, len(order) - batch_size + 1, batch_size):
+            yield order[k:k + batch_size]
+        epoch += 1
+
+
+def fit(model, images, targets, cfg, weights=None, num_outputs=None, progress=False, log_every=10):
+    """Train cfg's head on (images, targets).
+
+    images: float32 (n, 3, S, S), normalised as in pre-training. targets: landmarks (n, L, 2)
+    in crop pixels (alignment), label maps (n, S, S) (parsing) or identity ids (n,) (identity).
+    weights: (n, L) per-point loss weights (e.g. visibility) or None. The model is copied:
+    fine-tuning never changes the caller's model."""
+    if not isinstance(cfg, FitConfig):
+        raise TypeError(f"cfg must be a FitConfig, got {type(cfg).__name__}")
+    images = np.asarray(images)
+    if images.dtype != np.float32 or images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be float32 (n, 3, S, S), got {images.dtype} {images.shape}")
+    n = len(images)
+    if len(targets) != n or n < 1:
+        raise ValueError(f"need one target per image: {n} images, {len(targets)} targets")
+    encoder = encoder_of(model)
+    if images.shape[2:] != (encoder.config.img_size,) * 2:
+        raise ValueError(f"images must be {encoder.config.img_size} px for this encoder, got {images.shape[2:]}")
+    if num_outputs is None:
+        num_outputs = {"alignment": lambda: np.shape(targets)[1], "parsing": lambda: 11,
+                       "identity": lambda: int(np.max(targets)) + 1}[cfg.task]()
+    head = make_head(cfg, encoder, num_outputs)
+    finetune = cfg.mode == "finetune"
+    pool = cfg.head if cfg.task == "identity" else None
+    feats = None if finetune else encode(encoder, images, pool=pool)
+    opt = AdamW(encoder, lr=cfg.base_lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999),
+                clip_grad_norm=cfg.clip_grad or None) if finetune else None
+    scales = layer_decay_scales(encoder, cfg.layer_decay) if finetune else None
+    history, bar = [], None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=cfg.steps, desc=f"{cfg.task} {cfg.mode}", leave=False)
+    batches = _batches(n, cfg.batch_size, cfg.seed)
+    for step in range(cfg.steps):
+        idx = np.sort(next(batches))
+        lr = cosine_lr(step, cfg.base_lr, cfg.steps, cfg.warmup)
+        if finetune:
+            tokens = encoder.encode(np.ascontiguousarray(images[idx]))
+            x = H.embeddings(tokens, pool) if pool else tokens
+        else:
+            x = feats[idx]
+        head.forward(x)
+        t = np.asarray(targets)[idx]
+        if cfg.task == "alignment":
+            loss, d = head.loss(t, None if weights is None else np.asarray(weights)[idx])
+        else:
+            loss, d = head.loss(t)
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"{cfg.task} {cfg.mode}: the loss is {loss} at step {step + 1}")
+        head.zero_grad()
+        if finetune:
+            encoder.zero_grad()
+            dx = head.backward(d, True)
+            if pool:  # the embedding's gradient back onto the tokens
+                dtok = np.zeros_like(tokens)
+                if pool == "cls":
+                    dtok[:, 0] = dx
+                else:
+                    dtok[:, 1:] = dx[:, None] / (tokens.shape[1] - 1)
+                dx = dtok
+            encoder.encoder_backward(np.ascontiguousarray(dx, np.float32))
+            opt.lr = lr
+            opt.step(lr_scale=scales)
+        else:
+            head.backward(d, False)
+        head.step(lr, cfg.weight_decay)
+        if step % log_every == 0 or step == cfg.steps - 1:
+            history.append({"step": step + 1, "loss": float(loss), "lr": lr})
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}")
+    if bar is not None:
+        bar.close()
+    return Fitted(encoder, head, cfg, history)
+
+
+def config_dict(cfg):
+    return asdict(cfg)

@@ -1,0 +1,179 @@
+"""One Python call per benchmark: the data, the head training and the exact metrics (EVAL.md)
+put together. Every function returns a plain dict (JSON-ready after ``report.jsonable``).
+
+SynthFace splits of protocol ``synthface-v1``: ``pretrain`` (seed 0), ``train`` (seed 1) and
+``test`` (seed 2); identities are drawn per seed, so the test identities are disjoint from the
+train ones. A label budget keeps the first round(fraction * n) training images (nested
+budgets: the 1% images are among the 10% ones)."""
+import numpy as np
+
+from .. import _C
+from ..data.loader import IMAGENET_MEAN, IMAGENET_STD
+from . import alignment, parsing, quality, recognition
+from .finetune import FitConfig, encode, encoder_of, fit
+
+SPLIT_SEEDS = {"pretrain": 0, "train": 1, "test": 2}
+
+
+def normalize(images_u8):
+    """uint8 (n, S, S, 3) -> float32 (n, 3, S, S), normalised as in pre-training."""
+    return _C.normalize(np.ascontiguousarray(images_u8, np.uint8), np.asarray(IMAGENET_MEAN, np.float32),
+                        np.asarray(IMAGENET_STD, np.float32))
+
+
+def synthface_split(split, num_images, size=112, num_identities=None):
+    """Render a SynthFace split -> dict: ``images_u8`` (n, S, S, 3), ``images`` (normalised),
+    ``landmarks`` (n, 68, 2), ``visible`` (n, 68), ``parsing`` (n, S, S), ``identity`` (n,),
+    ``subsets`` {name: (n,) bool}."""
+    from ..data import SUBSETS
+    from ..data.synth import synthface_at
+    if split not in SPLIT_SEEDS:
+        raise ValueError(f"split must be one of {tuple(SPLIT_SEEDS)}, got {split!r}")
+    ds = synthface_at(size, seed=SPLIT_SEEDS[split], num_images=num_images, num_identities=num_identities)
+    b = ds.render_batch(range(num_images))
+    subsets = {name: np.array([a["subsets"][name] for a in b["attributes"]]) for name in SUBSETS}
+    return {"images_u8": b["image"], "images": normalize(b["image"]), "landmarks": b["landmarks"],
+            "visible": b["visible"], "parsing": b["parsing"], "identity": np.asarray(b["identity"], np.int64),
+            "subsets": subsets, "split": split, "seed": SPLIT_SEEDS[split]}
+
+
+def label_budget(n, fraction):
+    """How many of n training images a label fraction keeps (at least one)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"label fraction must be in (0, 1], got {fraction!r}")
+    return max(1, int(round(n * fraction)))
+
+
+def _take(data, k):
+    return {key: (v[:k] if isinstance(v, np.ndarray) else v) for key, v in data.items()}
+
+
+def evaluate_alignment(fitted, data, normalizer="inter_ocular", threshold=0.1):
+    """Landmark metrics of a fitted alignment head on data (``images``, ``landmarks``,
+    optional ``subsets``): per-image NME (fraction), and per subset NME %, AUC@θ, FR@θ."""
+    pred = fitted.predict(data["images"])
+    nmes = alignment.nme(pred, data["landmarks"], normalizer)
+    table = alignment.summarize(nmes, threshold, data.get("subsets"))
+    return {"protocol": {"normalizer": normalizer, "threshold": threshold, "nme_unit": "percent",
+                         "points": int(pred.shape[1])},
+            "subsets": table, "per_image_nme": nmes, "pred": pred}
+
+
+def predict_labels(fitted, images, batch_size=64):
+    """Arg-max label maps (n, S, S) uint8 of a fitted parsing head."""
+    out = [fitted.predict(images[k:k + batch_size]).argmax(1).astype(np.uint8)
+           for k in range(0, len(images), batch_size)]
+    return np.concatenate(out)
+
+
+def evaluate_parsing(fitted, data, num_classes=11):
+    """Parsing F1 from one confusion matrix over every pixel of data (scored at the crop
+    resolution, which for SynthFace is the images' own)."""
+    pred = predict_labels(fitted, data["images"])
+    cm = parsing.ConfusionMatrix(num_classes)
+    cm.update(pred, data["parsing"])
+    res = cm.f1()
+    res["resolution"] = f"{pred.shape[1]}x{pred.shape[2]} (native)"
+    res["pred"] = pred
+    return res
+
+
+def run_alignment(model, train, test, cfg=None, labels=1.0, normalizer="inter_ocular", threshold=0.1,
+                  progress=False):
+    """Train an alignment head (cfg: FitConfig, task "alignment") on the first
+    ``label_budget(len(train), labels)`` training images, then score it on test."""
+    cfg = cfg or FitConfig(task="alignment")
+    k = label_budget(len(train["images"]), labels)
+    tr = _take(train, k)
+    fitted = fit(model, tr["images"], tr["landmarks"], cfg, progress=progress)
+    res = evaluate_alignment(fitted, test, normalizer, threshold)
+    res.update(train_images=k, labels=labels, config=cfg.__dict__, history=fitted.history)
+    return res, fitted
+
+
+def run_parsing(model, train, test, cfg=None, labels=1.0, num_classes=11, progress=False):
+    """Train a parsing head (cfg task "parsing") on the first label-budget images, score F1."""
+    cfg = cfg or FitConfig(task="parsing", head="linear")
+    k = label_budget(len(train["images"]), labels)
+    tr = _take(train, k)
+    fitted = fit(model, tr["images"], tr["parsing"], cfg, num_outputs=num_classes, progress=progress)
+    res = evaluate_parsing(fitted, test, num_classes)
+    res.update(train_images=k, labels=labels, config=cfg.__dict__, history=fitted.history)
+    return res, fitted
+
+
+def verification_pairs(identity, num_pairs=600, folds=10, seed=0):
+    """LFW-style pairs over a labelled set: ``folds`` folds in order, each half same-identity
+    and half different-identity pairs -> (i, j, same) index arrays."""
+    identity = np.asarray(identity)
+    rng = np.random.default_rng(seed)
+    by_id = {}
+    for i, t in enumerate(identity):
+        by_id.setdefault(int(t), []).append(i)
+    multi = [v for v in by_id.values() if len(v) >= 2]
+    if not multi or len(by_id) < 2:
+        raise ValueError("verification pairs need an identity with two images and at least two identities")
+    per_fold = num_pairs // folds
+    I, J, same = [], [], []
+    for _ in range(folds):
+        for s in range(per_fold):
+            if s < per_fold // 2:
+                group = multi[rng.integers(len(multi))]
+                a, b = rng.choice(len(group), 2, replace=False)
+                I.append(group[a]), J.append(group[b]), same.append(True)
+            else:
+                while True:
+                    a, b = rng.integers(len(identity), size=2)
+                    if identity[a] != identity[b]:
+                        break
+                I.append(a), J.append(b), same.append(False)
+    return np.array(I), np.array(J), np.array(same)
+
+
+def run_recognition(model, test, train=None, pools=("cls", "mean"), cfg=None, num_pairs=600, progress=False):
+    """Identity from frozen embeddings: 10-fold pairs verification and kNN top-1
+    identification on test (gallery: each identity's first image; probes: the rest), per
+    pooling; with train, also a linear-probe identity classifier trained on the first 80% of
+    train's images and scored on the other 20% (same identities)."""
+    encoder = encoder_of(model)
+    tokens_pool = {}
+    for k in range(0, len(test["images"]), 64):
+        tok = encoder.encode(np.ascontiguousarray(test["images"][k:k + 64]))
+        for pool in pools:
+            tokens_pool.setdefault(pool, []).append(tok[:, 0] if pool == "cls" else tok[:, 1:].mean(1))
+    ident = test["identity"]
+    I, J, same = verification_pairs(ident, num_pairs)
+    first = {}
+    for i, t in enumerate(ident):
+        first.setdefault(int(t), i)
+    gallery = np.array(sorted(first.values()))
+    probes = np.setdiff1d(np.arange(len(ident)), gallery)
+    out = {"pairs": int(len(I)), "flip_averaged": False, "similarity": "cosine",
+           "knn": {"gallery": "first image of each identity", "probes": int(len(probes)), "k": 1}}
+    for pool in pools:
+        emb = np.concatenate(tokens_pool[pool])
+        res = {"verification": recognition.verification_10fold(emb[I], emb[J], same),
+               "knn_top1": recognition.knn_top1(emb[gallery], ident[gallery], emb[probes], ident[probes])}
+        if train is not None:
+            n = len(train["images"])
+            cut = int(0.8 * n)
+            c = cfg or FitConfig(task="identity", head=pool, steps=300)
+            c = FitConfig(**{**c.__dict__, "head": pool, "task": "identity"})
+            classes = int(train["identity"].max()) + 1
+            fitted = fit(model, train["images"][:cut], train["identity"][:cut], c, num_outputs=classes,
+                         progress=progress)
+            logits = fitted.predict(train["images"][cut:])
+            res["linear_probe_top1"] = float((logits.argmax(1) == train["identity"][cut:]).mean())
+        out[pool] = res
+    return out
+
+
+def run_quality(model, data, pools=("cls", "mean"), k=10, alpha=0.5):
+    """EVAL.md's representation quality (neighbour consistency, effective rank, IQ) of the
+    frozen embeddings of data, with its identity labels."""
+    encoder = encoder_of(model)
+    out = {}
+    for pool in pools:
+        emb = encode(encoder, data["images"], pool=pool)
+        out[pool] = quality.iq(emb, data["identity"], k=k, alpha=alpha)
+    return out
