@@ -94,12 +94,17 @@ class Fitted:
     config: FitConfig
     history: list
 
-    def predict(self, images, batch_size=64):
+    def predict(self, images=None, batch_size=64, tokens=None):
         """images (n, 3, S, S) -> landmarks (n, L, 2) pixels | parsing probabilities
-        (n, K, S, S) | identity logits (n, classes)."""
+        (n, K, S, S) | identity logits (n, classes). tokens: the frozen encoder's output for
+        the images (n, 1+N, C), computed once by ``encode`` (linear probes only)."""
+        if tokens is not None and self.config.mode != "linear":
+            raise ValueError("precomputed tokens only stand in for a frozen (linear-probe) encoder")
+        n = len(tokens if tokens is not None else images)
         out = []
-        for k in range(0, len(images), batch_size):
-            tok = self.encoder.encode(np.ascontiguousarray(images[k:k + batch_size], np.float32))
+        for k in range(0, n, batch_size):
+            tok = (tokens[k:k + batch_size] if tokens is not None else
+                   self.encoder.encode(np.ascontiguousarray(images[k:k + batch_size], np.float32)))
             if self.config.task == "identity":
                 out.append(self.head.forward(H.embeddings(tok, self.config.head)).copy())
             else:
@@ -124,13 +129,14 @@ def _batches(n, batch_size, seed):
         epoch += 1
 
 
-def fit(model, images, targets, cfg, weights=None, num_outputs=None, progress=False, log_every=10):
+def fit(model, images, targets, cfg, weights=None, num_outputs=None, progress=False, log_every=10, tokens=None):
     """Train cfg's head on (images, targets).
 
     images: float32 (n, 3, S, S), normalised as in pre-training. targets: landmarks (n, L, 2)
     in crop pixels (alignment), label maps (n, S, S) (parsing) or identity ids (n,) (identity).
     weights: (n, L) per-point loss weights (e.g. visibility) or None. The model is copied:
-    fine-tuning never changes the caller's model."""
+    fine-tuning never changes the caller's model. tokens: the frozen encoder's output for images
+    (n, 1+N, C), to share one ``encode`` among several linear probes."""
     if not isinstance(cfg, FitConfig):
         raise TypeError(f"cfg must be a FitConfig, got {type(cfg).__name__}")
     images = np.asarray(images)
@@ -148,7 +154,14 @@ def fit(model, images, targets, cfg, weights=None, num_outputs=None, progress=Fa
     head = make_head(cfg, encoder, num_outputs)
     finetune = cfg.mode == "finetune"
     pool = cfg.head if cfg.task == "identity" else None
-    feats = None if finetune else encode(encoder, images, pool=pool)
+    if tokens is not None and (finetune or len(tokens) != n):
+        raise ValueError("tokens must be the frozen encoder's output for the same images, linear probes only")
+    if finetune:
+        feats = None
+    elif tokens is not None:
+        feats = H.embeddings(tokens, pool) if pool else tokens
+    else:
+        feats = encode(encoder, images, pool=pool)
     opt = AdamW(encoder, lr=cfg.base_lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999),
                 clip_grad_norm=cfg.clip_grad or None) if finetune else None
     scales = layer_decay_scales(encoder, cfg.layer_decay) if finetune else None

@@ -48,28 +48,30 @@ def _take(data, k):
     return {key: (v[:k] if isinstance(v, np.ndarray) else v) for key, v in data.items()}
 
 
-def evaluate_alignment(fitted, data, normalizer="inter_ocular", threshold=0.1):
+def evaluate_alignment(fitted, data, normalizer="inter_ocular", threshold=0.1, tokens=None):
     """Landmark metrics of a fitted alignment head on data (``images``, ``landmarks``,
-    optional ``subsets``): per-image NME (fraction), and per subset NME %, AUC@θ, FR@θ."""
-    pred = fitted.predict(data["images"])
+    optional ``subsets``): per-image NME and per subset NME, AUC@θ, FR@θ (fractions)."""
+    pred = fitted.predict(data["images"], tokens=tokens)
     nmes = alignment.nme(pred, data["landmarks"], normalizer)
     table = alignment.summarize(nmes, threshold, data.get("subsets"))
-    return {"protocol": {"normalizer": normalizer, "threshold": threshold, "nme_unit": "percent",
+    return {"protocol": {"normalizer": normalizer, "threshold": threshold, "unit": "fraction",
                          "points": int(pred.shape[1])},
             "subsets": table, "per_image_nme": nmes, "pred": pred}
 
 
-def predict_labels(fitted, images, batch_size=64):
+def predict_labels(fitted, images, batch_size=64, tokens=None):
     """Arg-max label maps (n, S, S) uint8 of a fitted parsing head."""
-    out = [fitted.predict(images[k:k + batch_size]).argmax(1).astype(np.uint8)
-           for k in range(0, len(images), batch_size)]
+    n = len(tokens if tokens is not None else images)
+    out = [fitted.predict(None if tokens is not None else images[k:k + batch_size],
+                          tokens=None if tokens is None else tokens[k:k + batch_size]).argmax(1).astype(np.uint8)
+           for k in range(0, n, batch_size)]
     return np.concatenate(out)
 
 
-def evaluate_parsing(fitted, data, num_classes=11):
+def evaluate_parsing(fitted, data, num_classes=11, tokens=None):
     """Parsing F1 from one confusion matrix over every pixel of data (scored at the crop
     resolution, which for SynthFace is the images' own)."""
-    pred = predict_labels(fitted, data["images"])
+    pred = predict_labels(fitted, data["images"], tokens=tokens)
     cm = parsing.ConfusionMatrix(num_classes)
     cm.update(pred, data["parsing"])
     res = cm.f1()
@@ -79,25 +81,29 @@ def evaluate_parsing(fitted, data, num_classes=11):
 
 
 def run_alignment(model, train, test, cfg=None, labels=1.0, normalizer="inter_ocular", threshold=0.1,
-                  progress=False):
+                  progress=False, tokens=None):
     """Train an alignment head (cfg: FitConfig, task "alignment") on the first
-    ``label_budget(len(train), labels)`` training images, then score it on test."""
+    ``label_budget(len(train), labels)`` training images, then score it on test. tokens:
+    optional (train tokens, test tokens) of the frozen encoder, shared by linear probes."""
     cfg = cfg or FitConfig(task="alignment")
     k = label_budget(len(train["images"]), labels)
     tr = _take(train, k)
-    fitted = fit(model, tr["images"], tr["landmarks"], cfg, progress=progress)
-    res = evaluate_alignment(fitted, test, normalizer, threshold)
+    fitted = fit(model, tr["images"], tr["landmarks"], cfg, progress=progress,
+                 tokens=None if tokens is None else tokens[0][:k])
+    res = evaluate_alignment(fitted, test, normalizer, threshold, tokens=None if tokens is None else tokens[1])
     res.update(train_images=k, labels=labels, config=cfg.__dict__, history=fitted.history)
     return res, fitted
 
 
-def run_parsing(model, train, test, cfg=None, labels=1.0, num_classes=11, progress=False):
-    """Train a parsing head (cfg task "parsing") on the first label-budget images, score F1."""
+def run_parsing(model, train, test, cfg=None, labels=1.0, num_classes=11, progress=False, tokens=None):
+    """Train a parsing head (cfg task "parsing") on the first label-budget images, score F1.
+    tokens: as for run_alignment."""
     cfg = cfg or FitConfig(task="parsing", head="linear")
     k = label_budget(len(train["images"]), labels)
     tr = _take(train, k)
-    fitted = fit(model, tr["images"], tr["parsing"], cfg, num_outputs=num_classes, progress=progress)
-    res = evaluate_parsing(fitted, test, num_classes)
+    fitted = fit(model, tr["images"], tr["parsing"], cfg, num_outputs=num_classes, progress=progress,
+                 tokens=None if tokens is None else tokens[0][:k])
+    res = evaluate_parsing(fitted, test, num_classes, tokens=None if tokens is None else tokens[1])
     res.update(train_images=k, labels=labels, config=cfg.__dict__, history=fitted.history)
     return res, fitted
 
