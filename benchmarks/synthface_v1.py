@@ -5,7 +5,7 @@
    batch 32 on SynthFace split ``pretrain`` (seed 0). Existing run folders are reused (--run).
 2. Downstream on split ``train`` (seed 1) at each label fraction, scored on ``test`` (seed 2):
    landmarks (heatmap head; NME inter-ocular, AUC@0.1, FR@0.1 per subset) and parsing (mean
-   F1), as a linear probe and fully fine-tuned (layer decay 0.75); verification, kNN,
+   F1), as a linear probe and fully fine-tuned from that probe (LP-FT, layer decay 0.75); verification, kNN,
    identity linear probe and IQ from the frozen encoder. One JSON line per result in
    OUT/rows.jsonl; a rerun skips the rows it has.
 3. Ablations (--ablations): METHOD.md's variants pre-trained for --ablation-seconds each (steps
@@ -102,13 +102,14 @@ def evaluate_encoder(name, model, train, test, args, rows_path, done):
                 key = (name, task, mode, labels)
                 if key in done:
                     continue
-                if mode == "linear" and tokens is None:
+                if tokens is None:
                     enc = encoder_of(model)
                     tokens = (encode(enc, train["images"]), encode(enc, test["images"]))
                 t0 = time.time()
                 cfg = FitConfig(task=task, head="heatmap" if task == "alignment" else "linear", mode=mode,
-                                steps=steps, batch_size=args.batch_size_down, seed=args.seed)
-                tok = tokens if mode == "linear" else None
+                                steps=steps, batch_size=args.batch_size_down, seed=args.seed,
+                                probe_steps=args.lp_steps if mode == "finetune" else 0)
+                tok = tokens
                 if task == "alignment":
                     res, _ = tasks.run_alignment(model, train, test, cfg, labels, tokens=tok)
                     out = trim_alignment(res)

@@ -128,7 +128,7 @@ def build_parser():
     ev.add_argument("--test-images", dest="test_images", type=int, default=500)
     ev.add_argument("--steps", type=int, default=300, help="head training steps")
     ev.add_argument("--batch-size", dest="batch_size", type=int, default=32)
-    ev.add_argument("--lr", type=float, default=0.0, help="peak learning rate (default: 2e-3 linear, 5e-4 fine-tune)")
+    ev.add_argument("--lr", type=float, default=0.0, help="peak learning rate (default: 2e-2 linear, 5e-4 fine-tune)")
     ev.add_argument("--layer-decay", dest="layer_decay", type=float, default=0.75)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--photos", help="a folder of photos with 68-point .pts files: also score the trained heads on them")

@@ -172,3 +172,21 @@ def test_fit_rejects_bad_input(tiny_data):
         fit(model, bad, y, FitConfig(steps=2, batch_size=16))
     with pytest.raises(TypeError, match="Model"):
         encoder_of("not a model")
+
+
+def test_lp_ft_starts_from_the_probe_with_its_standardisation_folded(tiny_data, rng):
+    model = pacofr.create_model("pacofr_test_tiny", seed=0)
+    x, y = tiny_data["images"], tiny_data["landmarks"]
+    probe = fit(model, x, y, FitConfig(task="alignment", mode="linear", steps=20, batch_size=8, lr=1e-2))
+    # folding the standardisation into the layer leaves the predictions unchanged
+    lin = H.Linear(8, 3, seed=1)
+    feats = rand(rng, 5, 8) * 3 + 1
+    mean, std = feats.mean(0), feats.std(0) + 0.5
+    want = lin.forward((feats - mean) / std)
+    lin.fold_standardization(mean, std)
+    assert_close(lin.forward(feats), want, 1e-5, 1e-5)
+    # LP-FT with no fine-tuning movement (lr 0) predicts what the probe predicts
+    cfg = FitConfig(task="alignment", mode="finetune", steps=1, batch_size=8, lr=1e-12, probe_steps=20, probe_lr=1e-2)
+    ft = fit(model, x, y, cfg)
+    assert_close(ft.predict(x), probe.predict(x), 1e-3, 1e-2)
+    assert ft.feature_norm is None

@@ -2,7 +2,7 @@
 once) or full fine-tuning with layer-wise learning-rate decay (timm / BEiT). The loop knows
 nothing of data sets or metrics: arrays in, a ``Fitted`` encoder + head out."""
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -17,7 +17,7 @@ MODES = ("linear", "finetune")
 
 @dataclass(frozen=True)
 class FitConfig:
-    """One head-training run. ``lr`` 0 picks the mode's default (linear probe 2e-3,
+    """One head-training run. ``lr`` 0 picks the mode's default (linear probe 2e-2,
     fine-tuning 5e-4); the head and the top encoder layer share it, lower layers get
     ``layer_decay`` ** depth-distance of it."""
     task: str = "alignment"
@@ -30,6 +30,9 @@ class FitConfig:
     weight_decay: float = 0.05
     layer_decay: float = 0.75
     clip_grad: float = 3.0       # encoder gradient clipping when fine-tuning; 0: none
+    probe_steps: int = 0         # fine-tuning: first train the head as a linear probe for this many
+                                 # steps (LP-FT, Kumar et al. 2022); 0: a fresh head
+    probe_lr: float = 0.0        # its learning rate (0: the linear-probe default)
     seed: int = 0
 
     def __post_init__(self):
@@ -40,14 +43,14 @@ class FitConfig:
         heads = {"alignment": ("heatmap", "regression"), "parsing": ("linear",), "identity": ("cls", "mean")}[self.task]
         if self.head not in heads:
             raise ValueError(f"head for {self.task} must be one of {heads}, got {self.head!r}")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("steps and batch_size must be >= 1")
+        if self.steps < 1 or self.batch_size < 1 or self.probe_steps < 0 or self.probe_lr < 0:
+            raise ValueError("steps and batch_size must be >= 1, probe_steps and probe_lr >= 0")
         if not (self.lr >= 0 and self.weight_decay >= 0 and 0 < self.layer_decay <= 1 and self.clip_grad >= 0):
             raise ValueError("lr, weight_decay and clip_grad must be >= 0 and layer_decay in (0, 1]")
 
     @property
     def base_lr(self):
-        return self.lr or (2e-3 if self.mode == "linear" else 5e-4)
+        return self.lr or (2e-2 if self.mode == "linear" else 5e-4)
 
     @property
     def warmup(self):
@@ -88,11 +91,13 @@ def encode(encoder, images, batch_size=64, pool=None):
 
 @dataclass
 class Fitted:
-    """An encoder and its trained head; ``history``: one dict per logged step."""
+    """An encoder and its trained head; ``history``: one dict per logged step;
+    ``feature_norm``: the linear probe's per-channel (mean, std) of the frozen features."""
     encoder: Model
     head: object
     config: FitConfig
     history: list
+    feature_norm: tuple = None
 
     def predict(self, images=None, batch_size=64, tokens=None):
         """images (n, 3, S, S) -> landmarks (n, L, 2) pixels | parsing probabilities
@@ -106,15 +111,30 @@ class Fitted:
             tok = (tokens[k:k + batch_size] if tokens is not None else
                    self.encoder.encode(np.ascontiguousarray(images[k:k + batch_size], np.float32)))
             if self.config.task == "identity":
-                out.append(self.head.forward(H.embeddings(tok, self.config.head)).copy())
+                out.append(self.head.forward(_standardize(H.embeddings(tok, self.config.head), self.feature_norm)).copy())
             else:
-                y = self.head.forward(tok)
+                y = self.head.forward(_standardize(tok, self.feature_norm))
                 out.append(self.head.probabilities() if self.config.task == "parsing" else y.copy())
         return np.concatenate(out)
 
     def state_dict(self):
         """Encoder (timm names) and head weights in one dict."""
         return {**self.encoder.state_dict(), **self.head.state_dict()}
+
+
+def _standardize(x, norm):
+    """x (..., C) -> (x - mean) / std per channel (MAE's linear probe: a BatchNorm without
+    affine on the frozen features, with the training set's statistics); None: x."""
+    if norm is None:
+        return x
+    return np.ascontiguousarray((x - norm[0]) / norm[1], np.float32)
+
+
+def _feature_norm(feats):
+    flat = feats.reshape(-1, feats.shape[-1])
+    mean = flat.mean(0, dtype=np.float64)
+    std = np.sqrt(flat.var(0, dtype=np.float64) + 1e-6)
+    return mean.astype(np.float32), std.astype(np.float32)
 
 
 def _batches(n, batch_size, seed):
@@ -151,17 +171,28 @@ def fit(model, images, targets, cfg, weights=None, num_outputs=None, progress=Fa
     if num_outputs is None:
         num_outputs = {"alignment": lambda: np.shape(targets)[1], "parsing": lambda: 11,
                        "identity": lambda: int(np.max(targets)) + 1}[cfg.task]()
-    head = make_head(cfg, encoder, num_outputs)
     finetune = cfg.mode == "finetune"
     pool = cfg.head if cfg.task == "identity" else None
-    if tokens is not None and (finetune or len(tokens) != n):
+    if tokens is not None and (len(tokens) != n or (finetune and not cfg.probe_steps)):
         raise ValueError("tokens must be the frozen encoder's output for the same images, linear probes only")
+    if finetune and cfg.probe_steps:  # LP-FT: the probe's head, its standardisation folded in
+        probe_cfg = replace(cfg, mode="linear", steps=cfg.probe_steps, lr=cfg.probe_lr, probe_steps=0)
+        probe = fit(model, images, targets, probe_cfg, weights, num_outputs, progress, log_every, tokens)
+        head = probe.head
+        head.fc.fold_standardization(*probe.feature_norm)
+        tokens = None
+    else:
+        head = make_head(cfg, encoder, num_outputs)
     if finetune:
         feats = None
     elif tokens is not None:
         feats = H.embeddings(tokens, pool) if pool else tokens
     else:
         feats = encode(encoder, images, pool=pool)
+    norm = None
+    if feats is not None:  # standardise the frozen features once (MAE's BatchNorm without affine)
+        norm = _feature_norm(feats)
+        feats = _standardize(feats, norm)
     opt = AdamW(encoder, lr=cfg.base_lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999),
                 clip_grad_norm=cfg.clip_grad or None) if finetune else None
     scales = layer_decay_scales(encoder, cfg.layer_decay) if finetune else None
@@ -210,7 +241,7 @@ def fit(model, images, targets, cfg, weights=None, num_outputs=None, progress=Fa
             bar.set_postfix(loss=f"{loss:.4f}")
     if bar is not None:
         bar.close()
-    return Fitted(encoder, head, cfg, history)
+    return Fitted(encoder, head, cfg, history, norm)
 
 
 def config_dict(cfg):

@@ -40,6 +40,15 @@ class Linear:
                            self.grads[1], "fp32")
         return dx
 
+    def fold_standardization(self, mean, std):
+        """Absorb x -> (x - mean) / std (per input channel) into W and b, so the layer takes raw
+        x; the AdamW moments restart."""
+        w = self.weight / std[None, :]
+        self.bias[...] = self.bias - w @ mean
+        self.weight[...] = w
+        self.moments = [(np.zeros(a.size, np.float32), np.zeros(a.size, np.float32)) for a in (self.weight, self.bias)]
+        self.steps = 0
+
     def zero_grad(self):
         for g in self.grads:
             g[...] = 0

@@ -80,17 +80,23 @@ def evaluate_parsing(fitted, data, num_classes=11, tokens=None):
     return res
 
 
+def _test_tokens(cfg, tokens):
+    """The frozen test tokens stand in for the encoder only for a linear probe."""
+    return tokens[1] if tokens is not None and cfg.mode == "linear" else None
+
+
 def run_alignment(model, train, test, cfg=None, labels=1.0, normalizer="inter_ocular", threshold=0.1,
                   progress=False, tokens=None):
     """Train an alignment head (cfg: FitConfig, task "alignment") on the first
     ``label_budget(len(train), labels)`` training images, then score it on test. tokens:
-    optional (train tokens, test tokens) of the frozen encoder, shared by linear probes."""
+    optional (train tokens, test tokens) of the frozen encoder, shared by linear probes (and by
+    the probe stage of LP-FT fine-tuning)."""
     cfg = cfg or FitConfig(task="alignment")
     k = label_budget(len(train["images"]), labels)
     tr = _take(train, k)
     fitted = fit(model, tr["images"], tr["landmarks"], cfg, progress=progress,
                  tokens=None if tokens is None else tokens[0][:k])
-    res = evaluate_alignment(fitted, test, normalizer, threshold, tokens=None if tokens is None else tokens[1])
+    res = evaluate_alignment(fitted, test, normalizer, threshold, tokens=_test_tokens(cfg, tokens))
     res.update(train_images=k, labels=labels, config=cfg.__dict__, history=fitted.history)
     return res, fitted
 
@@ -103,7 +109,7 @@ def run_parsing(model, train, test, cfg=None, labels=1.0, num_classes=11, progre
     tr = _take(train, k)
     fitted = fit(model, tr["images"], tr["parsing"], cfg, num_outputs=num_classes, progress=progress,
                  tokens=None if tokens is None else tokens[0][:k])
-    res = evaluate_parsing(fitted, test, num_classes, tokens=None if tokens is None else tokens[1])
+    res = evaluate_parsing(fitted, test, num_classes, tokens=_test_tokens(cfg, tokens))
     res.update(train_images=k, labels=labels, config=cfg.__dict__, history=fitted.history)
     return res, fitted
 
