@@ -65,7 +65,8 @@ def cmd_eval(args):
                                           train_images=args.train_images, test_images=args.test_images,
                                           steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                           layer_decay=args.layer_decay, seed=args.seed, photos=photos,
-                                          progress=not args.no_progress)
+                                          progress=not args.no_progress, train_data=args.train_data,
+                                          test_data=args.test_data, normalizer=args.normalizer)
         results["encoder"] = args.encoder
         paths = benchmark.write(results, art, args.out, label=args.encoder if args.encoder == "scratch" else "encoder")
     except (ValueError, TypeError, FileNotFoundError, ArithmeticError, ImportError) as exc:
@@ -131,6 +132,11 @@ def build_parser():
     ev.add_argument("--lr", type=float, default=0.0, help="peak learning rate (default: 2e-2 linear, 5e-4 fine-tune)")
     ev.add_argument("--layer-decay", dest="layer_decay", type=float, default=0.75)
     ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--train-data", dest="train_data", help="landmarks in a public format for the alignment task: "
+                    "a COCO keypoint .json, an HRNet .csv or a folder with .pts files (default: SynthFace)")
+    ev.add_argument("--test-data", dest="test_data", help="the same for the alignment test set")
+    ev.add_argument("--normalizer", choices=["inter_ocular", "inter_pupil"], default="inter_ocular",
+                    help="NME normaliser of the alignment task (EVAL.md indices for 68, 98 and 19 points)")
     ev.add_argument("--photos", help="a folder of photos with 68-point .pts files: also score the trained heads on them")
     ev.add_argument("--threads", type=int)
     ev.add_argument("--out", default="eval", help="output folder (default ./eval)")

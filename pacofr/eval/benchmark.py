@@ -24,10 +24,12 @@ def load_encoder(spec, model_name="pacofr_vit_tiny_p8_112", seed=0):
 
 def evaluate(model, which=ALL_TASKS, mode="linear", head="heatmap", labels=1.0, train_images=2000,
              test_images=500, steps=300, batch_size=32, lr=0.0, layer_decay=0.75, seed=0, photos=None,
-             progress=False):
+             progress=False, train_data=None, test_data=None, normalizer="inter_ocular"):
     """Run the named tasks on SynthFace ``synthface-v1`` splits at the model's image size.
     photos: records (``image``, 68-point ``landmarks``) to score the trained alignment and
-    parsing heads on real images too. Returns (results, artefacts for the figures)."""
+    parsing heads on real images too. train_data / test_data: landmark data sets in a public
+    format (``tasks.landmark_data``) that replace SynthFace for the alignment task. Returns
+    (results, artefacts for the figures)."""
     unknown = set(which) - set(ALL_TASKS)
     if unknown:
         raise ValueError(f"unknown task(s) {sorted(unknown)}; choose from {ALL_TASKS}")
@@ -40,9 +42,12 @@ def evaluate(model, which=ALL_TASKS, mode="linear", head="heatmap", labels=1.0, 
     art = {"test": test}
     fitted = {}
     if "alignment" in which:
-        res, fitted["alignment"] = tasks.run_alignment(model, train, test, FitConfig(task="alignment", head=head, **common),
-                                                       labels, progress=progress)
-        art["alignment"] = res
+        a_train = tasks.landmark_data(train_data, size) if train_data else train
+        a_test = tasks.landmark_data(test_data, size) if test_data else test
+        res, fitted["alignment"] = tasks.run_alignment(model, a_train, a_test, FitConfig(task="alignment", head=head, **common),
+                                                       labels, normalizer=normalizer, progress=progress)
+        res["data"] = {"train": str(train_data or "synthface-v1 train"), "test": str(test_data or "synthface-v1 test")}
+        art["alignment"], art["alignment_test"] = res, a_test
         results["alignment"] = {k: v for k, v in res.items() if k != "pred"}
     if "parsing" in which:
         res, fitted["parsing"] = tasks.run_parsing(model, train, test, FitConfig(task="parsing", head="linear", **common),
@@ -69,7 +74,9 @@ def tables(results):
     if "alignment" in results:
         rows = [{"subset": name, "images": r["count"], "NME %": 100 * r["nme"], "AUC@0.1 %": 100 * r["auc"],
                  "FR@0.1 %": 100 * r["fr"]} for name, r in results["alignment"]["subsets"].items()]
-        out["Face alignment (NME inter-ocular, 68 points)"] = report.markdown_table(
+        proto = results["alignment"]["protocol"]
+        out[f"Face alignment (NME {proto['normalizer']}, {proto['points']} points, test: "
+            f"{results['alignment']['data']['test']})"] = report.markdown_table(
             rows, ["subset", "images", "NME %", "AUC@0.1 %", "FR@0.1 %"])
     if "parsing" in results:
         out["Face parsing (LaPa-11 F1, one confusion matrix)"] = per_class_table(results["parsing"], LAPA_CLASSES)
@@ -108,7 +115,8 @@ def write(results, art, out_dir, name="eval", label="encoder"):
     if "alignment" in art:
         a = art["alignment"]
         paths["ced"] = report.plot_ced({label: a["per_image_nme"]}, 0.1, out / "ced.png")
-        paths["landmarks"] = report.plot_landmarks(test["images_u8"][:16], a["pred"][:16], test["landmarks"][:16],
+        at = art.get("alignment_test", test)
+        paths["landmarks"] = report.plot_landmarks(at["images_u8"][:16], a["pred"][:16], at["landmarks"][:16],
                                                    out / "landmarks.png")
     if "parsing" in art:
         p = art["parsing"]

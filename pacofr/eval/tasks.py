@@ -37,6 +37,33 @@ def synthface_split(split, num_images, size=112, num_identities=None):
             "subsets": subsets, "split": split, "seed": SPLIT_SEEDS[split]}
 
 
+def landmark_data(path, size=112):
+    """A landmark data set in a public format -> the same dict as ``synthface_split`` (without
+    parsing, identities or subsets): faces aligned by their 5 points to size x size crops, with
+    ``landmarks`` in crop pixels and ``matrix`` (n, 2, 3) image -> crop. ``path``: a COCO
+    keypoint ``.json``, an HRNet ``.csv`` (images beside it) or a folder of images with iBUG
+    ``.pts`` files. The crop is a similarity, so NME in crop pixels equals NME in the original
+    image's pixels."""
+    from pathlib import Path
+    from ..data.datasets import LandmarkFaces
+    path = Path(path)
+    if path.suffix == ".json" and path.is_file():
+        ds = LandmarkFaces.from_coco(path, size=size)
+    elif path.suffix == ".csv" and path.is_file():
+        ds = LandmarkFaces.from_hrnet_csv(path, path.parent, size=size)
+    elif path.is_dir():
+        ds = LandmarkFaces.from_pts_folder(path, size=size)
+    else:
+        raise ValueError(f"{path}: expected a COCO keypoint .json, an HRNet .csv or a folder with .pts files")
+    items = [ds[i] for i in range(len(ds))]
+    counts = {len(it["landmarks"]) for it in items}
+    if len(counts) != 1:
+        raise ValueError(f"{path}: faces with different numbers of landmarks {sorted(counts)}")
+    u8 = np.stack([it["image"] for it in items])
+    return {"images_u8": u8, "images": normalize(u8), "landmarks": np.stack([it["landmarks"] for it in items]),
+            "matrix": np.stack([it["matrix"] for it in items]), "records": ds.records, "split": str(path)}
+
+
 def label_budget(n, fraction):
     """How many of n training images a label fraction keeps (at least one)."""
     if not 0 < fraction <= 1:
