@@ -66,7 +66,7 @@ def cmd_eval(args):
                                           steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                           layer_decay=args.layer_decay, seed=args.seed, photos=photos,
                                           progress=not args.no_progress, train_data=args.train_data,
-                                          test_data=args.test_data, normalizer=args.normalizer)
+                                          test_data=args.test_data, normalizer=args.normalizer, lapa=args.lapa)
         results["encoder"] = args.encoder
         paths = benchmark.write(results, art, args.out, label=args.encoder if args.encoder == "scratch" else "encoder")
     except (ValueError, TypeError, FileNotFoundError, ArithmeticError, ImportError) as exc:
@@ -137,6 +137,8 @@ def build_parser():
     ev.add_argument("--test-data", dest="test_data", help="the same for the alignment test set")
     ev.add_argument("--normalizer", choices=["inter_ocular", "inter_pupil"], default="inter_ocular",
                     help="NME normaliser of the alignment task (EVAL.md indices for 68, 98 and 19 points)")
+    ev.add_argument("--lapa", help="a LaPa root (train/ and test/ with images, labels, landmarks): the parsing task "
+                    "trains on its train split and is scored on its test split at the photos' resolution")
     ev.add_argument("--photos", help="a folder of photos with 68-point .pts files: also score the trained heads on them")
     ev.add_argument("--threads", type=int)
     ev.add_argument("--out", default="eval", help="output folder (default ./eval)")

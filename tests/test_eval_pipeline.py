@@ -188,3 +188,43 @@ def test_landmark_data_reads_coco_files(folder, points):
     from pacofr.eval import alignment
     assert np.all(alignment.nme(d["landmarks"], d["landmarks"]) == 0)
     assert np.all((d["landmarks"] > -16) & (d["landmarks"] < 80))
+
+
+def fake_lapa(root, n, size=96):
+    """A LaPa-layout folder made of SynthFace faces: jpg images, png label maps, 106-point
+    files whose 5 alignment points (eyes, nose tip, mouth corners) are the faces' own."""
+    from PIL import Image
+    from pacofr.data import SynthFace
+    from pacofr.data.schemes import SCHEMES
+    b = SynthFace(seed=5, size=size).render_batch(range(n))
+    five_idx = SCHEMES["106"].five
+    for split in ("train", "test"):
+        for sub in ("images", "labels", "landmarks"):
+            (root / split / sub).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray(b["image"][i]).save(root / split / "images" / f"f{i}.jpg", quality=95)
+            Image.fromarray(b["parsing"][i]).save(root / split / "labels" / f"f{i}.png")
+            pts = np.tile(b["landmarks"][i].mean(0), (106, 1))
+            for k, pt in zip(five_idx, b["landmarks5"][i]):
+                pts[k] = pt
+            (root / split / "landmarks" / f"f{i}.txt").write_text("106\n" + "\n".join(f"{x} {y}" for x, y in pts))
+    return b
+
+
+def test_lapa_protocol_on_a_lapa_layout_folder(tmp_path):
+    b = fake_lapa(tmp_path, 6)
+    d = photos.lapa_data(tmp_path, "train", 32)
+    assert d["images"].shape == (6, 3, 32, 32) and d["parsing"].shape == (6, 32, 32)
+    assert set(np.unique(d["parsing"])) <= set(range(11)) and (d["parsing"] == 1).mean() > 0.1
+    model = pacofr.create_model("pacofr_test_tiny", seed=0)
+    _, fp = tasks.run_parsing(model, d, d, FitConfig(task="parsing", head="linear", steps=20, batch_size=6, lr=2e-2))
+    recs = photos.formats.read_lapa(tmp_path, "test")
+    res = photos.score_lapa(fp, recs)
+    assert res["confusion"].sum() == 6 * 96 * 96        # every original pixel is scored
+    assert res["per_class"][1] > 0.3                     # skin is found at the original resolution
+    from pacofr.eval import benchmark
+    full, _ = benchmark.evaluate(model, ("parsing",), steps=5, batch_size=6, lapa=tmp_path, test_images=4)
+    assert full["parsing"]["images"] == 6 and full["parsing"]["resolution"].startswith("original")
+    (tmp_path / "test" / "labels" / "f0.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="cannot decode"):
+        photos.score_lapa(fp, recs)

@@ -24,11 +24,13 @@ def load_encoder(spec, model_name="pacofr_vit_tiny_p8_112", seed=0):
 
 def evaluate(model, which=ALL_TASKS, mode="linear", head="heatmap", labels=1.0, train_images=2000,
              test_images=500, steps=300, batch_size=32, lr=0.0, layer_decay=0.75, seed=0, photos=None,
-             progress=False, train_data=None, test_data=None, normalizer="inter_ocular"):
+             progress=False, train_data=None, test_data=None, normalizer="inter_ocular", lapa=None):
     """Run the named tasks on SynthFace ``synthface-v1`` splits at the model's image size.
     photos: records (``image``, 68-point ``landmarks``) to score the trained alignment and
     parsing heads on real images too. train_data / test_data: landmark data sets in a public
-    format (``tasks.landmark_data``) that replace SynthFace for the alignment task. Returns
+    format (``tasks.landmark_data``) that replace SynthFace for the alignment task. lapa: a LaPa
+    root whose ``train`` split trains the parsing head and whose ``test`` split is scored at the
+    photos' own resolution (``photos.score_lapa``), in place of SynthFace. Returns
     (results, artefacts for the figures)."""
     unknown = set(which) - set(ALL_TASKS)
     if unknown:
@@ -49,7 +51,16 @@ def evaluate(model, which=ALL_TASKS, mode="linear", head="heatmap", labels=1.0, 
         res["data"] = {"train": str(train_data or "synthface-v1 train"), "test": str(test_data or "synthface-v1 test")}
         art["alignment"], art["alignment_test"] = res, a_test
         results["alignment"] = {k: v for k, v in res.items() if k != "pred"}
-    if "parsing" in which:
+    if "parsing" in which and lapa:
+        from .photos import lapa_data, score_lapa
+        from ..data.formats import read_lapa
+        cfg = FitConfig(task="parsing", head="linear", **common)
+        tr = lapa_data(lapa, "train", size, limit=train_images)
+        k = tasks.label_budget(len(tr["images"]), labels)
+        fitted["parsing"] = tasks.fit(model, tr["images"][:k], tr["parsing"][:k], cfg, num_outputs=11, progress=progress)
+        res = score_lapa(fitted["parsing"], read_lapa(lapa, "test"))
+        results["parsing"] = {**res, "data": str(lapa), "train_images": k, "config": cfg.__dict__}
+    elif "parsing" in which:
         res, fitted["parsing"] = tasks.run_parsing(model, train, test, FitConfig(task="parsing", head="linear", **common),
                                                    labels, progress=progress)
         art["parsing"] = res

@@ -36,6 +36,46 @@ def parsing_in_photo(fitted, image, crop_landmarks):
     return labels
 
 
+def lapa_data(root, split="train", size=112, limit=None):
+    """LaPa (``formats.read_lapa``) aligned for training a parsing head: dict like
+    ``tasks.synthface_split`` with ``images``, ``images_u8``, ``parsing`` (the label maps
+    warped nearest-neighbour into the crops) and ``records``."""
+    recs = formats.read_lapa(root, split)[:limit]
+    crops, maps = [], []
+    for r in recs:
+        image, labels = formats.read_image(r["image"]), _read_labels(r["labels"])
+        if labels.shape != image.shape[:2]:
+            raise ValueError(f"{r['labels']}: label map {labels.shape} does not match its image {image.shape[:2]}")
+        out = align_face(image, r["landmarks"], size, parsing=labels)
+        crops.append(out["image"]), maps.append(out["parsing"])
+    u8 = np.stack(crops)
+    return {"images_u8": u8, "images": normalize(u8), "parsing": np.stack(maps), "records": recs, "split": split}
+
+
+def _read_labels(path):
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            labels = np.asarray(im)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot decode label map: {exc}") from None
+    if labels.ndim != 2 or labels.max(initial=0) > 10:
+        raise ValueError(f"{path}: expected a single-channel map of LaPa's 11 labels, got shape {labels.shape} "
+                         f"and labels up to {labels.max(initial=0)}")
+    return labels.astype(np.uint8)
+
+
+def score_lapa(fitted, records, num_classes=11):
+    """EVAL.md's LaPa protocol: each test photo aligned by its 106 points, parsed in the crop,
+    the probabilities warped back to the photo's full resolution and scored there against its
+    label map, in one confusion matrix over every pixel of the set."""
+    cm = parsing.ConfusionMatrix(num_classes)
+    for r in records:
+        image = formats.read_image(r["image"])
+        cm.update(parsing_in_photo(fitted, image, r["landmarks"]), _read_labels(r["labels"]))
+    return {**cm.f1(), "images": len(records), "resolution": "original (inverse warp)"}
+
+
 def parsing_from_landmarks(landmarks, shape):
     """A LaPa-11 label map (H, W) drawn from 68 iBUG landmarks: skin inside the jaw line
     closed over the brows, brows as bands, eyes, nose (bridge and base), upper lip, inner

@@ -10,7 +10,7 @@ import numpy as np
 from .. import _C
 from ..data.loader import IMAGENET_MEAN, IMAGENET_STD
 from . import alignment, parsing, quality, recognition
-from .finetune import FitConfig, encode, encoder_of, fit
+from .finetune import FitConfig, encode, encoder_of, fit  # noqa: F401 (fit re-exported)
 
 SPLIT_SEEDS = {"pretrain": 0, "train": 1, "test": 2}
 
