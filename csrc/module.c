@@ -973,6 +973,48 @@ static PyObject *py_pixel_softmax(PyObject *self, PyObject *args) {
     return (PyObject *)out;
 }
 
+/* upsample_patches(x (B, N, q*q*K), q, u) -> (B, N, (q*u)^2*K) */
+static PyObject *py_upsample_patches(PyObject *self, PyObject *args) {
+    PyObject *x_obj;
+    long q, u;
+    PyArrayObject *x;
+    npy_intp G;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Oll:upsample_patches", &x_obj, &q, &u)) return NULL;
+    const npy_intp K = head_logits(&x, x_obj, "x", q, &G);
+    if (!K) return NULL;
+    if (u < 1) return PyErr_Format(PyExc_ValueError, "u must be positive, got %ld", u);
+    const npy_intp B = PyArray_DIM(x, 0), p = q * u;
+    PyArrayObject *out = new_f32(3, SHP(B, G * G, p * p * K), 0);
+    if (!out) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    pf_upsample_patches_forward(PyArray_DATA(out), PyArray_DATA(x), B, G, q, u, K);
+    Py_END_ALLOW_THREADS
+    return (PyObject *)out;
+}
+
+/* upsample_patches_backward(dout (B, N, (q*u)^2*K), q, u, dx (B, N, q*q*K)): dx += */
+static PyObject *py_upsample_patches_backward(PyObject *self, PyObject *args) {
+    PyObject *d_obj, *dx_obj;
+    long q, u;
+    PyArrayObject *dx, *d;
+    npy_intp G;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OllO:upsample_patches_backward", &d_obj, &q, &u, &dx_obj)) return NULL;
+    if (u < 1) return PyErr_Format(PyExc_ValueError, "u must be positive, got %ld", u);
+    const npy_intp K = head_logits(&dx, dx_obj, "dx", q, &G);
+    if (!K || !PyArray_ISWRITEABLE(dx)) {
+        if (K) PyErr_SetString(PyExc_ValueError, "dx must be writeable");
+        return NULL;
+    }
+    const npy_intp B = PyArray_DIM(dx, 0), p = q * u;
+    if (!(d = F32(d_obj, "dout", 3, SHP(B, G * G, p * p * K), 0))) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    pf_upsample_patches_backward(PyArray_DATA(dx), PyArray_DATA(d), B, G, q, u, K);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 /* ================================================================ single layers (tests) */
 
 /* linear_forward(inp (R, IC), weight (OC, IC), bias (OC) | None, dtype) -> out (R, OC) */
@@ -2132,6 +2174,8 @@ static PyMethodDef methods[] = {
     {"l1_points_backward", py_l1_points_backward, METH_VARARGS, "l1_points_backward(pred, target, weight|None, scale, dloss, dpred)"},
     {"pixel_ce_forward", py_pixel_ce_forward, METH_VARARGS, "pixel_ce_forward(logits, labels, p, ignore) -> (loss, count)"},
     {"pixel_ce_backward", py_pixel_ce_backward, METH_VARARGS, "pixel_ce_backward(logits, labels, p, ignore, dloss, dlogits)"},
+    {"upsample_patches", py_upsample_patches, METH_VARARGS, "upsample_patches(x, q, u) -> bilinear u-times upsampling, per-patch layout"},
+    {"upsample_patches_backward", py_upsample_patches_backward, METH_VARARGS, "upsample_patches_backward(dout, q, u, dx)"},
     {"pixel_softmax", py_pixel_softmax, METH_VARARGS, "pixel_softmax(logits, p) -> probs (B, K, S, S)"},
     {"vit_set_dtype", py_vit_set_dtype, METH_VARARGS, "vit_set_dtype(model, 'fp32' | 'bf16')"},
     {"vit_acts_bytes", py_vit_acts_bytes, METH_O, "vit_acts_bytes(model) -> bytes of cached activations"},

@@ -61,7 +61,8 @@ def cmd_eval(args):
             if any(len(r["landmarks"]) != 68 for r in photos):
                 raise ValueError(f"{args.photos}: --photos needs 68-point .pts files")
         model = benchmark.load_encoder(args.encoder, args.model, args.seed)
-        results, art = benchmark.evaluate(model, which, mode=args.mode, head=args.head, labels=args.labels,
+        results, art = benchmark.evaluate(model, which, mode=args.mode, head=args.head,
+                                          parsing_head=args.parsing_head, labels=args.labels,
                                           train_images=args.train_images, test_images=args.test_images,
                                           steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                           layer_decay=args.layer_decay, seed=args.seed, photos=photos,
@@ -124,6 +125,8 @@ def build_parser():
     ev.add_argument("--mode", choices=["linear", "finetune"], default="linear",
                     help="linear probe (frozen encoder) or full fine-tuning with layer-wise lr decay")
     ev.add_argument("--head", choices=["heatmap", "regression"], default="heatmap", help="landmark head")
+    ev.add_argument("--parsing-head", dest="parsing_head", choices=["linear", "upsample"], default="linear",
+                    help="per-patch linear to p*p*K logits, or the light upsampling head (a 2x coarser linear, bilinear up)")
     ev.add_argument("--labels", type=float, default=1.0, help="fraction of the training labels used (e.g. 0.01)")
     ev.add_argument("--train-images", dest="train_images", type=int, default=2000)
     ev.add_argument("--test-images", dest="test_images", type=int, default=500)

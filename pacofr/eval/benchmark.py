@@ -22,7 +22,8 @@ def load_encoder(spec, model_name="pacofr_vit_tiny_p8_112", seed=0):
     return load_model(spec)
 
 
-def evaluate(model, which=ALL_TASKS, mode="linear", head="heatmap", labels=1.0, train_images=2000,
+def evaluate(model, which=ALL_TASKS, mode="linear", head="heatmap", parsing_head="linear", labels=1.0,
+             train_images=2000,
              test_images=500, steps=300, batch_size=32, lr=0.0, layer_decay=0.75, seed=0, photos=None,
              progress=False, train_data=None, test_data=None, normalizer="inter_ocular", lapa=None):
     """Run the named tasks on SynthFace ``synthface-v1`` splits at the model's image size.
@@ -54,14 +55,14 @@ def evaluate(model, which=ALL_TASKS, mode="linear", head="heatmap", labels=1.0, 
     if "parsing" in which and lapa:
         from .photos import lapa_data, score_lapa
         from ..data.formats import read_lapa
-        cfg = FitConfig(task="parsing", head="linear", **common)
+        cfg = FitConfig(task="parsing", head=parsing_head, **common)
         tr = lapa_data(lapa, "train", size, limit=train_images)
         k = tasks.label_budget(len(tr["images"]), labels)
         fitted["parsing"] = tasks.fit(model, tr["images"][:k], tr["parsing"][:k], cfg, num_outputs=11, progress=progress)
         res = score_lapa(fitted["parsing"], read_lapa(lapa, "test"))
         results["parsing"] = {**res, "data": str(lapa), "train_images": k, "config": cfg.__dict__}
     elif "parsing" in which:
-        res, fitted["parsing"] = tasks.run_parsing(model, train, test, FitConfig(task="parsing", head="linear", **common),
+        res, fitted["parsing"] = tasks.run_parsing(model, train, test, FitConfig(task="parsing", head=parsing_head, **common),
                                                    labels, progress=progress)
         art["parsing"] = res
         results["parsing"] = {k: v for k, v in res.items() if k not in ("pred", "confusion")}

@@ -21,7 +21,8 @@ class FitConfig:
     fine-tuning 5e-4); the head and the top encoder layer share it, lower layers get
     ``layer_decay`` ** depth-distance of it."""
     task: str = "alignment"
-    head: str = "heatmap"        # alignment: "heatmap" | "regression"; parsing: "linear"; identity: "cls" | "mean"
+    head: str = "heatmap"        # alignment: "heatmap" | "regression"; parsing: "linear" | "upsample"
+                                 # (the light upsampling head, 2x); identity: "cls" | "mean"
     mode: str = "linear"
     steps: int = 300
     batch_size: int = 32
@@ -40,7 +41,7 @@ class FitConfig:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        heads = {"alignment": ("heatmap", "regression"), "parsing": ("linear",), "identity": ("cls", "mean")}[self.task]
+        heads = {"alignment": ("heatmap", "regression"), "parsing": ("linear", "upsample"), "identity": ("cls", "mean")}[self.task]
         if self.head not in heads:
             raise ValueError(f"head for {self.task} must be one of {heads}, got {self.head!r}")
         if self.steps < 1 or self.batch_size < 1 or self.probe_steps < 0 or self.probe_lr < 0:
@@ -75,7 +76,7 @@ def make_head(cfg, encoder, num_outputs):
             return H.HeatmapHead(c.embed_dim, c.patch_size, num_outputs, c.img_size, cfg.seed)
         return H.RegressionHead(c.embed_dim, num_outputs, c.img_size, cfg.seed)
     if cfg.task == "parsing":
-        return H.ParsingHead(c.embed_dim, c.patch_size, num_outputs, cfg.seed)
+        return H.ParsingHead(c.embed_dim, c.patch_size, num_outputs, cfg.seed, upsample=2 if cfg.head == "upsample" else 1)
     return H.ClassifierHead(c.embed_dim, num_outputs, cfg.seed)
 
 

@@ -162,18 +162,24 @@ class RegressionHead(_Head):
 
 
 class ParsingHead(_Head):
-    """Parsing logits per pixel from patch tokens: (B, 1+N, C) -> logits (B, N, p*p*K)."""
+    """Parsing logits per pixel from patch tokens: (B, 1+N, C) -> logits (B, N, p*p*K).
+    upsample u > 1: the light upsampling head: the linear gives (p/u)^2 * K logits per patch (a
+    map u times coarser, u^2 fewer weights), bilinearly upsampled u times to full resolution."""
     name = "parsing_head"
 
-    def __init__(self, embed_dim, patch_size, num_classes, seed=0):
-        self.p, self.K = int(patch_size), int(num_classes)
-        self.fc = Linear(embed_dim, self.p * self.p * self.K, seed)
+    def __init__(self, embed_dim, patch_size, num_classes, seed=0, upsample=1):
+        self.p, self.K, self.u = int(patch_size), int(num_classes), int(upsample)
+        if self.u < 1 or self.p % self.u:
+            raise ValueError(f"upsample must divide the patch size {self.p}, got {upsample}")
+        self.q = self.p // self.u
+        self.fc = Linear(embed_dim, self.q * self.q * self.K, seed)
 
     def forward(self, tokens):
         tokens = _patches(tokens)
         B, T, C = tokens.shape
         self._shape = tokens.shape
-        self._z = self.fc.forward(tokens[:, 1:].reshape(-1, C)).reshape(B, T - 1, -1)
+        zc = self.fc.forward(tokens[:, 1:].reshape(-1, C)).reshape(B, T - 1, -1)
+        self._z = _C.upsample_patches(zc, self.q, self.u) if self.u > 1 else zc
         return self._z
 
     def probabilities(self):
@@ -191,7 +197,12 @@ class ParsingHead(_Head):
 
     def backward(self, dlogits, need_dtokens=True):
         B, T, C = self._shape
-        dx = self.fc.backward(np.asarray(dlogits, np.float32).reshape(B * (T - 1), -1), need_dtokens)
+        d = np.ascontiguousarray(dlogits, np.float32)
+        if self.u > 1:
+            dc = np.zeros((B, T - 1, self.q * self.q * self.K), np.float32)
+            _C.upsample_patches_backward(d, self.q, self.u, dc)
+            d = dc
+        dx = self.fc.backward(d.reshape(B * (T - 1), -1), need_dtokens)
         if not need_dtokens:
             return None
         dtokens = np.zeros(self._shape, np.float32)

@@ -51,3 +51,24 @@ def pixel_softmax(logits, p):
     maps = unpatchify_maps(np.asarray(logits, np.float64), p)
     e = np.exp(maps - maps.max(1, keepdims=True))
     return e / e.sum(1, keepdims=True)
+
+
+def patchify_maps(maps, p):
+    """(B, X, S, S) -> (B, G*G, p*p*X): the inverse of unpatchify_maps."""
+    B, X, S, _ = maps.shape
+    G = S // p
+    z = maps.reshape(B, X, G, p, G, p).transpose(0, 2, 4, 3, 5, 1)      # b, gy, gx, py, px, x
+    return z.reshape(B, G * G, p * p * X)
+
+
+def upsample_patches(x, q, u):
+    """Bilinear u-times upsampling (half-pixel centres, clamped edges) in the per-patch layout."""
+    maps = unpatchify_maps(np.asarray(x, np.float64), q)                 # B, K, Sc, Sc
+    Sc = maps.shape[-1]
+    src = np.maximum((np.arange(Sc * u) + 0.5) / u - 0.5, 0.0)
+    i0 = np.minimum(src.astype(int), Sc - 1)
+    i1 = np.minimum(i0 + 1, Sc - 1)
+    w = src - i0
+    rows = maps[:, :, i0] * (1 - w)[:, None] + maps[:, :, i1] * w[:, None]
+    full = rows[..., i0] * (1 - w) + rows[..., i1] * w
+    return patchify_maps(full, q * u)
