@@ -23,8 +23,7 @@ def load_encoder(spec, model_name="pacofr_vit_tiny_p8_112", seed=0):
 
 
 def evaluate(model, which=ALL_TASKS, mode="linear", head="heatmap", parsing_head="linear", labels=1.0,
-             train_images=2000,
-             test_images=500, steps=300, batch_size=32, lr=0.0, layer_decay=0.75, seed=0, photos=None,
+             train_images=2000, test_images=500, steps=300, batch_size=32, lr=0.0, layer_decay=0.75, seed=0, photos=None,
              progress=False, train_data=None, test_data=None, normalizer="inter_ocular", lapa=None):
     """Run the named tasks on SynthFace ``synthface-v1`` splits at the model's image size.
     photos: records (``image``, 68-point ``landmarks``) to score the trained alignment and
