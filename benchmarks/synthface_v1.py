@@ -5,7 +5,8 @@
    batch 32 on SynthFace split ``pretrain`` (seed 0). Existing run folders are reused (--run).
 2. Downstream on split ``train`` (seed 1) at each label fraction, scored on ``test`` (seed 2):
    landmarks (heatmap head; NME inter-ocular, AUC@0.1, FR@0.1 per subset) and parsing (mean
-   F1), as a linear probe and fully fine-tuned from that probe (LP-FT, layer decay 0.75); verification, kNN,
+   F1), as a linear probe at every fraction and fully fine-tuned from that probe (LP-FT, layer
+   decay 0.75) at the fractions of --ft-labels; verification, kNN,
    identity linear probe and IQ from the frozen encoder. One JSON line per result in
    OUT/rows.jsonl; a rerun skips the rows it has.
 3. Ablations (--ablations): METHOD.md's variants pre-trained for --ablation-seconds each (steps
@@ -94,32 +95,36 @@ def trim_parsing(res):
 
 
 def evaluate_encoder(name, model, train, test, args, rows_path, done):
+    """Linear probes at every label fraction, then LP-FT fine-tuning (from those probes) at the
+    fractions of --ft-labels; one row per (task, mode, labels)."""
     tokens = None
-    for mode in ("linear", "finetune"):
-        steps = args.lp_steps if mode == "linear" else args.ft_steps
-        for labels in args.labels:
-            for task in ("alignment", "parsing"):
-                key = (name, task, mode, labels)
-                if key in done:
-                    continue
-                if tokens is None:
-                    enc = encoder_of(model)
-                    tokens = (encode(enc, train["images"]), encode(enc, test["images"]))
+    for labels in args.labels:
+        for task in ("alignment", "parsing"):
+            want_ft = labels in args.ft_labels and (name, task, "finetune", labels) not in done
+            if (name, task, "linear", labels) in done and not want_ft:
+                continue
+            if tokens is None:
+                enc = encoder_of(model)
+                tokens = (encode(enc, train["images"]), encode(enc, test["images"]))
+            run = tasks.run_alignment if task == "alignment" else tasks.run_parsing
+            trim = trim_alignment if task == "alignment" else trim_parsing
+            head = "heatmap" if task == "alignment" else "linear"
+            t0 = time.time()
+            cfg = FitConfig(task=task, head=head, mode="linear", steps=args.lp_steps, batch_size=args.batch_size_down,
+                            seed=args.seed)
+            res, probe = run(model, train, test, cfg, labels, tokens=tokens)
+            if (name, task, "linear", labels) not in done:
+                add_row(rows_path, (name, task, "linear", labels), {**trim(res), "seconds": time.time() - t0,
+                                                                      "steps": args.lp_steps})
+                log(f"{name} {task} linear labels {labels}: {summary(task, res)} ({time.time() - t0:.0f} s)")
+            if want_ft:
                 t0 = time.time()
-                cfg = FitConfig(task=task, head="heatmap" if task == "alignment" else "linear", mode=mode,
-                                steps=steps, batch_size=args.batch_size_down, seed=args.seed,
-                                probe_steps=args.lp_steps if mode == "finetune" else 0)
-                tok = tokens
-                if task == "alignment":
-                    res, _ = tasks.run_alignment(model, train, test, cfg, labels, tokens=tok)
-                    out = trim_alignment(res)
-                else:
-                    res, _ = tasks.run_parsing(model, train, test, cfg, labels, tokens=tok)
-                    out = trim_parsing(res)
-                add_row(rows_path, key, {**out, "seconds": time.time() - t0, "steps": steps})
-                summary = (f"NME {100 * out['subsets']['all']['nme']:.2f}%" if task == "alignment"
-                           else f"mean F1 {100 * out['mean_f1']:.2f}%")
-                log(f"{name} {task} {mode} labels {labels}: {summary} ({time.time() - t0:.0f} s)")
+                cfg = FitConfig(task=task, head=head, mode="finetune", steps=args.ft_steps, batch_size=args.batch_size_down,
+                                seed=args.seed)
+                res, _ = run(model, train, test, cfg, labels, tokens=tokens, probe=probe)
+                add_row(rows_path, (name, task, "finetune", labels), {**trim(res), "seconds": time.time() - t0,
+                                                                        "steps": args.ft_steps, "lp_steps": args.lp_steps})
+                log(f"{name} {task} finetune labels {labels}: {summary(task, res)} ({time.time() - t0:.0f} s)")
     key = (name, "identity", "frozen", 1.0)
     if key not in done:
         t0 = time.time()
@@ -130,8 +135,17 @@ def evaluate_encoder(name, model, train, test, args, rows_path, done):
             f"IQ {100 * q['cls']['iq']:.2f}%")
 
 
+def summary(task, res):
+    return (f"NME {100 * res['subsets']['all']['nme']:.2f}%" if task == "alignment"
+            else f"mean F1 {100 * res['mean_f1']:.2f}%")
+
+
 def ablations(args, train, test, rows_path, done):
+    """Returns the measured step times of the two presets at the ablations' batch size."""
     root = Path(args.runs) / "ablations"
+    measured = {"mae_s_per_step": step_seconds("mae", args), "pacofr_s_per_step": step_seconds("pacofr", args)}
+    measured["measured_step_ratio"] = measured["pacofr_s_per_step"] / measured["mae_s_per_step"]
+    log(f"measured step times: {measured}")
     for variant, change in ABLATIONS.items():
         key = (f"ablation: {variant}", "alignment", "linear", 0.01)
         if key in done:
@@ -157,6 +171,7 @@ def ablations(args, train, test, rows_path, done):
         add_row(rows_path, key, {"variant": variant, "change": change, "pretrain_steps": steps, "step_seconds": sec,
                                  "nme": ra["subsets"]["all"]["nme"], "mean_f1": rp["mean_f1"], "iq": q["cls"]["iq"]})
         log(f"ablation {variant}: NME {100 * ra['subsets']['all']['nme']:.2f}%, F1 {100 * rp['mean_f1']:.2f}%")
+    return measured
 
 
 def write_tables(rows_path, out, meta):
@@ -245,7 +260,8 @@ def main(argv=None):
     p.add_argument("--test-images", type=int, default=500)
     p.add_argument("--labels", type=float, nargs="+", default=[0.01, 0.1, 1.0])
     p.add_argument("--lp-steps", type=int, default=200, help="linear-probe steps")
-    p.add_argument("--ft-steps", type=int, default=100, help="fine-tuning steps")
+    p.add_argument("--ft-steps", type=int, default=100, help="fine-tuning steps (after the linear probe: LP-FT)")
+    p.add_argument("--ft-labels", type=float, nargs="+", default=[0.01], help="label fractions that are also fine-tuned")
     p.add_argument("--batch-size-down", type=int, default=32, help="downstream batch size")
     p.add_argument("--encoders", nargs="+", default=["scratch", "pacofr", "mae"])
     p.add_argument("--ablations", action="store_true")
@@ -264,7 +280,7 @@ def main(argv=None):
         name, _, folder = item.partition("=")
         runs[name] = folder
     meta = {"train_images": args.train_images, "test_images": args.test_images, "lp_steps": args.lp_steps,
-            "ft_steps": args.ft_steps, "cpu": pacofr.build_info()["isa"], "threads": pacofr.get_num_threads()}
+            "ft_steps": args.ft_steps, "ft_labels": args.ft_labels, "cpu": pacofr.build_info()["isa"], "threads": pacofr.get_num_threads()}
     if not args.tables_only:
         if {"pacofr", "mae"} & set(args.encoders):
             meta.update(pretrain_main(args, runs))
@@ -275,7 +291,9 @@ def main(argv=None):
             model = load_encoder("scratch" if name == "scratch" else runs[name], MODEL, args.seed)
             evaluate_encoder(name, model, train, test, args, rows_path, done)
         if args.ablations:
-            ablations(args, train, test, rows_path, done)
+            meta.update(ablations(args, train, test, rows_path, done))
+        old = json.loads((out / "meta.json").read_text()) if (out / "meta.json").exists() else {}
+        meta = {**old, **meta}
         (out / "meta.json").write_text(json.dumps(meta, indent=1))
     elif (out / "meta.json").exists():
         meta = json.loads((out / "meta.json").read_text())

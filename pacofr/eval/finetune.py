@@ -1,6 +1,7 @@
 """Training a downstream head on an encoder: a linear probe (frozen encoder, features computed
 once) or full fine-tuning with layer-wise learning-rate decay (timm / BEiT). The loop knows
 nothing of data sets or metrics: arrays in, a ``Fitted`` encoder + head out."""
+import copy
 import math
 from dataclasses import asdict, dataclass, replace
 
@@ -150,14 +151,17 @@ def _batches(n, batch_size, seed):
         epoch += 1
 
 
-def fit(model, images, targets, cfg, weights=None, num_outputs=None, progress=False, log_every=10, tokens=None):
+def fit(model, images, targets, cfg, weights=None, num_outputs=None, progress=False, log_every=10, tokens=None,
+        probe=None):
     """Train cfg's head on (images, targets).
 
     images: float32 (n, 3, S, S), normalised as in pre-training. targets: landmarks (n, L, 2)
     in crop pixels (alignment), label maps (n, S, S) (parsing) or identity ids (n,) (identity).
     weights: (n, L) per-point loss weights (e.g. visibility) or None. The model is copied:
     fine-tuning never changes the caller's model. tokens: the frozen encoder's output for images
-    (n, 1+N, C), to share one ``encode`` among several linear probes."""
+    (n, 1+N, C), to share one ``encode`` among several linear probes. probe: a linear-probe
+    ``Fitted`` of the same task, model and images to start LP-FT fine-tuning from (instead of
+    training one for ``cfg.probe_steps``)."""
     if not isinstance(cfg, FitConfig):
         raise TypeError(f"cfg must be a FitConfig, got {type(cfg).__name__}")
     images = np.asarray(images)
@@ -174,12 +178,15 @@ def fit(model, images, targets, cfg, weights=None, num_outputs=None, progress=Fa
                        "identity": lambda: int(np.max(targets)) + 1}[cfg.task]()
     finetune = cfg.mode == "finetune"
     pool = cfg.head if cfg.task == "identity" else None
-    if tokens is not None and (len(tokens) != n or (finetune and not cfg.probe_steps)):
+    if tokens is not None and (len(tokens) != n or (finetune and not cfg.probe_steps and probe is None)):
         raise ValueError("tokens must be the frozen encoder's output for the same images, linear probes only")
-    if finetune and cfg.probe_steps:  # LP-FT: the probe's head, its standardisation folded in
-        probe_cfg = replace(cfg, mode="linear", steps=cfg.probe_steps, lr=cfg.probe_lr, probe_steps=0)
-        probe = fit(model, images, targets, probe_cfg, weights, num_outputs, progress, log_every, tokens)
-        head = probe.head
+    if probe is not None and (not finetune or probe.config.mode != "linear" or probe.config.task != cfg.task):
+        raise ValueError("probe must be a linear probe of the same task, to start fine-tuning from")
+    if finetune and (cfg.probe_steps or probe is not None):  # LP-FT: the probe's head, standardisation folded in
+        if probe is None:
+            probe_cfg = replace(cfg, mode="linear", steps=cfg.probe_steps, lr=cfg.probe_lr, probe_steps=0)
+            probe = fit(model, images, targets, probe_cfg, weights, num_outputs, progress, log_every, tokens)
+        head = copy.deepcopy(probe.head)
         head.fc.fold_standardization(*probe.feature_norm)
         tokens = None
     else:

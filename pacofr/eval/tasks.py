@@ -113,29 +113,30 @@ def _test_tokens(cfg, tokens):
 
 
 def run_alignment(model, train, test, cfg=None, labels=1.0, normalizer="inter_ocular", threshold=0.1,
-                  progress=False, tokens=None):
+                  progress=False, tokens=None, probe=None):
     """Train an alignment head (cfg: FitConfig, task "alignment") on the first
     ``label_budget(len(train), labels)`` training images, then score it on test. tokens:
     optional (train tokens, test tokens) of the frozen encoder, shared by linear probes (and by
-    the probe stage of LP-FT fine-tuning)."""
+    the probe stage of LP-FT fine-tuning). probe: the linear probe (a ``Fitted``) to fine-tune
+    from (LP-FT)."""
     cfg = cfg or FitConfig(task="alignment")
     k = label_budget(len(train["images"]), labels)
     tr = _take(train, k)
     fitted = fit(model, tr["images"], tr["landmarks"], cfg, progress=progress,
-                 tokens=None if tokens is None else tokens[0][:k])
+                 tokens=None if tokens is None else tokens[0][:k], probe=probe)
     res = evaluate_alignment(fitted, test, normalizer, threshold, tokens=_test_tokens(cfg, tokens))
     res.update(train_images=k, labels=labels, config=cfg.__dict__, history=fitted.history)
     return res, fitted
 
 
-def run_parsing(model, train, test, cfg=None, labels=1.0, num_classes=11, progress=False, tokens=None):
+def run_parsing(model, train, test, cfg=None, labels=1.0, num_classes=11, progress=False, tokens=None, probe=None):
     """Train a parsing head (cfg task "parsing") on the first label-budget images, score F1.
-    tokens: as for run_alignment."""
+    tokens, probe: as for run_alignment."""
     cfg = cfg or FitConfig(task="parsing", head="linear")
     k = label_budget(len(train["images"]), labels)
     tr = _take(train, k)
     fitted = fit(model, tr["images"], tr["parsing"], cfg, num_outputs=num_classes, progress=progress,
-                 tokens=None if tokens is None else tokens[0][:k])
+                 tokens=None if tokens is None else tokens[0][:k], probe=probe)
     res = evaluate_parsing(fitted, test, num_classes, tokens=_test_tokens(cfg, tokens))
     res.update(train_images=k, labels=labels, config=cfg.__dict__, history=fitted.history)
     return res, fitted
