@@ -38,7 +38,13 @@ def evaluate(model, which=ALL_TASKS, mode="linear", head="heatmap", parsing_head
     size = model.config.img_size
     train = tasks.synthface_split("train", train_images, size) if {"alignment", "parsing", "recognition"} & set(which) else None
     test = tasks.synthface_split("test", test_images, size)
-    common = dict(mode=mode, steps=steps, batch_size=batch_size, lr=lr, layer_decay=layer_decay, seed=seed)
+    common = dict(mode=mode, steps=steps, batch_size=batch_size, lr=lr, layer_decay=layer_decay, seed=seed,
+                  probe_steps=steps if mode == "finetune" else 0)     # fine-tuning is LP-FT
+    tokens = None   # the frozen encoder's SynthFace tokens, computed once for every probe
+    if train is not None and {"alignment", "parsing"} & set(which):
+        from .finetune import encode, encoder_of
+        enc = encoder_of(model)
+        tokens = (encode(enc, train["images"][:tasks.label_budget(train_images, labels)]), encode(enc, test["images"]))
     results = {"protocol": "synthface-v1", "image_size": size, "train_images": train_images,
                "test_images": test_images, "labels": labels, "mode": mode}
     art = {"test": test}
@@ -47,7 +53,8 @@ def evaluate(model, which=ALL_TASKS, mode="linear", head="heatmap", parsing_head
         a_train = tasks.landmark_data(train_data, size) if train_data else train
         a_test = tasks.landmark_data(test_data, size) if test_data else test
         res, fitted["alignment"] = tasks.run_alignment(model, a_train, a_test, FitConfig(task="alignment", head=head, **common),
-                                                       labels, normalizer=normalizer, progress=progress)
+                                                       labels, normalizer=normalizer, progress=progress,
+                                                       tokens=None if train_data or test_data else tokens)
         res["data"] = {"train": str(train_data or "synthface-v1 train"), "test": str(test_data or "synthface-v1 test")}
         art["alignment"], art["alignment_test"] = res, a_test
         results["alignment"] = {k: v for k, v in res.items() if k != "pred"}
@@ -62,7 +69,7 @@ def evaluate(model, which=ALL_TASKS, mode="linear", head="heatmap", parsing_head
         results["parsing"] = {**res, "data": str(lapa), "train_images": k, "config": cfg.__dict__}
     elif "parsing" in which:
         res, fitted["parsing"] = tasks.run_parsing(model, train, test, FitConfig(task="parsing", head=parsing_head, **common),
-                                                   labels, progress=progress)
+                                                   labels, progress=progress, tokens=tokens)
         art["parsing"] = res
         results["parsing"] = {k: v for k, v in res.items() if k not in ("pred", "confusion")}
         results["parsing"]["confusion"] = res["confusion"]
