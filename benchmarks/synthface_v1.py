@@ -29,7 +29,9 @@ from pacofr.eval.benchmark import load_encoder
 from pacofr.eval.finetune import FitConfig, encode, encoder_of
 
 MODEL = "pacofr_vit_tiny_p8_112"
-ABLATIONS = {"pacofr (all components)": {}, "masking random": {"masking": "random"},
+ABLATIONS = {"pacofr (all components)": {}, "mae (reference)": {"masking": "random", "subst_ratio": 0.0,
+                                                                  "codebook_size": 0, "lambda_sc": 0.0},
+             "masking random": {"masking": "random"},
              "masking block": {"masking": "block"}, "no codebook": {"subst_ratio": 0.0, "codebook_size": 0},
              "k = 1": {"topk": 1}, "k = 8": {"topk": 8}, "no incubation": {"incubation_steps": 0},
              "lambda_sc = 0": {"lambda_sc": 0.0}}
@@ -40,9 +42,9 @@ def log(*a):
 
 
 def pretrain_config(preset, steps, out, args, **extra):
-    return pacofr.train.make_config(preset, None, model=MODEL, steps=steps, batch_size=args.batch_size, lr=args.lr,
-                                    warmup_steps=args.warmup, log_every=20, checkpoint_every=500, preview_every=1000,
-                                    out=str(out), threads=args.threads, **extra)
+    fields = dict(model=MODEL, steps=steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
+                  log_every=20, checkpoint_every=500, preview_every=1000, out=str(out), threads=args.threads)
+    return pacofr.train.make_config(preset, None, **{**fields, **extra})
 
 
 def step_seconds(preset, args, **extra):
@@ -156,6 +158,7 @@ def ablations(args, train, test, rows_path, done):
         steps = max(20, int(args.ablation_seconds / sec))
         extra = dict(change)
         extra.setdefault("incubation_steps", max(1, steps // 5))  # one fifth of a short run, unless ablated
+        extra["warmup_steps"] = max(1, steps // 20)
         log(f"ablation {variant}: {sec:.3f} s/step -> {steps} steps")
         if not has_final(run, steps):
             pacofr.pretrain(pretrain_config("pacofr", steps, run, args, **extra), progress=False,
@@ -182,9 +185,10 @@ def write_tables(rows_path, out, meta):
     md = [f"Protocol synthface-v1, {MODEL}. {json.dumps(meta)}\n"]
     for mode in ("linear", "finetune"):
         t = []
+        mode_labels = [lab for lab in labels if any(k[2] == mode and k[3] == lab for k in by)]
         for e in encoders:
             row = {"encoder": e}
-            for lab in labels:
+            for lab in mode_labels:
                 a, p = by.get((e, "alignment", mode, lab)), by.get((e, "parsing", mode, lab))
                 pct = f"{100 * lab:g}%"
                 row[f"NME % @{pct}"] = 100 * a["subsets"]["all"]["nme"] if a else float("nan")

@@ -7,27 +7,25 @@ backend are never touched. Files are written atomically (a temporary file, then 
 import json
 import math
 import os
-import tempfile
 
 import numpy as np
+
+from .._io import atomic_write_bytes
 
 
 # ---------------------------------------------------------------- files
 
 def _atomic_write(path, write, mode="w"):
-    """Call ``write(file)`` on a temporary file beside ``path``, then move it into place."""
+    """Call ``write(file)`` on an in-memory file, then write it to ``path`` atomically (the
+    package's one atomic writer: a temporary file beside it, fsync, rename; mode follows the
+    umask)."""
+    import io
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    buf = io.BytesIO() if "b" in mode else io.StringIO()
+    write(buf)
+    data = buf.getvalue()
+    atomic_write_bytes(path, data if isinstance(data, bytes) else data.encode("utf-8"))
     return path
 
 
