@@ -237,6 +237,15 @@ def write_tables(rows_path, out, meta):
         if curves:
             report.plot_ced(curves, 0.1, out / f"ced_{mode}_{100 * lab:g}pct.png",
                             title=f"CED, {mode}, {100 * lab:g}% labels")
+            report.plot_ced(curves, 0.5, out / f"ced_{mode}_{100 * lab:g}pct_wide.png",
+                            title=f"CED up to 50% NME (AUC/FR at 0.5), {mode}, {100 * lab:g}% labels")
+    if labels:
+        top = labels[-1]
+        curves = {e: np.asarray(by[(e, "alignment", "linear", top)]["per_image_nme"], np.float64)
+                  for e in encoders if (e, "alignment", "linear", top) in by}
+        if curves:
+            report.plot_ced(curves, 0.1, out / f"ced_linear_{100 * top:g}pct.png",
+                            title=f"CED, linear, {100 * top:g}% labels")
         bars = {e: np.asarray(by[(e, "parsing", mode, lab)]["per_class"], np.float64)
                 for e in encoders if (e, "parsing", mode, lab) in by}
         if bars:
