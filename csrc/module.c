@@ -31,6 +31,12 @@ static PyObject *raise_status(pf_status st) {
     return NULL;
 }
 
+/* None when st is PF_OK; else NULL with the error raised. */
+static PyObject *none_or_raise(pf_status st) {
+    if (st != PF_OK) return raise_status(st);
+    Py_RETURN_NONE;
+}
+
 static const char *dtype_name(PyArrayObject *a) {
     static _Thread_local char buf[64];
     PyObject *s = PyObject_Str((PyObject *)PyArray_DESCR(a));
@@ -607,12 +613,7 @@ static PyObject *py_vit_backward_ex(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     st = pf_vit_backward_ex(b->m, pdl, pdc);
     Py_END_ALLOW_THREADS
-    if (st == PF_OK) {
-        Py_INCREF(Py_None);
-        result = Py_None;
-    } else {
-        raise_status(st);
-    }
+    result = none_or_raise(st);
 done:
     unbox(b);
     return result;
@@ -767,12 +768,7 @@ static PyObject *py_vit_encoder_backward(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     st = pf_vit_encoder_backward(b->m, pd, B, T, pdc);
     Py_END_ALLOW_THREADS
-    if (st == PF_OK) {
-        Py_INCREF(Py_None);
-        result = Py_None;
-    } else {
-        raise_status(st);
-    }
+    result = none_or_raise(st);
 done:
     unbox(b);
     return result;

@@ -95,6 +95,16 @@ def _patches(tokens):
     return tokens
 
 
+def _patch_grads(dx, shape):
+    """Per-patch-token gradients (B*N, C) (or None) -> the gradient on all tokens (B, 1+N, C),
+    zero on the cls token."""
+    if dx is None:
+        return None
+    dtokens = np.zeros(shape, np.float32)
+    dtokens[:, 1:] = dx.reshape(shape[0], shape[1] - 1, shape[2])
+    return dtokens
+
+
 class HeatmapHead(_Head):
     """Landmarks from patch tokens through heatmaps: (B, 1+N, C) -> (B, L, 2) pixels."""
     name = "landmark_head"
@@ -124,13 +134,8 @@ class HeatmapHead(_Head):
     def backward(self, dcoords, need_dtokens=True):
         dz = np.zeros_like(self._z)
         _C.softargmax_backward(np.ascontiguousarray(dcoords, np.float32), self._z, self._lse, self._xy, self.p, dz)
-        B, T, C = self._shape
-        dx = self.fc.backward(dz.reshape(B * (T - 1), -1), need_dtokens)
-        if not need_dtokens:
-            return None
-        dtokens = np.zeros(self._shape, np.float32)
-        dtokens[:, 1:] = dx.reshape(B, T - 1, C)
-        return dtokens
+        B, T, _ = self._shape
+        return _patch_grads(self.fc.backward(dz.reshape(B * (T - 1), -1), need_dtokens), self._shape)
 
 
 class RegressionHead(_Head):
@@ -196,18 +201,13 @@ class ParsingHead(_Head):
         return value, d
 
     def backward(self, dlogits, need_dtokens=True):
-        B, T, C = self._shape
+        B, T, _ = self._shape
         d = np.ascontiguousarray(dlogits, np.float32)
         if self.u > 1:
             dc = np.zeros((B, T - 1, self.q * self.q * self.K), np.float32)
             _C.upsample_patches_backward(d, self.q, self.u, dc)
             d = dc
-        dx = self.fc.backward(d.reshape(B * (T - 1), -1), need_dtokens)
-        if not need_dtokens:
-            return None
-        dtokens = np.zeros(self._shape, np.float32)
-        dtokens[:, 1:] = dx.reshape(B, T - 1, C)
-        return dtokens
+        return _patch_grads(self.fc.backward(d.reshape(B * (T - 1), -1), need_dtokens), self._shape)
 
 
 def embeddings(tokens, pool="cls"):
