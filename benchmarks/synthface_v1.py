@@ -130,8 +130,10 @@ def evaluate_encoder(name, model, train, test, args, rows_path, done):
     key = (name, "identity", "frozen", 1.0)
     if key not in done:
         t0 = time.time()
-        rec = tasks.run_recognition(model, test, train, cfg=FitConfig(task="identity", head="cls", steps=args.lp_steps))
-        q = tasks.run_quality(model, test)
+        test_tokens = None if tokens is None else tokens[1]
+        rec = tasks.run_recognition(model, test, train, cfg=FitConfig(task="identity", head="cls", steps=args.lp_steps),
+                                    tokens=test_tokens)
+        q = tasks.run_quality(model, test, tokens=test_tokens)
         add_row(rows_path, key, {"recognition": rec, "quality": q, "seconds": time.time() - t0})
         log(f"{name} identity: verification {100 * rec['cls']['verification']['mean']:.2f}% (cls), "
             f"IQ {100 * q['cls']['iq']:.2f}%")

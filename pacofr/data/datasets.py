@@ -75,3 +75,17 @@ class LandmarkFaces:
             if pts.exists():
                 records.append({"image": image, "landmarks": formats.read_pts(pts) - (1.0 if one_based else 0.0)})
         return cls(records, ".", size)
+
+
+def open_landmark_faces(path, size=112):
+    """The landmark data set at path: a COCO keypoint ``.json``, an HRNet ``.csv`` (images
+    beside it) or a folder of images with iBUG ``.pts`` files beside them; None when path is
+    none of these."""
+    path = Path(path)
+    if path.suffix == ".json" and path.is_file():      # COCO-style keypoints (mmpose layout)
+        return LandmarkFaces.from_coco(path, size=size)
+    if path.suffix == ".csv" and path.is_file():       # HRNet-style CSV, images beside it
+        return LandmarkFaces.from_hrnet_csv(path, path.parent, size=size)
+    if path.is_dir() and any(path.rglob("*.pts")):     # iBUG: images with .pts beside them
+        return LandmarkFaces.from_pts_folder(path, size=size)
+    return None

@@ -13,6 +13,13 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def normalize_images(images, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """uint8 (B, S, S, 3) -> float32 (B, 3, S, S): (x / 255 - mean) / std per channel, in C
+    (another dtype is a TypeError)."""
+    return _C.normalize(np.ascontiguousarray(images), np.asarray(mean, np.float32),
+                        np.asarray(std, np.float32))
+
+
 class Loader:
     """Iterate one epoch per ``for batch in loader`` (then ``set_epoch``), or ``epochs(n)``.
 
@@ -94,7 +101,7 @@ class Loader:
         if self.augment is not None:
             out = augment(images, indices, self.seed, epoch, landmarks=lm, parsing=parsing, config=self.augment)
             images, lm, parsing = out["images"], out.get("landmarks"), out.get("parsing")
-        batch = {"images": _C.normalize(np.ascontiguousarray(images), self.mean, self.std),
+        batch = {"images": normalize_images(images, self.mean, self.std),
                  "indices": np.asarray(indices, np.int64)}
         if lm is not None:
             batch["landmarks"] = np.ascontiguousarray(lm, np.float32)

@@ -3,10 +3,8 @@ photos), with a report: ``eval.json``, ``eval.md`` and PNG figures (CED curve, p
 bars, ROC, landmark and parsing overlays)."""
 from pathlib import Path
 
-import numpy as np
-
 from . import report, tasks
-from .finetune import FitConfig
+from .finetune import FitConfig, encode, encoder_of, fit
 from .parsing import LAPA_CLASSES, per_class_table
 
 ALL_TASKS = ("alignment", "parsing", "recognition", "quality")
@@ -40,11 +38,12 @@ def evaluate(model, which=ALL_TASKS, mode="linear", head="heatmap", parsing_head
     test = tasks.synthface_split("test", test_images, size)
     common = dict(mode=mode, steps=steps, batch_size=batch_size, lr=lr, layer_decay=layer_decay, seed=seed,
                   probe_steps=steps if mode == "finetune" else 0)     # fine-tuning is LP-FT
-    tokens = None   # the frozen encoder's SynthFace tokens, computed once for every probe
+    # the frozen encoder's SynthFace tokens, computed once for every probe and identity metric
+    enc = encoder_of(model)
+    test_tokens = encode(enc, test["images"])
+    tokens = None
     if train is not None and {"alignment", "parsing"} & set(which):
-        from .finetune import encode, encoder_of
-        enc = encoder_of(model)
-        tokens = (encode(enc, train["images"][:tasks.label_budget(train_images, labels)]), encode(enc, test["images"]))
+        tokens = (encode(enc, train["images"][:tasks.label_budget(train_images, labels)]), test_tokens)
     results = {"protocol": "synthface-v1", "image_size": size, "train_images": train_images,
                "test_images": test_images, "labels": labels, "mode": mode}
     art = {"test": test}
@@ -64,7 +63,7 @@ def evaluate(model, which=ALL_TASKS, mode="linear", head="heatmap", parsing_head
         cfg = FitConfig(task="parsing", head=parsing_head, **common)
         tr = lapa_data(lapa, "train", size, limit=train_images)
         k = tasks.label_budget(len(tr["images"]), labels)
-        fitted["parsing"] = tasks.fit(model, tr["images"][:k], tr["parsing"][:k], cfg, num_outputs=11, progress=progress)
+        fitted["parsing"] = fit(model, tr["images"][:k], tr["parsing"][:k], cfg, num_outputs=11, progress=progress)
         res = score_lapa(fitted["parsing"], read_lapa(lapa, "test"))
         results["parsing"] = {**res, "data": str(lapa), "train_images": k, "config": cfg.__dict__}
     elif "parsing" in which:
@@ -75,9 +74,10 @@ def evaluate(model, which=ALL_TASKS, mode="linear", head="heatmap", parsing_head
         results["parsing"]["confusion"] = res["confusion"]
     if "recognition" in which:
         results["recognition"] = tasks.run_recognition(model, test, train, cfg=FitConfig(task="identity", head="cls",
-                                                                                          **common), progress=progress)
+                                                                                          **common), progress=progress,
+                                                       tokens=test_tokens)
     if "quality" in which:
-        results["quality"] = tasks.run_quality(model, test)
+        results["quality"] = tasks.run_quality(model, test, tokens=test_tokens)
     if photos:
         from .photos import score_photos
         res = score_photos(fitted.get("alignment"), fitted.get("parsing"), photos)

@@ -3,11 +3,10 @@ once) or full fine-tuning with layer-wise learning-rate decay (timm / BEiT). The
 nothing of data sets or metrics: arrays in, a ``Fitted`` encoder + head out."""
 import copy
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .. import _C
 from ..model import Model, create_model
 from ..optim import AdamW, cosine_lr, layer_decay_scales
 from . import heads as H
@@ -119,10 +118,6 @@ class Fitted:
                 out.append(self.head.probabilities() if self.config.task == "parsing" else y.copy())
         return np.concatenate(out)
 
-    def state_dict(self):
-        """Encoder (timm names) and head weights in one dict."""
-        return {**self.encoder.state_dict(), **self.head.state_dict()}
-
 
 def _standardize(x, norm):
     """x (..., C) -> (x - mean) / std per channel (MAE's linear probe: a BatchNorm without
@@ -173,9 +168,11 @@ def fit(model, images, targets, cfg, weights=None, num_outputs=None, progress=Fa
     encoder = encoder_of(model)
     if images.shape[2:] != (encoder.config.img_size,) * 2:
         raise ValueError(f"images must be {encoder.config.img_size} px for this encoder, got {images.shape[2:]}")
-    if num_outputs is None:
-        num_outputs = {"alignment": lambda: np.shape(targets)[1], "parsing": lambda: 11,
-                       "identity": lambda: int(np.max(targets)) + 1}[cfg.task]()
+    if num_outputs is None:  # landmarks per face, LaPa's classes, or identities
+        if cfg.task == "alignment":
+            num_outputs = np.shape(targets)[1]
+        else:
+            num_outputs = 11 if cfg.task == "parsing" else int(np.max(targets)) + 1
     finetune = cfg.mode == "finetune"
     pool = cfg.head if cfg.task == "identity" else None
     if tokens is not None and (len(tokens) != n or (finetune and not cfg.probe_steps and probe is None)):
@@ -251,6 +248,3 @@ def fit(model, images, targets, cfg, weights=None, num_outputs=None, progress=Fa
         bar.close()
     return Fitted(encoder, head, cfg, history, norm)
 
-
-def config_dict(cfg):
-    return asdict(cfg)

@@ -24,9 +24,12 @@ class Linear:
         self.weight = rng.uniform(-bound, bound, (out_dim, in_dim)).astype(np.float32)
         self.bias = np.zeros(out_dim, np.float32)
         self.grads = [np.zeros_like(self.weight), np.zeros_like(self.bias)]
+        self._reset_moments()
+        self._x = None
+
+    def _reset_moments(self):
         self.moments = [(np.zeros(a.size, np.float32), np.zeros(a.size, np.float32)) for a in (self.weight, self.bias)]
         self.steps = 0
-        self._x = None
 
     def forward(self, x):
         """x (R, in) -> (R, out); x is kept for backward."""
@@ -46,8 +49,7 @@ class Linear:
         w = self.weight / std[None, :]
         self.bias[...] = self.bias - w @ mean
         self.weight[...] = w
-        self.moments = [(np.zeros(a.size, np.float32), np.zeros(a.size, np.float32)) for a in (self.weight, self.bias)]
-        self.steps = 0
+        self._reset_moments()
 
     def zero_grad(self):
         for g in self.grads:
@@ -60,20 +62,9 @@ class Linear:
             _C.adamw_update(p.reshape(-1), g.reshape(-1), m, v, lr, b1, b2, eps, weight_decay,
                             1 - b1 ** self.steps, 1 - b2 ** self.steps, 1.0, decay)
 
-    def state_dict(self, prefix):
-        return {f"{prefix}.weight": self.weight.copy(), f"{prefix}.bias": self.bias.copy()}
-
-    def load_state_dict(self, state, prefix):
-        for name, arr in (("weight", self.weight), ("bias", self.bias)):
-            value = np.asarray(state[f"{prefix}.{name}"], np.float32)
-            if value.shape != arr.shape:
-                raise ValueError(f"{prefix}.{name}: expected shape {arr.shape}, got {value.shape}")
-            arr[...] = value
-
 
 class _Head:
-    """Shared plumbing: one Linear layer ``self.fc`` named ``self.name``."""
-    name = "head"
+    """Shared plumbing: one Linear layer ``self.fc``."""
 
     def zero_grad(self):
         self.fc.zero_grad()
@@ -81,11 +72,6 @@ class _Head:
     def step(self, lr, weight_decay=0.05):
         self.fc.step(lr, weight_decay)
 
-    def state_dict(self):
-        return self.fc.state_dict(self.name)
-
-    def load_state_dict(self, state):
-        self.fc.load_state_dict(state, self.name)
 
 
 def _patches(tokens):
@@ -107,7 +93,6 @@ def _patch_grads(dx, shape):
 
 class HeatmapHead(_Head):
     """Landmarks from patch tokens through heatmaps: (B, 1+N, C) -> (B, L, 2) pixels."""
-    name = "landmark_head"
 
     def __init__(self, embed_dim, patch_size, num_points, img_size, seed=0):
         self.p, self.L, self.S = int(patch_size), int(num_points), int(img_size)
@@ -141,7 +126,6 @@ class HeatmapHead(_Head):
 class RegressionHead(_Head):
     """Landmarks regressed from the mean patch token: (B, 1+N, C) -> (B, L, 2) pixels, with
     coordinates = S * (0.5 + linear output) so that zero output is the crop centre."""
-    name = "landmark_head"
 
     def __init__(self, embed_dim, num_points, img_size, seed=0):
         self.L, self.S = int(num_points), int(img_size)
@@ -170,7 +154,6 @@ class ParsingHead(_Head):
     """Parsing logits per pixel from patch tokens: (B, 1+N, C) -> logits (B, N, p*p*K).
     upsample u > 1: the light upsampling head: the linear gives (p/u)^2 * K logits per patch (a
     map u times coarser, u^2 fewer weights), bilinearly upsampled u times to full resolution."""
-    name = "parsing_head"
 
     def __init__(self, embed_dim, patch_size, num_classes, seed=0, upsample=1):
         self.p, self.K, self.u = int(patch_size), int(num_classes), int(upsample)
@@ -223,7 +206,6 @@ def embeddings(tokens, pool="cls"):
 
 class ClassifierHead(_Head):
     """Identity logits from an embedding (B, C) -> (B, num_classes); cross-entropy."""
-    name = "identity_head"
 
     def __init__(self, embed_dim, num_classes, seed=0):
         self.fc = Linear(embed_dim, int(num_classes), seed)

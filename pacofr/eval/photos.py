@@ -31,9 +31,7 @@ def parsing_in_photo(fitted, image, crop_landmarks):
     probs = fitted.predict(x)[0]                                   # (K, S, S)
     q = np.ascontiguousarray(np.clip(np.rint(probs * 255), 0, 255).astype(np.uint8).transpose(1, 2, 0))
     back = warp(q, invert(A), image.shape[:2]).reshape(image.shape[0], image.shape[1], -1)
-    labels = back.argmax(2).astype(np.uint8)
-    labels[back.max(2) == 0] = 0
-    return labels
+    return back.argmax(2).astype(np.uint8)   # outside the crop every class is 0: arg-max 0
 
 
 def lapa_data(root, split="train", size=112, limit=None):

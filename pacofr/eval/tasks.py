@@ -7,18 +7,17 @@ train ones. A label budget keeps the first round(fraction * n) training images (
 budgets: the 1% images are among the 10% ones)."""
 import numpy as np
 
-from .. import _C
-from ..data.loader import IMAGENET_MEAN, IMAGENET_STD
+from ..data.loader import normalize_images
 from . import alignment, parsing, quality, recognition
-from .finetune import FitConfig, encode, encoder_of, fit  # noqa: F401 (fit re-exported)
+from .finetune import FitConfig, encode, encoder_of, fit
+from .heads import embeddings
 
 SPLIT_SEEDS = {"pretrain": 0, "train": 1, "test": 2}
 
 
 def normalize(images_u8):
     """uint8 (n, S, S, 3) -> float32 (n, 3, S, S), normalised as in pre-training."""
-    return _C.normalize(np.ascontiguousarray(images_u8, np.uint8), np.asarray(IMAGENET_MEAN, np.float32),
-                        np.asarray(IMAGENET_STD, np.float32))
+    return normalize_images(images_u8)
 
 
 def synthface_split(split, num_images, size=112, num_identities=None):
@@ -44,16 +43,9 @@ def landmark_data(path, size=112):
     keypoint ``.json``, an HRNet ``.csv`` (images beside it) or a folder of images with iBUG
     ``.pts`` files. The crop is a similarity, so NME in crop pixels equals NME in the original
     image's pixels."""
-    from pathlib import Path
-    from ..data.datasets import LandmarkFaces
-    path = Path(path)
-    if path.suffix == ".json" and path.is_file():
-        ds = LandmarkFaces.from_coco(path, size=size)
-    elif path.suffix == ".csv" and path.is_file():
-        ds = LandmarkFaces.from_hrnet_csv(path, path.parent, size=size)
-    elif path.is_dir():
-        ds = LandmarkFaces.from_pts_folder(path, size=size)
-    else:
+    from ..data.datasets import open_landmark_faces
+    ds = open_landmark_faces(path, size)
+    if ds is None:
         raise ValueError(f"{path}: expected a COCO keypoint .json, an HRNet .csv or a folder with .pts files")
     items = [ds[i] for i in range(len(ds))]
     counts = {len(it["landmarks"]) for it in items}
@@ -170,17 +162,19 @@ def verification_pairs(identity, num_pairs=600, folds=10, seed=0):
     return np.array(I), np.array(J), np.array(same)
 
 
-def run_recognition(model, test, train=None, pools=("cls", "mean"), cfg=None, num_pairs=600, progress=False):
+def _frozen_tokens(model, images, tokens):
+    """The frozen encoder's tokens of images: the given ones, or computed once here."""
+    return tokens if tokens is not None else encode(encoder_of(model), images)
+
+
+def run_recognition(model, test, train=None, pools=("cls", "mean"), cfg=None, num_pairs=600, progress=False,
+                    tokens=None):
     """Identity from frozen embeddings: 10-fold pairs verification and kNN top-1
     identification on test (gallery: each identity's first image; probes: the rest), per
     pooling; with train, also a linear-probe identity classifier trained on the first 80% of
-    train's images and scored on the other 20% (same identities)."""
-    encoder = encoder_of(model)
-    tokens_pool = {}
-    for k in range(0, len(test["images"]), 64):
-        tok = encoder.encode(np.ascontiguousarray(test["images"][k:k + 64]))
-        for pool in pools:
-            tokens_pool.setdefault(pool, []).append(tok[:, 0] if pool == "cls" else tok[:, 1:].mean(1))
+    train's images and scored on the other 20% (same identities). tokens: the frozen
+    encoder's tokens of test, when already computed."""
+    test_tokens = _frozen_tokens(model, test["images"], tokens)
     ident = test["identity"]
     I, J, same = verification_pairs(ident, num_pairs)
     first = {}
@@ -190,30 +184,30 @@ def run_recognition(model, test, train=None, pools=("cls", "mean"), cfg=None, nu
     probes = np.setdiff1d(np.arange(len(ident)), gallery)
     out = {"pairs": int(len(I)), "flip_averaged": False, "similarity": "cosine",
            "knn": {"gallery": "first image of each identity", "probes": int(len(probes)), "k": 1}}
+    train_tokens = None
     for pool in pools:
-        emb = np.concatenate(tokens_pool[pool])
+        emb = embeddings(test_tokens, pool)
         res = {"verification": recognition.verification_10fold(emb[I], emb[J], same),
                "knn_top1": recognition.knn_top1(emb[gallery], ident[gallery], emb[probes], ident[probes])}
         if train is not None:
-            n = len(train["images"])
-            cut = int(0.8 * n)
+            cut = int(0.8 * len(train["images"]))
             c = cfg or FitConfig(task="identity", head=pool, steps=300)
             c = FitConfig(**{**c.__dict__, "head": pool, "task": "identity"})
-            classes = int(train["identity"].max()) + 1
-            fitted = fit(model, train["images"][:cut], train["identity"][:cut], c, num_outputs=classes,
-                         progress=progress)
-            logits = fitted.predict(train["images"][cut:])
+            if train_tokens is None:  # one encode of the train faces serves every pooling's probe
+                train_tokens = encode(encoder_of(model), train["images"])
+            fitted = fit(model, train["images"][:cut], train["identity"][:cut], c,
+                         num_outputs=int(train["identity"].max()) + 1, progress=progress,
+                         tokens=train_tokens[:cut] if c.mode == "linear" or c.probe_steps else None)
+            held_out = train_tokens[cut:] if c.mode == "linear" else None
+            logits = fitted.predict(train["images"][cut:], tokens=held_out)
             res["linear_probe_top1"] = float((logits.argmax(1) == train["identity"][cut:]).mean())
         out[pool] = res
     return out
 
 
-def run_quality(model, data, pools=("cls", "mean"), k=10, alpha=0.5):
+def run_quality(model, data, pools=("cls", "mean"), k=10, alpha=0.5, tokens=None):
     """EVAL.md's representation quality (neighbour consistency, effective rank, IQ) of the
-    frozen embeddings of data, with its identity labels."""
-    encoder = encoder_of(model)
-    out = {}
-    for pool in pools:
-        emb = encode(encoder, data["images"], pool=pool)
-        out[pool] = quality.iq(emb, data["identity"], k=k, alpha=alpha)
-    return out
+    frozen embeddings of data, with its identity labels. tokens: the frozen encoder's tokens
+    of data, when already computed."""
+    data_tokens = _frozen_tokens(model, data["images"], tokens)
+    return {pool: quality.iq(embeddings(data_tokens, pool), data["identity"], k=k, alpha=alpha) for pool in pools}

@@ -12,7 +12,7 @@ from .. import runtime
 from ..data import SynthFace
 from ..data.synth import Downscaled, synthface_at
 from ..data.augment import AugmentConfig
-from ..data.datasets import ImageFolder, LandmarkFaces
+from ..data.datasets import ImageFolder, LandmarkFaces, open_landmark_faces
 from ..data.loader import Loader
 from ..model import create_model
 from ..optim import AdamW, cosine_lr
@@ -75,15 +75,12 @@ def make_dataset(cfg, size):
         return synthface_at(size, seed=cfg.seed, num_images=cfg.synth_images,
                             num_identities=cfg.synth_identities or None)
     path = Path(cfg.data)
-    if path.suffix == ".json" and path.is_file():      # COCO-style keypoints (mmpose layout)
-        return LandmarkFaces.from_coco(path, size=size)
-    if path.suffix == ".csv" and path.is_file():       # HRNet-style CSV, images beside it
-        return LandmarkFaces.from_hrnet_csv(path, path.parent, size=size)
+    faces = open_landmark_faces(path, size)
+    if faces is not None:
+        return faces
     if not path.is_dir():
         raise ValueError(f"data must be 'synthface', a folder of face images, a COCO keypoint .json or an "
                          f"HRNet .csv; {path} is none of these")
-    if any(path.rglob("*.pts")):                        # iBUG: images with .pts beside them
-        return LandmarkFaces.from_pts_folder(path, size=size)
     return ImageFolder(path, size)
 
 
