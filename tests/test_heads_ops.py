@@ -204,3 +204,42 @@ def test_upsample_patches_against_twin_and_torch(rng, torch):
     np.testing.assert_array_equal(_C.upsample_patches(x, q, 1), x)
     with pytest.raises(ValueError, match="positive"):
         _C.upsample_patches(x, q, 0)
+
+
+def test_head_op_backward_and_update_paths_reject_bad_input(rng):
+    z = rand(rng, 2, 9, 4 * 4 * 3)
+    xy, lse = _C.softargmax_forward(z, 4)
+    with pytest.raises(ValueError, match="dcoords"):
+        _C.softargmax_backward(rand(rng, 2, 4, 2), z, lse, xy, 4, np.zeros_like(z))
+    with pytest.raises(ValueError, match="writeable"):
+        ro = np.zeros_like(z)
+        ro.flags.writeable = False
+        _C.softargmax_backward(np.zeros_like(xy), z, lse, xy, 4, ro)
+    with pytest.raises(ValueError, match="target"):
+        _C.l1_points_forward(xy, xy[:, :2].copy(), None, 1.0)
+    with pytest.raises(ValueError, match="weight"):
+        _C.l1_points_forward(xy, xy, np.ones((2, 2), np.float32), 1.0)
+    bad = xy.copy()
+    bad[0, 0, 0] = np.inf
+    with pytest.raises(ValueError, match="Inf"):
+        _C.l1_points_backward(bad, xy, None, 1.0, 1.0, np.zeros_like(xy))
+    with pytest.raises(ValueError, match="NaN"):
+        nan = z.copy()
+        nan[1, 2, 3] = np.nan
+        _C.pixel_softmax(nan, 4)
+    with pytest.raises(ValueError, match="dout"):
+        _C.upsample_patches_backward(rand(rng, 2, 9, 10), 2, 2, np.zeros((2, 9, 12), np.float32))
+    with pytest.raises(ValueError, match="writeable"):
+        ro = np.zeros((2, 9, 12), np.float32)
+        ro.flags.writeable = False
+        _C.upsample_patches_backward(rand(rng, 2, 9, 48), 2, 2, ro)
+    p = np.zeros(5, np.float32)
+    with pytest.raises(ValueError, match="grads"):
+        _C.adamw_update(p, np.zeros(4, np.float32), np.zeros(5, np.float32), np.zeros(5, np.float32),
+                        0.1, 0.9, 0.999, 1e-8, 0.0, 0.1, 0.001, 1.0, False)
+    with pytest.raises(ValueError, match="NaN|Inf"):
+        _C.adamw_update(p, np.full(5, np.nan, np.float32), np.zeros(5, np.float32), np.zeros(5, np.float32),
+                        0.1, 0.9, 0.999, 1e-8, 0.0, 0.1, 0.001, 1.0, False)
+    m = pacofr.create_model("pacofr_test_tiny", encoder_only=True)
+    with pytest.raises(ValueError, match="lr_scale"):
+        pacofr.AdamW(m, lr=1e-3).step(lr_scale=np.ones(3, np.float32))
