@@ -4,6 +4,7 @@ pacofr PaCo-FR step spends its time.
 
     python benchmarks/bench_pretrain.py                      # tiny model, batch 64, 5 steps
     python benchmarks/bench_pretrain.py --steps 7 --json benchmarks/results/bench_pretrain.json
+    python benchmarks/bench_pretrain.py --baseline ../old   # also pacofr from another checkout
 
 One step = masks + forward + backward + AdamW (+ the EMA teacher for PaCo-FR), after
 incubation (the codebook learning end to end), on a fixed batch of SynthFace faces. Each
@@ -13,6 +14,7 @@ for a while after a parallel region) never steal the cores of the next; figures 
 (cross-entropy and EMA k-means instead of the codebook's gradient).
 """
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -40,27 +42,56 @@ def make_batch(name, B):
     return np.ascontiguousarray(images)
 
 
+def _use_pacofr_from(path):
+    """Import pacofr from another checkout (built in place) in this worker, for --baseline."""
+    global pacofr
+    for k in [k for k in sys.modules if k == "pacofr" or k.startswith("pacofr.")]:
+        del sys.modules[k]
+    sys.path.insert(0, str(Path(path).resolve()))
+    pacofr = importlib.import_module("pacofr")
+    if not pacofr.__file__.startswith(str(Path(path).resolve())):
+        raise RuntimeError(f"--baseline {path}: imported pacofr from {pacofr.__file__} instead")
+
+
+def _paco_stepper(model, cfg, incubation_steps):
+    """-> (micro-step function (images, indices, step) -> terms, phase times, teacher update),
+    with pacofr.paco.PacoFR, or the train.PacoStep of checkouts before it (--baseline)."""
+    try:
+        from pacofr.paco import PacoFR
+    except ImportError:
+        from pacofr.train import PacoStep
+        stepper = PacoStep(model, cfg, incubation_steps)
+        return stepper.run, stepper.times, stepper.update_teacher
+    paco = PacoFR(model, cfg, incubation_steps)
+
+    def run(images, indices, step):
+        out = paco.forward(images, indices, step)
+        out.update(paco.backward())
+        return out
+    return run, paco.times, paco.update_teacher
+
+
 def pacofr_step(name, preset, images, incubation):
-    from pacofr.train import PacoStep, make_config
+    from pacofr.train import make_config
     cfg = make_config(preset, model=name, batch_size=len(images))
     model = pacofr.create_model(name, codebook_size=cfg.codebook_size if cfg.uses_codebook else 0,
                                 belief_hidden=cfg.belief_hidden)
     opt = pacofr.AdamW(model, lr=cfg.base_lr(), weight_decay=cfg.weight_decay, betas=cfg.betas,
                        clip_grad_norm=cfg.clip_grad)
-    stepper = PacoStep(model, cfg, incubation_steps=10 ** 9 if incubation else 0)
+    run, times, update_teacher = _paco_stepper(model, cfg, 10 ** 9 if incubation else 0)
     indices = np.arange(len(images))
     state = {"step": 0}
 
     def step():
         model.zero_grad()
-        out = stepper.run(images, indices, state["step"])
+        out = run(images, indices, state["step"])
         t = time.perf_counter()
         opt.step()
-        stepper.times["optimizer"] += time.perf_counter() - t
-        stepper.update_teacher()
+        times["optimizer"] += time.perf_counter() - t
+        update_teacher()
         state["step"] += 1
         return out["loss"]
-    return step, stepper.times
+    return step, times
 
 
 def torch_paco_step(name, images):
@@ -141,8 +172,14 @@ VARIANTS = {
 }
 
 
-def worker(conn, variant, name, batch, threads):
+BASELINE = " (baseline)"
+
+
+def worker(conn, variant, name, batch, threads, baseline):
     try:
+        if variant.endswith(BASELINE):
+            _use_pacofr_from(baseline)
+            variant = variant[:-len(BASELINE)]
         pacofr.set_num_threads(threads)
         if "torch" in variant:
             import torch
@@ -167,6 +204,8 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json")
+    p.add_argument("--baseline", help="another pacofr checkout (built in place): its PaCo-FR and MAE steps run "
+                                      "in the same rounds, as '(baseline)' rows")
     args = p.parse_args(argv)
     import torch
     info = pacofr.build_info()
@@ -174,7 +213,10 @@ def main(argv=None):
           f"{torch.__version__}, {args.threads} threads, {args.model}, batch {args.batch}, median of {args.steps} steps",
           flush=True)
     from _worker import start_workers
-    conns, notes, procs = start_workers(worker, list(VARIANTS), args.model, args.batch, args.threads)
+    variants = list(VARIANTS)
+    if args.baseline:
+        variants += ["pacofr PaCo-FR" + BASELINE, "pacofr MAE" + BASELINE]
+    conns, notes, procs = start_workers(worker, variants, args.model, args.batch, args.threads, args.baseline)
     times = defaultdict(list)
     for _ in range(args.steps):
         for v, c in conns.items():
@@ -192,8 +234,11 @@ def main(argv=None):
     print("\n| variant | s/step | images/s | speed-up of pacofr |")
     print("|---|---|---|---|")
     for v in med:
-        peer = {"pacofr PaCo-FR": "torch PaCo-FR eager fp32", "pacofr MAE": "torch MAE eager fp32"}.get(v)
+        peer = {"pacofr PaCo-FR": "torch PaCo-FR eager fp32", "pacofr MAE": "torch MAE eager fp32",
+                "pacofr PaCo-FR" + BASELINE: "pacofr PaCo-FR", "pacofr MAE" + BASELINE: "pacofr MAE"}.get(v)
         ratio = f"{med[peer] / med[v]:.2f}x over {peer}" if peer in med else "-"
+        if v.endswith(BASELINE) and peer in med:   # the checkout under test against this baseline
+            ratio = f"{peer} is {med[v] / med[peer]:.3f}x as fast as this baseline"
         print(f"| {v} | {med[v]:.3f} | {args.batch / med[v]:.1f} | {ratio} |")
     for v, ph in phases.items():
         if not ph:

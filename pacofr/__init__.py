@@ -7,7 +7,7 @@ from . import _C
 from ._threads import default_num_threads
 from .runtime import build_info, get_gemm_backend, get_num_threads, set_gemm_backend, set_num_threads
 from . import ops
-from .checkpoint import load_model
+from .checkpoint import load_model, save_model
 from .config import ViTConfig, get_config
 from .model import Model, create_model
 from .optim import AdamW, cosine_lr
@@ -16,5 +16,5 @@ from .train import PretrainConfig, pretrain
 _C.set_num_threads(default_num_threads())
 
 __all__ = ["__version__", "build_info", "set_num_threads", "get_num_threads", "set_gemm_backend",
-           "get_gemm_backend", "ops", "Model", "create_model", "load_model", "ViTConfig", "get_config",
+           "get_gemm_backend", "ops", "Model", "create_model", "load_model", "save_model", "ViTConfig", "get_config",
            "AdamW", "cosine_lr", "PretrainConfig", "pretrain"]

@@ -85,6 +85,13 @@ def build_parser():
     info = sub.add_parser("info", help="print build facts: oneDNN version and ISA, back ends, threads")
     info.add_argument("--threads", type=int, help="set the thread count first")
     info.set_defaults(func=cmd_info)
+    _add_synthface(sub)
+    _add_pretrain(sub)
+    _add_eval(sub)
+    return p
+
+
+def _add_synthface(sub):
     sf = sub.add_parser("synthface", help="render SynthFace faces with their landmarks and parsing maps to a PNG")
     sf.add_argument("--num", type=int, default=16, help="how many faces (default 16)")
     sf.add_argument("--start", type=int, default=0, help="first image index")
@@ -94,6 +101,9 @@ def build_parser():
     sf.add_argument("--threads", type=int)
     sf.add_argument("--out", default="synthface.png")
     sf.set_defaults(func=cmd_synthface)
+
+
+def _add_pretrain(sub):
     pt = sub.add_parser("pretrain", help="PaCo-FR (or MAE) pre-training; with no arguments, PaCo-FR on SynthFace faces")
     pt.add_argument("--preset", choices=["pacofr", "mae"], default="pacofr")
     pt.add_argument("--model", help="model preset, e.g. pacofr_vit_tiny_p8_112 (default)")
@@ -116,6 +126,9 @@ def build_parser():
     pt.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     pt.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     pt.set_defaults(func=cmd_pretrain)
+
+
+def _add_eval(sub):
     ev = sub.add_parser("eval", help="evaluate an encoder on SynthFace (synthface-v1 splits): landmarks, parsing, "
                         "verification, representation quality; writes eval.json, eval.md and PNG figures")
     ev.add_argument("--encoder", default="scratch", help="a pre-training run folder, a saved model folder, or "
@@ -147,7 +160,6 @@ def build_parser():
     ev.add_argument("--out", default="eval", help="output folder (default ./eval)")
     ev.add_argument("--no-progress", action="store_true")
     ev.set_defaults(func=cmd_eval)
-    return p
 
 
 def main(argv=None):

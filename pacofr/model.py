@@ -62,6 +62,11 @@ class Model:
         t = self._info(name)
         return self._params[t.offset:t.offset + t.numel].reshape(t.shape)
 
+    def grad(self, name):
+        """A writeable view of one parameter's gradient (no copy)."""
+        t = self._info(name)
+        return self._grads[t.offset:t.offset + t.numel].reshape(t.shape)
+
     def _info(self, name):
         try:
             return self._by_name[name]
@@ -104,23 +109,43 @@ class Model:
         return self
 
     # ---- compute
-    def forward(self, images, ids_keep):
-        """MAE loss on a batch. images: float32 (B, 3, S, S); ids_keep: int64 (B, N_keep),
-        the kept patch indices in row-major grid order. Returns the norm-pix MSE averaged
-        over removed patches; the activations stay cached for ``backward()``."""
-        return _C.vit_forward(self._h, images, ids_keep)
+    def forward(self, images, ids_keep, ids_restore=None, target=None, weights=None):
+        """Masked-reconstruction loss on a batch; the activations stay cached for ``backward()``.
 
-    def backward(self):
-        """Accumulate (+=) the gradients of the last ``forward()``'s loss."""
-        _C.vit_backward(self._h)
+        images: float32 (B, 3, S, S), what the encoder sees; ids_keep: int64 (B, n), the kept
+        patch indices in row-major grid order; ids_restore: int64 (B, N), MAE's inverse
+        permutation from masking (None: derived from ids_keep); target: float32 (B, N, d), the
+        clean images' patches in (p, q, c) order (``ops.patchify``; None: those of ``images``);
+        weights: float32 (B, N) per-patch loss weights (None: 1 on removed patches, MAE).
+        Returns sum_i w_i mse_i / sum_i w_i, mse on norm-pix targets when configured."""
+        return _forward(self._h, images, ids_keep, ids_restore, target, weights, self.config.patch_size)
+
+    def backward(self, dlatent=None, dcols=None):
+        """Accumulate (+=) the gradients of the last ``forward()``'s loss. dlatent: float32
+        (B, 1 + n, C) or None, the gradient of another loss on ``latent()``, added in; dcols:
+        float32 (B, n, 3 * p * p) or None, += the gradient on the kept patches' input pixels
+        in (c, kh, kw) order."""
+        _backward(self._h, dlatent, dcols)
+
+    def latent(self):
+        """The encoder's output of the last ``forward()``: (B, 1 + n, C) after its final norm."""
+        return _C.vit_latent(self._h)
+
+    def prediction(self):
+        """The decoder's output of the last ``forward()``: (B, N, d) per-patch pixels (normalised
+        per patch when the config uses norm-pix targets), in grid order."""
+        return _C.vit_pred(self._h)
 
     def zero_grad(self):
         _C.vit_zero_grad(self._h)
 
-    def encode(self, images):
-        """The encoder on all patches: (B, 1 + N, C) tokens after the final norm. The
-        activations stay cached for ``encoder_backward()``."""
-        return _C.vit_encode(self._h, images)
+    def encode(self, images, ids_keep=None):
+        """The encoder alone: (B, 1 + N, C) tokens after the final norm, on all patches, or
+        (B, 1 + n, C) on the patches ids_keep (B, n) only. The activations stay cached for
+        ``encoder_backward()``."""
+        if ids_keep is None:
+            return _C.vit_encode(self._h, images)
+        return _C.vit_encode_ids(self._h, images, ids_keep)
 
     def encoder_backward(self, dout):
         """Accumulate (+=) the gradients of the last ``encode()`` given dout (B, 1 + N, C),
@@ -128,7 +153,14 @@ class Model:
         _C.vit_encoder_backward(self._h, dout, None)
 
     def grad_norm(self):
+        """The global L2 norm of the gradient buffer (trainable tensors)."""
         return _C.grad_norm(self._h)
+
+    def adamw_update(self, m, v, lr_scale=None, **hyper):
+        """One AdamW update of the parameters in C from the gradients and the moments m, v
+        (flat float32, updated in place); ``hyper``: lr, beta1, beta2, eps, weight_decay,
+        bias_correction1, bias_correction2, grad_scale (``pacofr.optim.AdamW`` drives this)."""
+        _C.adamw_step(self._h, m, v, lr_scale=lr_scale, **hyper)
 
     @property
     def activation_bytes(self):
@@ -165,14 +197,24 @@ class Model:
             self.param(name)[...] = arr
         return {"missing": missing, "unexpected": unexpected}
 
-    def save(self, folder):
-        """Write ``model.safetensors`` and ``config.json`` into folder, atomically."""
-        from .checkpoint import save_model
-        save_model(self, folder)
-
     def __repr__(self):
         return (f"Model({self.config.name}, {self.num_params / 1e6:.2f}M params, dtype={self.dtype}"
                 f"{', encoder only' if self.config.encoder_only else ''})")
+
+
+def _forward(h, images, ids_keep, ids_restore, target, weights, p):
+    if hasattr(_C, "vit_forward_ex"):  # TEMPORARY until the C house lands
+        if target is None and weights is None:
+            return _C.vit_forward(h, images, ids_keep)
+        timg = None if target is None else _C.unpatchify(target, p)
+        return _C.vit_forward_ex(h, images, ids_keep, timg, weights)
+    return _C.vit_forward(h, images, ids_keep, ids_restore, target, weights)
+
+
+def _backward(h, dlatent, dcols):
+    if hasattr(_C, "vit_backward_ex"):  # TEMPORARY until the C house lands
+        return _C.vit_backward_ex(h, dlatent, dcols)
+    return _C.vit_backward(h, dlatent, dcols)
 
 
 def create_model(name, seed=0, dtype="fp32", **overrides):

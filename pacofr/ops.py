@@ -1,7 +1,7 @@
 """Array-in, array-out operations of the C core."""
 from . import _C
 
-__all__ = ["matmul"]
+__all__ = ["matmul", "patch_stats", "patchify", "unpatchify"]
 
 
 def matmul(a, b, trans_a=False, trans_b=False, out=None, dtype="fp32", alpha=1.0, beta=0.0):
@@ -18,3 +18,20 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None, dtype="fp32", alpha=1.0
     ``out`` that overlaps an input.
     """
     return _C.gemm(a, b, out, trans_a, trans_b, alpha, beta, dtype)
+
+
+def patchify(images, p):
+    """images (B, 3, S, S) float32 -> (B, N, p * p * 3) patches in row-major grid order, each in
+    MAE's (p, q, c) pixel order (the reconstruction targets' layout)."""
+    return _C.patchify(images, p)
+
+
+def unpatchify(patches, p):
+    """The inverse of ``patchify``: (B, N, p * p * 3) float32 -> (B, 3, S, S)."""
+    return _C.unpatchify(patches, p)
+
+
+def patch_stats(patches):
+    """patches (R, d) float32 -> (normalised (R, d), mean (R,), std (R,)), the std from the
+    unbiased variance + 1e-6 (MAE's norm-pix targets)."""
+    return _C.patch_stats(patches)

@@ -3,8 +3,6 @@ import math
 
 import numpy as np
 
-from . import _C
-
 
 class AdamW:
     """Decoupled weight decay Adam, with torch.optim.AdamW's arithmetic.
@@ -45,13 +43,13 @@ class AdamW:
         scale = float(grad_scale)
         self.last_grad_norm = None
         if self.clip_grad_norm is not None:
-            norm = _C.grad_norm(self.model._h) * scale
+            norm = self.model.grad_norm() * scale
             if not math.isfinite(norm):
                 raise FloatingPointError(f"gradient norm is {norm} at optimizer step {self.step_count}")
             self.last_grad_norm = norm
             scale *= min(1.0, self.clip_grad_norm / (norm + 1e-6))
         b1, b2 = self.betas
-        _C.adamw_step(self.model._h, self.m, self.v, lr=self.lr, beta1=b1, beta2=b2, eps=self.eps,
+        self.model.adamw_update(self.m, self.v, lr=self.lr, beta1=b1, beta2=b2, eps=self.eps,
                       weight_decay=self.weight_decay, bias_correction1=1.0 - b1 ** self.step_count,
                       bias_correction2=1.0 - b2 ** self.step_count, grad_scale=scale, lr_scale=lr_scale)
         return self.last_grad_norm

@@ -1,11 +1,12 @@
 """Test cases of one whole PaCo-FR step on pacofr_test_tiny (K = 16 codes, H = 32): inputs
-built from a seed, the C engine's result (pacofr.train.PacoStep.compute) and PyTorch's
+built from a seed, the C engine's result (pacofr.paco.PacoFR.forward_masked and backward) and PyTorch's
 (tests/torch_paco.py). tests/make_paco_golden.py stores PyTorch's numbers for machines without
 torch."""
 import numpy as np
 
 import pacofr
-from pacofr.train import PacoStep, PretrainConfig
+from pacofr.paco import PacoFR
+from pacofr.train import PretrainConfig
 
 K, H = 16, 32
 CASES = {
@@ -54,11 +55,12 @@ def run_c(case, seed=0):
     cfg, state, teacher, images, mask, ids_keep, pos, regions = inputs(case, seed)
     model = pacofr.create_model("pacofr_test_tiny", seed=seed, codebook_size=K, belief_hidden=H)
     model.load_state_dict(state)
-    stepper = PacoStep(model, cfg, incubation_steps=1 if CASES[case]["incubation"] else 0)
-    stepper.codebook_ready = True
-    stepper.teacher.load_state_dict(teacher)
+    paco = PacoFR(model, cfg, incubation_steps=1 if CASES[case]["incubation"] else 0)
+    paco.codebook_ready = True
+    paco.teacher.load_state_dict(teacher)
     model.zero_grad()
-    out = stepper.compute(images, mask, ids_keep, pos, 0, regions)
+    out = paco.forward_masked(images, mask, ids_keep, pos, 0, regions)
+    paco.backward()
     terms = {"total": out["loss"], "rec": out["rec"], "inc": out.get("inc", 0.0), "align": out["align"],
              "sc": out["sc"], "acc": out["belief_acc"]}
     return terms, model.grads()

@@ -24,7 +24,7 @@ def model():
 
 
 def test_save_load_round_trip(model, tmp_path):
-    model.save(tmp_path / "m")
+    ck.save_model(model, tmp_path / "m")
     assert sorted(os.listdir(tmp_path / "m")) == ["config.json", "model.safetensors"]
     loaded = pacofr.load_model(tmp_path / "m")
     assert loaded.config == model.config
@@ -42,22 +42,22 @@ def test_save_load_round_trip(model, tmp_path):
 def test_weights_load_in_pytorch(model, tmp_path, torch):
     """The file is plain safetensors that PyTorch reads."""
     import safetensors.torch as safetensors_torch
-    model.save(tmp_path)
+    ck.save_model(model, tmp_path)
     state = safetensors_torch.load_file(str(tmp_path / "model.safetensors"))
     np.testing.assert_array_equal(state["blocks.1.mlp.fc2.weight"].numpy(), model.param("blocks.1.mlp.fc2.weight"))
 
 
 def test_overwrite_is_atomic(model, tmp_path):
-    model.save(tmp_path)
+    ck.save_model(model, tmp_path)
     before = (tmp_path / "model.safetensors").read_bytes()
     other = create_model("pacofr_test_tiny", seed=8)
-    other.save(tmp_path)
+    ck.save_model(other, tmp_path)
     assert (tmp_path / "model.safetensors").read_bytes() != before
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
 
 def test_truncated_corrupt_and_foreign_files(model, tmp_path):
-    model.save(tmp_path)
+    ck.save_model(model, tmp_path)
     weights = tmp_path / "model.safetensors"
     data = weights.read_bytes()
     weights.write_bytes(data[: len(data) // 2])
@@ -77,7 +77,7 @@ def test_truncated_corrupt_and_foreign_files(model, tmp_path):
 
 
 def test_mismatched_weights(model, tmp_path):
-    model.save(tmp_path)
+    ck.save_model(model, tmp_path)
     state = ck.load_state(tmp_path / "model.safetensors")
     state["blocks.0.attn.qkv.weight"] = state["blocks.0.attn.qkv.weight"][:10]
     ck.save_state(state, tmp_path / "model.safetensors")

@@ -7,11 +7,12 @@ from hypothesis import given, settings, strategies as st
 import pacofr
 from pacofr import _C
 from pacofr import masking as M
+from pacofr import regions as R
 from pacofr.data import SynthFace
 from pacofr.data.schemes import CANONICAL_68, SCHEMES
 from pacofr.ref import masking as ref
 
-C = {name: i for i, name in enumerate(M.COMPONENTS)}
+C = {name: i for i, name in enumerate(R.COMPONENTS)}
 GRIDS = (1, 2, 4, 7, 14, 16)
 RATIOS = (0.0, 0.1, 0.5, 0.75, 0.9)
 
@@ -87,22 +88,22 @@ def check_structured(mask, regions, n_mask, G):
 # ---------------------------------------------------------------- region maps
 
 def test_components_in_id_order():
-    assert M.COMPONENTS == ("left_brow", "right_brow", "left_eye", "right_eye", "nose", "mouth", "left_cheek",
+    assert R.COMPONENTS == ("left_brow", "right_brow", "left_eye", "right_eye", "nose", "mouth", "left_cheek",
                             "right_cheek", "forehead", "chin", "left_jaw", "right_jaw", "hair_background")
-    flip = np.asarray(M.COMPONENT_FLIP)
+    flip = np.asarray(R.COMPONENT_FLIP)
     assert (flip[flip] == np.arange(13)).all()
-    for c, name in enumerate(M.COMPONENTS):
-        assert M.COMPONENTS[flip[c]] == name.replace("left", "@").replace("right", "left").replace("@", "right")
+    for c, name in enumerate(R.COMPONENTS):
+        assert R.COMPONENTS[flip[c]] == name.replace("left", "@").replace("right", "left").replace("@", "right")
 
 
 def test_canonical_map_grid14_looks_like_a_face():
-    r = M.region_map(14)
+    r = R.region_map(14)
     assert r.shape == (196,) and r.dtype == np.int64
     counts = np.bincount(r, minlength=13)
-    assert (counts >= 1).all(), dict(zip(M.COMPONENTS, counts))
+    assert (counts >= 1).all(), dict(zip(R.COMPONENTS, counts))
     g = r.reshape(14, 14)
-    rows = {c: np.nonzero(g == C[c])[0].mean() for c in M.COMPONENTS}
-    cols = {c: np.nonzero(g == C[c])[1].mean() for c in M.COMPONENTS}
+    rows = {c: np.nonzero(g == C[c])[0].mean() for c in R.COMPONENTS}
+    cols = {c: np.nonzero(g == C[c])[1].mean() for c in R.COMPONENTS}
     # top to bottom: forehead, brows, eyes, nose, mouth, chin
     assert rows["forehead"] < rows["left_brow"] < rows["left_eye"] < rows["nose"] < rows["mouth"] < rows["chin"]
     assert rows["left_brow"] == rows["right_brow"] and rows["left_eye"] == rows["right_eye"]
@@ -117,16 +118,16 @@ def test_canonical_map_grid14_looks_like_a_face():
     assert (border == C["hair_background"]).all()
     assert (g[5:10, 3:11] != C["hair_background"]).all()
     # the canonical face is symmetric: its map is its own mirror image
-    np.testing.assert_array_equal(M.flip_region_map(r, 14), r)
+    np.testing.assert_array_equal(R.flip_region_map(r, 14), r)
 
 
 def test_canonical_map_cached_and_read_only():
-    a = M.region_map(14)
-    assert M.region_map(14) is a
+    a = R.region_map(14)
+    assert R.region_map(14) is a
     with pytest.raises(ValueError):
         a[0] = 3
     for G in (1, 4, 7, 28):
-        r = M.region_map(G)
+        r = R.region_map(G)
         assert r.shape == (G * G,) and r.min() >= 0 and r.max() < 13
 
 
@@ -134,15 +135,15 @@ def test_canonical_map_cached_and_read_only():
 def test_canonical_landmarks_give_the_canonical_map(size):
     lm = np.stack([CANONICAL_68 * size - 0.5] * 2)
     for G in (4, 7, 14, 16):
-        out = M.region_map_from_landmarks(lm, size, G)
+        out = R.region_map_from_landmarks(lm, size, G)
         assert out.shape == (2, G * G) and out.dtype == np.int64
-        np.testing.assert_array_equal(out, np.stack([M.region_map(G)] * 2))
+        np.testing.assert_array_equal(out, np.stack([R.region_map(G)] * 2))
 
 
 def test_landmark_maps_follow_the_face(synth):
     lm = synth["landmarks"]
     before = lm.copy()
-    r = M.region_map_from_landmarks(lm, 112, 14)
+    r = R.region_map_from_landmarks(lm, 112, 14)
     np.testing.assert_array_equal(lm, before)   # inputs untouched
     for b in range(4):
         for comp, idx in (("left_eye", range(36, 42)), ("right_eye", range(42, 48)), ("nose", [30, 33]),
@@ -158,13 +159,13 @@ def test_maps_mirror_under_horizontal_flip(synth):
     S = 112
     lm = np.concatenate([synth["landmarks"], CANONICAL_68[None] * S - 0.5 + rng.normal(0, 1.5, (12, 68, 2))])
     flipped = SCHEMES["68"].flip_landmarks(lm, S - 1)
-    swap = np.asarray(M.COMPONENT_FLIP)
+    swap = np.asarray(R.COMPONENT_FLIP)
     for G in (7, 14, 16):
-        a = M.region_map_from_landmarks(lm, S, G)
-        b = M.region_map_from_landmarks(flipped, S, G)
+        a = R.region_map_from_landmarks(lm, S, G)
+        b = R.region_map_from_landmarks(flipped, S, G)
         want = swap[a.reshape(-1, G, G)[:, :, ::-1]].reshape(a.shape)
         np.testing.assert_array_equal(b, want)
-        np.testing.assert_array_equal(M.flip_region_map(a, G), b)
+        np.testing.assert_array_equal(R.flip_region_map(a, G), b)
         # structured masks on the flipped maps still cover whole components
         n_mask = n_mask_of(0.75, G * G)
         mask = M.make_masks("structured", len(b), G, 0.75, 3, 1, regions=b)[0]
@@ -178,7 +179,7 @@ def test_parsing_maps_put_parts_where_the_landmarks_are(synth):
               "right_eye": range(42, 48), "nose": range(27, 36), "mouth": range(48, 60)}
     for G in (14, 28):
         p = 112 // G
-        r = M.region_map_from_parsing(parsing, G)
+        r = R.region_map_from_parsing(parsing, G)
         assert r.shape == (4, G * G) and r.dtype == np.int64
         for b in range(4):
             for comp, idx in groups.items():
@@ -188,7 +189,7 @@ def test_parsing_maps_put_parts_where_the_landmarks_are(synth):
                 assert ((xs >= lo[0]) & (xs <= hi[0]) & (ys >= lo[1]) & (ys <= hi[1])).all(), (G, b, comp)
             assert (r[b] == C["nose"]).any() and (r[b] == C["mouth"]).any()
     # at 4-pixel patches the thin parts win patches too (image 1 has its eyes closed)
-    r = M.region_map_from_parsing(parsing, 28)
+    r = R.region_map_from_parsing(parsing, 28)
     for b in range(4):
         assert (r[b] == C["left_brow"]).any() and (r[b] == C["right_brow"]).any()
         if synth["attributes"][b]["close_eyes"] == 0:
@@ -197,23 +198,23 @@ def test_parsing_maps_put_parts_where_the_landmarks_are(synth):
 
 def test_parsing_skin_takes_the_canonical_skin_components():
     G, S = 14, 56
-    canon = M.region_map(G)
-    skin_comp = np.isin(canon, M.SKIN_COMPONENTS)
-    r = M.region_map_from_parsing(np.ones((1, S, S), np.uint8), G)[0]   # all skin
-    assert np.isin(r, M.SKIN_COMPONENTS).all()
+    canon = R.region_map(G)
+    skin_comp = np.isin(canon, R.SKIN_COMPONENTS)
+    r = R.region_map_from_parsing(np.ones((1, S, S), np.uint8), G)[0]   # all skin
+    assert np.isin(r, R.SKIN_COMPONENTS).all()
     np.testing.assert_array_equal(r[skin_comp], canon[skin_comp])
     # a non-skin canonical patch takes its nearest skin patch: the nose's neighbours are cheeks
     nose = np.flatnonzero(canon == C["nose"])
     assert set(r[nose]) <= {C["left_cheek"], C["right_cheek"], C["forehead"]}
     # hair and background both give hair_background
     for label in (0, 10):
-        assert (M.region_map_from_parsing(np.full((1, S, S), label, np.uint8), G) == C["hair_background"]).all()
+        assert (R.region_map_from_parsing(np.full((1, S, S), label, np.uint8), G) == C["hair_background"]).all()
 
 
 def test_parsing_majority_and_ties():
     # one patch: grid 1 on a 4 x 4 parsing map, 16 labels
     def one(labels):
-        return int(M.region_map_from_parsing(np.array(labels, np.uint8).reshape(1, 4, 4), 1)[0, 0])
+        return int(R.region_map_from_parsing(np.array(labels, np.uint8).reshape(1, 4, 4), 1)[0, 0])
     assert one([7] * 5 + [9] * 5 + [1] * 6) == C["mouth"]            # 7, 8, 9 count together
     assert one([2] * 8 + [3] * 8) == C["left_brow"]                   # ties: lower id
     assert one([4] * 8 + [1] * 8) == C["left_eye"]                    # parts before skin
@@ -289,14 +290,14 @@ def test_rows_are_pure_functions_of_seed_step_index(kind):
 
 
 def test_structured_row_depends_only_on_its_own_region_map(synth):
-    maps = M.region_map_from_landmarks(synth["landmarks"], 112, 14)
+    maps = R.region_map_from_landmarks(synth["landmarks"], 112, 14)
     a = M.make_masks("structured", 4, 14, 0.75, 1, 2, regions=maps)[0]
     b = M.make_masks("structured", 2, 14, 0.75, 1, 2, regions=maps[[3, 1]], indices=[3, 1])[0]
     np.testing.assert_array_equal(b, a[[3, 1]])
     shared = M.make_masks("structured", 4, 14, 0.75, 1, 2, regions=maps[0])[0]
     np.testing.assert_array_equal(shared[0], a[0])
     default = M.make_masks("structured", 4, 14, 0.75, 1, 2)[0]
-    np.testing.assert_array_equal(default, M.make_masks("structured", 4, 14, 0.75, 1, 2, regions=M.region_map(14))[0])
+    np.testing.assert_array_equal(default, M.make_masks("structured", 4, 14, 0.75, 1, 2, regions=R.region_map(14))[0])
 
 
 @pytest.mark.parametrize("kind", M.KINDS)
@@ -317,7 +318,7 @@ def test_thread_count_does_not_change_masks(kind):
 
 @pytest.mark.parametrize("G,ratio", [(14, 0.75), (14, 0.5), (14, 0.3), (7, 0.75), (4, 0.75), (14, 0.05)])
 def test_structured_masks_cover_whole_components(G, ratio):
-    regions = M.region_map(G)
+    regions = R.region_map(G)
     n_mask = n_mask_of(ratio, G * G)
     mask = M.make_masks("structured", 200, G, ratio, seed=11, step=0)[0]
     for row in mask:
@@ -328,7 +329,7 @@ def test_structured_top_up_follows_the_rule():
     """In the twin, step by step: the greedy pass keeps whole components while they fit, skips
     the others; each top-up patch had the most masked 4-neighbours (at least one) of all
     unmasked patches when it was added."""
-    G, regions = 14, M.region_map(14)
+    G, regions = 14, R.region_map(14)
     sizes = np.bincount(regions, minlength=13)
     for step in range(40):
         n_mask = n_mask_of(0.75, G * G)
@@ -402,13 +403,13 @@ def test_twin_matches_c_bit_for_bit(kind, synth):
     for G in (1, 2, 4, 7, 14):
         for ratio in RATIOS:
             idx = [0, 5, -3, 2 ** 40, 123456789]
-            regions = M.region_map(G)
+            regions = R.region_map(G)
             got = M.make_masks(kind, 5, G, ratio, 2 ** 63 + 5, 17, indices=idx)
             want = ref.make_masks(kind, 5, G, ratio, 2 ** 63 + 5, 17, regions=regions, indices=idx)
             for x, y in zip(got, want):
                 assert x.dtype == y.dtype
                 np.testing.assert_array_equal(x, y)
-    maps = M.region_map_from_landmarks(synth["landmarks"], 112, 14)
+    maps = R.region_map_from_landmarks(synth["landmarks"], 112, 14)
     got = M.make_masks(kind, 4, 14, 0.75, 7, 7, regions=maps)
     want = ref.make_masks(kind, 4, 14, 0.75, 7, 7, regions=maps)
     for x, y in zip(got, want):
@@ -470,43 +471,43 @@ def test_make_masks_bad_arguments(kwargs, error, message):
 def test_region_map_bad_arguments(synth):
     lm = synth["landmarks"]
     with pytest.raises(ValueError, match=r"grid must be in \[1, 512\], got 0"):
-        M.region_map(0)
+        R.region_map(0)
     with pytest.raises(ValueError, match=r"grid must be in \[1, 512\], got 513"):
-        M.region_map(513)
+        R.region_map(513)
     with pytest.raises(TypeError, match="grid must be an integer"):
-        M.region_map("14")
+        R.region_map("14")
     with pytest.raises(ValueError, match=r"landmarks must have shape \(B, 68, 2\), got \(4, 5, 2\)"):
-        M.region_map_from_landmarks(lm[:, :5], 112, 14)
+        R.region_map_from_landmarks(lm[:, :5], 112, 14)
     with pytest.raises(ValueError, match=r"landmarks must have shape \(B, 68, 2\), got \(68, 2\)"):
-        M.region_map_from_landmarks(lm[0], 112, 14)
+        R.region_map_from_landmarks(lm[0], 112, 14)
     bad = lm.copy()
     bad[1, 3, 0] = np.nan
     with pytest.raises(ValueError, match="landmarks contain NaN or Inf"):
-        M.region_map_from_landmarks(bad, 112, 14)
+        R.region_map_from_landmarks(bad, 112, 14)
     bad = lm.copy()
     bad[2, 45] = bad[2, 36]
     with pytest.raises(ValueError, match=r"landmarks\[2\]: outer eye corners 36 and 45 coincide"):
-        M.region_map_from_landmarks(bad, 112, 14)
+        R.region_map_from_landmarks(bad, 112, 14)
     for size in (0, -5, float("inf"), "112", None):
         with pytest.raises(ValueError, match="size must be a positive number"):
-            M.region_map_from_landmarks(lm, size, 14)
+            R.region_map_from_landmarks(lm, size, 14)
     p = synth["parsing"]
     with pytest.raises(ValueError, match="parsing must have dtype uint8 .*got int64"):
-        M.region_map_from_parsing(p.astype(np.int64), 14)
+        R.region_map_from_parsing(p.astype(np.int64), 14)
     with pytest.raises(ValueError, match=r"parsing must have shape \(B, S, S\), got \(112, 112\)"):
-        M.region_map_from_parsing(p[0], 14)
+        R.region_map_from_parsing(p[0], 14)
     with pytest.raises(ValueError, match=r"parsing must have shape \(B, S, S\), got \(4, 112, 100\)"):
-        M.region_map_from_parsing(p[:, :, :100], 14)
+        R.region_map_from_parsing(p[:, :, :100], 14)
     with pytest.raises(ValueError, match="parsing side 112 must be a positive multiple of grid 15"):
-        M.region_map_from_parsing(p, 15)
+        R.region_map_from_parsing(p, 15)
     bad = p.copy()
     bad[0, 0, 0] = 11
     with pytest.raises(ValueError, match="parsing holds label 11; LaPa-11 labels are 0..10"):
-        M.region_map_from_parsing(bad, 14)
+        R.region_map_from_parsing(bad, 14)
     with pytest.raises(ValueError, match=r"regions must have shape \(..., 196\), got \(195,\)"):
-        M.flip_region_map(np.zeros(195, np.int64), 14)
+        R.flip_region_map(np.zeros(195, np.int64), 14)
     with pytest.raises(ValueError, match=r"component ids in \[0, 13\)"):
-        M.flip_region_map(np.full(196, 20), 14)
+        R.flip_region_map(np.full(196, 20), 14)
 
 
 def test_c_bindings_check_their_arguments():
@@ -540,7 +541,7 @@ def test_c_bindings_check_their_arguments():
 
 def test_inputs_untouched_and_memory_flat():
     import resource
-    regions = np.ascontiguousarray(np.tile(M.region_map(14), (64, 1)))
+    regions = np.ascontiguousarray(np.tile(R.region_map(14), (64, 1)))
     before = regions.copy()
     idx = np.arange(64, dtype=np.int64) * 3
     M.make_masks("structured", 64, 14, 0.75, 0, 0, regions=regions, indices=idx)

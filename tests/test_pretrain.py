@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 import pacofr
-from pacofr.train import NonFiniteLoss, PacoStep, make_config, pretrain
-from pacofr.train import runstate
+from pacofr import checkpoint as ck
+from pacofr.paco import PacoFR
+from pacofr.train import NonFiniteLoss, make_config, pretrain
 
 SMALL = dict(model="pacofr_test_tiny", batch_size=8, synth_images=64, codebook_size=32, belief_hidden=16,
              log_every=1, preview_every=0, incubation_steps=3)
@@ -41,7 +42,7 @@ def test_cli_runs_both_presets(tmp_path, preset):
         else:
             assert "sc" not in row and "usage" not in row
     assert (out / "previews" / "step_0000006.png").is_file()
-    assert [p.name for p in runstate.checkpoint_dirs(out)] == ["step_0000003", "step_0000006"]
+    assert [p.name for p in ck.checkpoint_dirs(out)] == ["step_0000003", "step_0000006"]
     model = pacofr.load_model(out)
     names = {t.name for t in model.tensors}
     assert ("codebook.weight" in names) == (preset == "pacofr")
@@ -58,7 +59,7 @@ def test_resume_after_kill_is_bit_identical(tmp_path):
     killed = tmp_path / "killed"
     p = subprocess.Popen(base + args + ["--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
-    while time.time() < deadline and not runstate.checkpoint_dirs(killed) and p.poll() is None:
+    while time.time() < deadline and not ck.checkpoint_dirs(killed) and p.poll() is None:
         time.sleep(0.01)
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
@@ -79,19 +80,19 @@ def test_resume_after_kill_is_bit_identical(tmp_path):
 def test_corrupt_latest_checkpoint_falls_back(tmp_path):
     out = tmp_path / "run"
     pretrain("pacofr", out=str(out), steps=4, checkpoint_every=2, progress=False, **SMALL)
-    latest = runstate.checkpoint_dirs(out)[-1]
+    latest = ck.checkpoint_dirs(out)[-1]
     weights = latest / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-100])  # truncated
     with pytest.warns(RuntimeWarning, match="step_0000004.*falling back"):
         model = pacofr.load_model(out)
-    previous = pacofr.load_model(runstate.checkpoint_dirs(out)[-2])
+    previous = pacofr.load_model(ck.checkpoint_dirs(out)[-2])
     np.testing.assert_array_equal(model.flat_params, previous.flat_params)
     with pytest.raises(ValueError, match="model.safetensors: corrupt"):
-        runstate.verify(latest)
+        ck.verify(latest)
     with pytest.warns(RuntimeWarning, match="falling back"):
         r = pretrain("pacofr", out=str(out), steps=6, checkpoint_every=2, progress=False, resume=True, **SMALL)
     assert r.step == 6
-    runstate.verify(runstate.checkpoint_dirs(out)[-1])
+    ck.verify(ck.checkpoint_dirs(out)[-1])
 
 
 def test_a_finished_run_is_not_overwritten(tmp_path):
@@ -107,7 +108,7 @@ def test_interrupt_inside_a_step_rolls_it_back(tmp_path, monkeypatch):
     cfg = dict(SMALL, accum_steps=2, incubation_steps=10, checkpoint_every=100)
     whole = pretrain("pacofr", out=str(tmp_path / "whole"), steps=6, progress=False, **cfg)
     calls = {"n": 0}
-    original = PacoStep.run
+    original = PacoFR.forward
 
     def run(self, *a, **k):
         calls["n"] += 1
@@ -115,11 +116,11 @@ def test_interrupt_inside_a_step_rolls_it_back(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return original(self, *a, **k)
 
-    monkeypatch.setattr(PacoStep, "run", run)
+    monkeypatch.setattr(PacoFR, "forward", run)
     with pytest.raises(KeyboardInterrupt):
         pretrain("pacofr", out=str(tmp_path / "cut"), steps=6, progress=False, **cfg)
-    monkeypatch.setattr(PacoStep, "run", original)
-    assert runstate.checkpoint_dirs(tmp_path / "cut")[-1].name == "step_0000003"
+    monkeypatch.setattr(PacoFR, "forward", original)
+    assert ck.checkpoint_dirs(tmp_path / "cut")[-1].name == "step_0000003"
     resumed = pretrain("pacofr", out=str(tmp_path / "cut"), steps=6, progress=False, resume=True, **cfg)
     np.testing.assert_array_equal(resumed.model.flat_params, whole.model.flat_params)
 
@@ -127,7 +128,7 @@ def test_interrupt_inside_a_step_rolls_it_back(tmp_path, monkeypatch):
 def test_checkpoints_sort_by_step_number(tmp_path):
     for n in (9999999, 10000000, 10000001):
         (tmp_path / "checkpoints" / f"step_{n:07d}").mkdir(parents=True)
-    assert [runstate.step_of(p) for p in runstate.checkpoint_dirs(tmp_path)] == [9999999, 10000000, 10000001]
+    assert [ck.step_of(p) for p in ck.checkpoint_dirs(tmp_path)] == [9999999, 10000000, 10000001]
 
 
 def test_interrupt_leaves_a_consistent_checkpoint(tmp_path):
@@ -141,7 +142,7 @@ def test_interrupt_leaves_a_consistent_checkpoint(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         pretrain("pacofr", out=str(out), steps=10, checkpoint_every=100, eval_every=1, progress=False,
                  eval_hook=hook, **SMALL)
-    assert runstate.checkpoint_dirs(out)[-1].name == "step_0000003"
+    assert ck.checkpoint_dirs(out)[-1].name == "step_0000003"
     rows = read_metrics(out)
     assert any(row.get("eval/probe") == 2.0 for row in rows)
     r = pretrain("pacofr", out=str(out), steps=5, checkpoint_every=100, progress=False, resume=True, **SMALL)
@@ -159,10 +160,10 @@ def test_non_finite_loss_names_step_and_term():
     cfg = make_config("pacofr", **{k: v for k, v in SMALL.items() if k != "incubation_steps"})
     model = pacofr.create_model("pacofr_test_tiny", codebook_size=32, belief_hidden=16)
     model.param("decoder_pred.bias")[0] = np.inf
-    stepper = PacoStep(model, cfg, incubation_steps=0)
+    paco = PacoFR(model, cfg, incubation_steps=0)
     images = np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32)
     with pytest.raises(NonFiniteLoss, match="step 8: loss term 'rec' is (nan|inf)"):
-        stepper.run(images, np.arange(8), 7)  # the 8th step (metrics.jsonl counts finished steps)
+        paco.forward(images, np.arange(8), 7)  # the 8th step (metrics.jsonl counts finished steps)
 
 
 def test_config_files_and_overrides(tmp_path):

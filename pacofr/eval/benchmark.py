@@ -3,9 +3,13 @@ photos), with a report: ``eval.json``, ``eval.md`` and PNG figures (CED curve, p
 bars, ROC, landmark and parsing overlays)."""
 from pathlib import Path
 
+from ..checkpoint import load_model
+from ..data.formats import read_lapa
+from ..model import create_model
 from . import report, tasks
 from .finetune import FitConfig, encode, encoder_of, fit
 from .parsing import LAPA_CLASSES, per_class_table
+from .photos import lapa_data, score_lapa, score_photos
 
 ALL_TASKS = ("alignment", "parsing", "recognition", "quality")
 
@@ -13,8 +17,6 @@ ALL_TASKS = ("alignment", "parsing", "recognition", "quality")
 def load_encoder(spec, model_name="pacofr_vit_tiny_p8_112", seed=0):
     """A model from ``spec``: "scratch" (MAE's random initialisation of ``model_name``), a
     pre-training run folder (its latest checkpoint) or a saved model folder."""
-    from ..checkpoint import load_model
-    from ..model import create_model
     if spec == "scratch":
         return create_model(model_name, seed=seed, encoder_only=True)
     return load_model(spec)
@@ -58,14 +60,8 @@ def evaluate(model, which=ALL_TASKS, mode="linear", head="heatmap", parsing_head
         art["alignment"], art["alignment_test"] = res, a_test
         results["alignment"] = {k: v for k, v in res.items() if k != "pred"}
     if "parsing" in which and lapa:
-        from .photos import lapa_data, score_lapa
-        from ..data.formats import read_lapa
         cfg = FitConfig(task="parsing", head=parsing_head, **common)
-        tr = lapa_data(lapa, "train", size, limit=train_images)
-        k = tasks.label_budget(len(tr["images"]), labels)
-        fitted["parsing"] = fit(model, tr["images"][:k], tr["parsing"][:k], cfg, num_outputs=11, progress=progress)
-        res = score_lapa(fitted["parsing"], read_lapa(lapa, "test"))
-        results["parsing"] = {**res, "data": str(lapa), "train_images": k, "config": cfg.__dict__}
+        results["parsing"], fitted["parsing"] = _lapa_parsing(model, lapa, cfg, train_images, labels, progress)
     elif "parsing" in which:
         res, fitted["parsing"] = tasks.run_parsing(model, train, test, FitConfig(task="parsing", head=parsing_head, **common),
                                                    labels, progress=progress, tokens=tokens)
@@ -79,11 +75,20 @@ def evaluate(model, which=ALL_TASKS, mode="linear", head="heatmap", parsing_head
     if "quality" in which:
         results["quality"] = tasks.run_quality(model, test, tokens=test_tokens)
     if photos:
-        from .photos import score_photos
         res = score_photos(fitted.get("alignment"), fitted.get("parsing"), photos)
         art["photos"] = res
         results["photos"] = {k: v for k, v in res.items() if k != "pred"}
     return results, art
+
+
+def _lapa_parsing(model, lapa, cfg, train_images, labels, progress):
+    """The parsing head trained on LaPa's train split, scored on its test split at the photos'
+    resolution -> (results, the fitted head)."""
+    tr = lapa_data(lapa, "train", model.config.img_size, limit=train_images)
+    k = tasks.label_budget(len(tr["images"]), labels)
+    fitted = fit(model, tr["images"][:k], tr["parsing"][:k], cfg, num_outputs=11, progress=progress)
+    res = score_lapa(fitted, read_lapa(lapa, "test"))
+    return {**res, "data": str(lapa), "train_images": k, "config": cfg.__dict__}, fitted
 
 
 def tables(results):

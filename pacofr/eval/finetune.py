@@ -157,6 +157,29 @@ def fit(model, images, targets, cfg, weights=None, num_outputs=None, progress=Fa
     (n, 1+N, C), to share one ``encode`` among several linear probes. probe: a linear-probe
     ``Fitted`` of the same task, model and images to start LP-FT fine-tuning from (instead of
     training one for ``cfg.probe_steps``)."""
+    encoder, images = _check_fit_inputs(model, images, targets, cfg, tokens, probe)
+    if num_outputs is None:  # landmarks per face, LaPa's classes, or identities
+        num_outputs = _num_outputs(cfg, targets)
+    finetune = cfg.mode == "finetune"
+    if finetune and (cfg.probe_steps or probe is not None):  # LP-FT: the probe's head, standardisation folded in
+        if probe is None:
+            probe_cfg = replace(cfg, mode="linear", steps=cfg.probe_steps, lr=cfg.probe_lr, probe_steps=0)
+            probe = fit(model, images, targets, probe_cfg, weights, num_outputs, progress, log_every, tokens)
+        head = copy.deepcopy(probe.head)
+        head.fc.fold_standardization(*probe.feature_norm)
+    else:
+        head = make_head(cfg, encoder, num_outputs)
+    feats = norm = None
+    if not finetune:  # standardise the frozen features once (MAE's BatchNorm without affine)
+        feats = _frozen_features(encoder, images, tokens, _pool(cfg))
+        norm = _feature_norm(feats)
+        feats = _standardize(feats, norm)
+    history = _train(encoder, head, images, feats, targets, weights, cfg, progress, log_every)
+    return Fitted(encoder, head, cfg, history, norm)
+
+
+def _check_fit_inputs(model, images, targets, cfg, tokens, probe):
+    """-> (the encoder to train, a copy of model's; images as an array), or a clear error."""
     if not isinstance(cfg, FitConfig):
         raise TypeError(f"cfg must be a FitConfig, got {type(cfg).__name__}")
     images = np.asarray(images)
@@ -168,74 +191,58 @@ def fit(model, images, targets, cfg, weights=None, num_outputs=None, progress=Fa
     encoder = encoder_of(model)
     if images.shape[2:] != (encoder.config.img_size,) * 2:
         raise ValueError(f"images must be {encoder.config.img_size} px for this encoder, got {images.shape[2:]}")
-    if num_outputs is None:  # landmarks per face, LaPa's classes, or identities
-        if cfg.task == "alignment":
-            num_outputs = np.shape(targets)[1]
-        else:
-            num_outputs = 11 if cfg.task == "parsing" else int(np.max(targets)) + 1
     finetune = cfg.mode == "finetune"
-    pool = cfg.head if cfg.task == "identity" else None
     if tokens is not None and (len(tokens) != n or (finetune and not cfg.probe_steps and probe is None)):
         raise ValueError("tokens must be the frozen encoder's output for the same images, linear probes only")
     if probe is not None and (not finetune or probe.config.mode != "linear" or probe.config.task != cfg.task):
         raise ValueError("probe must be a linear probe of the same task, to start fine-tuning from")
-    if finetune and (cfg.probe_steps or probe is not None):  # LP-FT: the probe's head, standardisation folded in
-        if probe is None:
-            probe_cfg = replace(cfg, mode="linear", steps=cfg.probe_steps, lr=cfg.probe_lr, probe_steps=0)
-            probe = fit(model, images, targets, probe_cfg, weights, num_outputs, progress, log_every, tokens)
-        head = copy.deepcopy(probe.head)
-        head.fc.fold_standardization(*probe.feature_norm)
-        tokens = None
-    else:
-        head = make_head(cfg, encoder, num_outputs)
-    if finetune:
-        feats = None
-    elif tokens is not None:
-        feats = H.embeddings(tokens, pool) if pool else tokens
-    else:
-        feats = encode(encoder, images, pool=pool)
-    norm = None
-    if feats is not None:  # standardise the frozen features once (MAE's BatchNorm without affine)
-        norm = _feature_norm(feats)
-        feats = _standardize(feats, norm)
+    return encoder, images
+
+
+def _num_outputs(cfg, targets):
+    if cfg.task == "alignment":
+        return np.shape(targets)[1]
+    return 11 if cfg.task == "parsing" else int(np.max(targets)) + 1
+
+
+def _pool(cfg):
+    """The identity task's embedding ("cls" or "mean"); None: heads on the patch tokens."""
+    return cfg.head if cfg.task == "identity" else None
+
+
+def _frozen_features(encoder, images, tokens, pool):
+    if tokens is not None:
+        return H.embeddings(tokens, pool) if pool else tokens
+    return encode(encoder, images, pool=pool)
+
+
+def _train(encoder, head, images, feats, targets, weights, cfg, progress, log_every):
+    """cfg.steps of AdamW on the head (and, fine-tuning, the encoder) -> the loss history."""
+    finetune, pool = cfg.mode == "finetune", _pool(cfg)
     opt = AdamW(encoder, lr=cfg.base_lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999),
                 clip_grad_norm=cfg.clip_grad or None) if finetune else None
     scales = layer_decay_scales(encoder, cfg.layer_decay) if finetune else None
+    targets = np.asarray(targets)
+    weights = None if weights is None else np.asarray(weights)
     history, bar = [], None
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=cfg.steps, desc=f"{cfg.task} {cfg.mode}", leave=False)
-    batches = _batches(n, cfg.batch_size, cfg.seed)
+    batches = _batches(len(images), cfg.batch_size, cfg.seed)
     for step in range(cfg.steps):
         idx = np.sort(next(batches))
         lr = cosine_lr(step, cfg.base_lr, cfg.steps, cfg.warmup)
-        if finetune:
-            tokens = encoder.encode(np.ascontiguousarray(images[idx]))
-            x = H.embeddings(tokens, pool) if pool else tokens
-        else:
-            x = feats[idx]
-        head.forward(x)
-        t = np.asarray(targets)[idx]
+        tokens = encoder.encode(np.ascontiguousarray(images[idx])) if finetune else None
+        head.forward((H.embeddings(tokens, pool) if pool else tokens) if finetune else feats[idx])
         if cfg.task == "alignment":
-            loss, d = head.loss(t, None if weights is None else np.asarray(weights)[idx])
+            loss, d = head.loss(targets[idx], None if weights is None else weights[idx])
         else:
-            loss, d = head.loss(t)
+            loss, d = head.loss(targets[idx])
         if not math.isfinite(loss):
             raise FloatingPointError(f"{cfg.task} {cfg.mode}: the loss is {loss} at step {step + 1}")
         head.zero_grad()
         if finetune:
-            encoder.zero_grad()
-            dx = head.backward(d, True)
-            if pool:  # the embedding's gradient back onto the tokens
-                dtok = np.zeros_like(tokens)
-                if pool == "cls":
-                    dtok[:, 0] = dx
-                else:
-                    dtok[:, 1:] = dx[:, None] / (tokens.shape[1] - 1)
-                dx = dtok
-            encoder.encoder_backward(np.ascontiguousarray(dx, np.float32))
-            opt.lr = lr
-            opt.step(lr_scale=scales)
+            _encoder_update(encoder, head, d, tokens, pool, opt, lr, scales)
         else:
             head.backward(d, False)
         head.step(lr, cfg.weight_decay)
@@ -246,5 +253,20 @@ def fit(model, images, targets, cfg, weights=None, num_outputs=None, progress=Fa
             bar.set_postfix(loss=f"{loss:.4f}")
     if bar is not None:
         bar.close()
-    return Fitted(encoder, head, cfg, history, norm)
+    return history
 
+
+def _encoder_update(encoder, head, d, tokens, pool, opt, lr, scales):
+    """Fine-tuning: the head's gradient back through the encoder, then its AdamW step."""
+    encoder.zero_grad()
+    dx = head.backward(d, True)
+    if pool:  # the embedding's gradient back onto the tokens
+        dtok = np.zeros_like(tokens)
+        if pool == "cls":
+            dtok[:, 0] = dx
+        else:
+            dtok[:, 1:] = dx[:, None] / (tokens.shape[1] - 1)
+        dx = dtok
+    encoder.encoder_backward(np.ascontiguousarray(dx, np.float32))
+    opt.lr = lr
+    opt.step(lr_scale=scales)

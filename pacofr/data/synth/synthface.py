@@ -198,10 +198,19 @@ class SynthFace:
             scene.add(_ellipse(*(xy + out * 1.3), rx * 0.45, ry * 0.6, 12, angle), skin * 0.78, KEEP, shade=SKIN_TEX)
 
     def _layers(self, lm, ident, p, hx, hy, hrx, hry):
-        S = self.size
+        """The scene of one face, back to front: backdrop, head, facial parts, occluder."""
         sc = _Scene()
-        add = sc.add
         skin = ident["skin"] * p["cast"]
+        sh_y = self._backdrop(sc, lm, ident, p, skin, hx, hy, hrx)
+        top_y, brow_top = self._head(sc, lm, ident, p, skin, hx, hy, hrx, hry, sh_y)
+        self._parts(sc, lm, ident, p, skin)
+        self._occluder(sc, lm, p, skin, hx, hy, hrx, hry, top_y, brow_top)
+        return sc
+
+    def _backdrop(self, sc, lm, ident, p, skin, hx, hy, hrx):
+        """Background clutter, clothes, long hair behind the shoulders and the neck -> the
+        shoulders' height."""
+        S, add = self.size, sc.add
         hair = ident["hair"] * p["cast"]
         style = HAIR_STYLES[ident["hair_style"]]
         jaw = lm[g.JAW]
@@ -229,6 +238,15 @@ class SynthFace:
         neck = [[nx - neck_w, jaw[5, 1]], [nx + neck_w, jaw[11, 1]], [nx + neck_w * 1.05, sh_y + 0.02 * S],
                 [nx, sh_y + p["neckline"] * 0.1 * S], [nx - neck_w * 1.05, sh_y + 0.02 * S]]
         add(neck, skin * 0.8, BACKGROUND, shade=SKIN_TEX)
+        return sh_y
+
+    def _head(self, sc, lm, ident, p, skin, hx, hy, hrx, hry, sh_y):
+        """Hair behind the head, ears, the face (jaw line closed by a forehead arc), moles,
+        hair over the forehead and side locks -> (top of the forehead, top of the brows)."""
+        S, add = self.size, sc.add
+        hair = ident["hair"] * p["cast"]
+        style = HAIR_STYLES[ident["hair_style"]]
+        jaw = lm[g.JAW]
         # hair behind the head, ears, then the face: jaw line closed by a forehead arc
         if style != "bald":
             clip_y = hy if style.startswith("long") else (lm[2, 1] + lm[3, 1]) / 2
@@ -260,6 +278,11 @@ class SynthFace:
                 add([[x0 - side * 0.01 * S, top_y + 0.1 * S], [x0 + side * 0.07 * S, top_y + 0.05 * S],
                      [x0 + side * 0.09 * S, sh_y + 0.08 * S], [x0 + side * 0.01 * S, sh_y + 0.06 * S],
                      [x0 - side * 0.02 * S, lm[4 if k == 0 else 12, 1]]], hair, HAIR, shade=HAIR_TEX)
+        return top_y, brow_top
+
+    def _parts(self, sc, lm, ident, p, skin):
+        """Brows, eyes (iris, pupil, highlight, lash line), nose and lips with the inner mouth."""
+        S, add = self.size, sc.add
         # brows (image-left brow first), eyes with iris, pupil, highlight and lash line
         for idx, label in ((np.arange(17, 22), LEFT_BROW), (np.arange(22, 27), RIGHT_BROW)):
             add(_band(lm[idx], 0.012 * S, 0.012 * S), ident["brows"] * p["cast"], label, shade=HAIR_TEX)
@@ -286,8 +309,6 @@ class SynthFace:
             add(lm[60:68], [70, 25, 30], INNER_MOUTH)
             teeth = np.concatenate([lm[60:65], (lm[[64, 63, 62, 61, 60]] * 0.6 + lm[[64, 65, 66, 67, 60]] * 0.4)])
             add(teeth, [235, 232, 220], KEEP, only=INNER_MOUTH)
-        self._occluder(sc, lm, p, skin, hx, hy, hrx, hry, top_y, brow_top)
-        return sc
 
     def _occluder(self, sc, lm, p, skin, hx, hy, hrx, hry, top_y, brow_top):
         """1 sunglasses, 2 face mask, 3 a hand, 4 a hat, 5 a blob; LaPa labels them background."""

@@ -1,0 +1,201 @@
+"""The pre-training driver behind ``pacofr.pretrain`` and ``pacofr pretrain`` (as MAE's
+``main_pretrain``): configuration, data, model, optimizer and PaCo-FR state, resume, the loop
+over ``engine.train_one_step``, previews, the eval hook and checkpoints with exact resume."""
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import checkpoint, runtime
+from ..data import SynthFace
+from ..data.augment import AugmentConfig
+from ..data.datasets import ImageFolder, LandmarkFaces, open_landmark_faces
+from ..data.loader import Loader
+from ..data.synth import Downscaled, synthface_at
+from ..model import create_model
+from ..optim import AdamW
+from ..paco import PacoFR
+from . import log
+from .config import PretrainConfig, make_config
+from .engine import Position, batches, train_one_step
+from .preview import save_preview
+
+# fields that may change when a run is resumed (the rest must match the checkpoint's)
+RESUMABLE_CHANGES = {"steps", "log_every", "preview_every", "checkpoint_every", "keep_checkpoints", "eval_every",
+                     "threads", "out"}
+
+
+@dataclass
+class PretrainResult:
+    out: Path
+    model: object
+    step: int
+    metrics: dict   # the last logged line
+
+
+@dataclass
+class _Run:
+    """Everything one call of ``pretrain`` works on."""
+    cfg: PretrainConfig
+    out: Path
+    model: object
+    loader: Loader
+    optimizer: AdamW
+    paco: PacoFR
+    incubation: int
+    pos: Position
+    last: dict = None   # the last logged metrics line
+
+
+def _resolve(config, overrides):
+    if config is None or isinstance(config, str):
+        return make_config(config or "pacofr", **overrides)
+    if isinstance(config, PretrainConfig):
+        return config.replace(**{k: v for k, v in overrides.items() if v is not None})
+    raise TypeError(f"config must be a PretrainConfig, a preset name or None, got {type(config).__name__}")
+
+
+def _check_data_gives_regions(cfg, dataset):
+    """Fail before training when region maps must come from data that lacks them."""
+    src = cfg.region_source
+    if src == "canonical" or isinstance(dataset, (SynthFace, Downscaled)):
+        return
+    if src == "parsing" or not isinstance(dataset, LandmarkFaces):
+        raise ValueError(f"region_source={src!r}, but {cfg.data} gives no {src}: use 'canonical', or data with "
+                         f"{src} (SynthFace has both; landmark data sets give landmarks)")
+
+
+def make_dataset(cfg, size):
+    if cfg.data == "synthface":
+        return synthface_at(size, seed=cfg.seed, num_images=cfg.synth_images,
+                            num_identities=cfg.synth_identities or None)
+    path = Path(cfg.data)
+    faces = open_landmark_faces(path, size)
+    if faces is not None:
+        return faces
+    if not path.is_dir():
+        raise ValueError(f"data must be 'synthface', a folder of face images, a COCO keypoint .json or an "
+                         f"HRNet .csv; {path} is none of these")
+    return ImageFolder(path, size)
+
+
+def _augment(cfg):
+    return AugmentConfig(flip=0.5 if cfg.flip else 0.0, rotate=0.0, scale=0.0, translate=0.0, brightness=0.0,
+                         contrast=0.0, saturation=0.0, grayscale=0.0, blur=0.0)
+
+
+def _setup(cfg):
+    """Model, data, optimizer and PaCo-FR state of a fresh run."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = create_model(cfg.model, seed=cfg.seed, dtype=cfg.dtype, norm_pix_loss=cfg.norm_pix,
+                         codebook_size=cfg.codebook_size if cfg.uses_codebook else 0,
+                         belief_hidden=cfg.belief_hidden)
+    dataset = make_dataset(cfg, model.config.img_size)
+    loader = Loader(dataset, cfg.batch_size, seed=cfg.seed, augment=_augment(cfg), prefetch=2)
+    if len(loader) < 1:
+        raise ValueError(f"the data set has {len(dataset)} images, fewer than one batch of {cfg.batch_size}")
+    _check_data_gives_regions(cfg, dataset)
+    incubation = cfg.incubation(len(loader)) if cfg.uses_codebook else 0
+    optimizer = AdamW(model, lr=cfg.base_lr(), weight_decay=cfg.weight_decay, betas=cfg.betas,
+                      clip_grad_norm=cfg.clip_grad or None)
+    return _Run(cfg, out, model, loader, optimizer, PacoFR(model, cfg, incubation), incubation, Position())
+
+
+def _resume(run):
+    """Load the latest usable checkpoint of ``run.out`` into the run (when it has one)."""
+    folder, loaded = checkpoint.latest_checkpoint(run.out)
+    if folder is None:
+        return
+    saved_model, opt, paco, state = loaded
+    now = json.loads(json.dumps(run.cfg.to_dict()))
+    diff = sorted(k for k in now if state["config"].get(k) != now[k] and k not in RESUMABLE_CHANGES)
+    if diff:
+        raise ValueError(f"{folder}: the run was started with another config (differs in {diff})")
+    run.model.load_state_dict(saved_model.state_dict())
+    run.optimizer.load_state_dict({"m": opt["m"], "v": opt["v"], **state["optimizer"]})
+    run.paco.load_state_dict({**paco, **state["paco"]})
+    run.pos = Position(state["step"], state["epoch"], state["batch_in_epoch"])
+
+
+def _save(run):
+    pos, cfg = run.pos, run.cfg
+    state = {"step": pos.step, "epoch": pos.epoch, "batch_in_epoch": pos.batch_in_epoch, "config": cfg.to_dict(),
+             "incubation_steps": run.incubation}
+    checkpoint.save_checkpoint(run.out, pos.step, run.model, run.optimizer, run.paco.state_dict(), state,
+                               cfg.keep_checkpoints)
+
+
+def _save_unless_saved(run):
+    dirs = checkpoint.checkpoint_dirs(run.out)
+    if run.pos.step and not (dirs and checkpoint.step_of(dirs[-1]) == run.pos.step):
+        _save(run)
+
+
+def _after_step(run, metrics, throughput, bar, batch, eval_hook, result):
+    """Logging, preview, eval hook and checkpoint after step ``run.pos.step``."""
+    cfg, step = run.cfg, run.pos.step
+    terms, lr, gnorm = result
+    if step % cfg.log_every == 0 or step == cfg.steps:
+        row = log.step_row(step, run.pos.epoch, lr, terms, throughput.rate(), gnorm)
+        metrics.write(row)
+        log.show(bar, row)
+        run.last = row
+    if cfg.preview_every and step % cfg.preview_every == 0:  # before the hook: it may run the model
+        save_preview(run.paco, batch, step, run.out / "previews" / f"step_{step:07d}.png")
+    if eval_hook is not None and cfg.eval_every and step % cfg.eval_every == 0:
+        metrics.write({"step": step, **{f"eval/{k}": v for k, v in eval_hook(run.model, step).items()}})
+    if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+        _save(run)
+    if bar is not None:
+        bar.update(1)
+
+
+def _loop(run, eval_hook, progress, stop_after):
+    """Steps until ``cfg.steps`` (or ``stop_after`` of them); a Ctrl-C inside a step rolls its
+    partial effects back and leaves a checkpoint of the last finished step."""
+    cfg, pos = run.cfg, run.pos
+    metrics, throughput = log.Metrics(run.out, pos.step), log.Throughput()
+    bar = log.progress_bar(progress, cfg.steps, pos.step, cfg.preset)
+    it, done_here, snap, run.last = batches(run.loader, pos), 0, None, {}
+    try:
+        while pos.step < cfg.steps and (stop_after is None or done_here < stop_after):
+            snap = (pos.step, pos.epoch, pos.batch_in_epoch, run.paco.snapshot())  # what a Ctrl-C mid-step undoes
+            terms, seen, batch, lr, gnorm = train_one_step(run.paco, run.optimizer, it, pos, cfg)
+            snap, done_here = None, done_here + 1
+            throughput.add(seen)
+            _after_step(run, metrics, throughput, bar, batch, eval_hook, (terms, lr, gnorm))
+        if pos.step < cfg.steps:
+            _save_unless_saved(run)  # stop_after: the run stays resumable from here
+    except KeyboardInterrupt:
+        if snap is not None and snap[0] == pos.step:  # inside a step, before its update: undo it
+            pos.epoch, pos.batch_in_epoch = snap[1], snap[2]
+            run.paco.restore(snap[3])
+        _save_unless_saved(run)  # a consistent checkpoint of the last finished step
+        raise
+    finally:
+        it.close()
+        if bar is not None:
+            bar.close()
+        metrics.close()
+
+
+def pretrain(config=None, eval_hook=None, progress=True, stop_after=None, **overrides):
+    """Run (or resume) PaCo-FR / MAE pre-training. ``config``: a PretrainConfig, a preset name
+    ("pacofr", "mae") or None (pacofr); ``overrides``: config fields (``resume=True`` continues
+    the run in ``out`` from its latest checkpoint). ``eval_hook(model, step) -> dict`` is called
+    every ``eval_every`` steps and its numbers are logged. ``stop_after``: return after this
+    many steps of this call (the run stays resumable). Returns a PretrainResult."""
+    resume = bool(overrides.pop("resume", False))
+    cfg = _resolve(config, overrides)
+    if cfg.threads:
+        runtime.set_num_threads(cfg.threads)
+    run = _setup(cfg)
+    if not resume and checkpoint.checkpoint_dirs(run.out):
+        raise ValueError(f"{run.out} already holds a run (checkpoints/): pass resume=True (--resume) to continue "
+                         f"it, or choose another out folder")
+    if resume:
+        _resume(run)
+    with open(run.out / "pretrain_config.json", "w") as f:
+        json.dump(cfg.to_dict(), f, indent=1)
+    _loop(run, eval_hook, progress, stop_after)
+    return PretrainResult(out=run.out, model=run.model, step=run.pos.step, metrics=run.last)
