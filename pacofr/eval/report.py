@@ -11,6 +11,8 @@ import os
 import numpy as np
 
 from .._io import atomic_write_bytes
+from ..data.synth.preview import PALETTE
+from .alignment import auc_fr, ced
 
 
 # ---------------------------------------------------------------- files
@@ -100,7 +102,6 @@ def write_report(out_dir, name, results, tables=None):
 def plot_ced(curves, threshold, path, title=None):
     """CED curves: curves = {name: (B,) NMEs as fractions}; x in percent NME up to ``threshold``,
     y the fraction of images; the legend gives AUC@θ and FR@θ in percent."""
-    from .alignment import auc_fr, ced
     fig = _figure(5, 4)
     ax = fig.add_subplot()
     for name, nmes in curves.items():
@@ -202,7 +203,6 @@ def _palette(num_classes):
     """(num_classes, 3) colours in [0, 1], background black: SynthFace's LaPa-11 palette, else
     matplotlib's tab20 (hsv beyond 21 classes)."""
     if num_classes <= 11:
-        from ..data.synth.preview import PALETTE
         return PALETTE[:num_classes] / 255.0
     from matplotlib import colormaps
     if num_classes <= 21:

@@ -7,7 +7,10 @@ train ones. A label budget keeps the first round(fraction * n) training images (
 budgets: the 1% images are among the 10% ones)."""
 import numpy as np
 
+from ..data import SUBSETS
+from ..data.datasets import open_landmark_faces
 from ..data.loader import normalize_images
+from ..data.synth import synthface_at
 from . import alignment, parsing, quality, recognition
 from .finetune import FitConfig, encode, encoder_of, fit
 from .heads import embeddings
@@ -24,8 +27,6 @@ def synthface_split(split, num_images, size=112, num_identities=None):
     """Render a SynthFace split -> dict: ``images_u8`` (n, S, S, 3), ``images`` (normalised),
     ``landmarks`` (n, 68, 2), ``visible`` (n, 68), ``parsing`` (n, S, S), ``identity`` (n,),
     ``subsets`` {name: (n,) bool}."""
-    from ..data import SUBSETS
-    from ..data.synth import synthface_at
     if split not in SPLIT_SEEDS:
         raise ValueError(f"split must be one of {tuple(SPLIT_SEEDS)}, got {split!r}")
     ds = synthface_at(size, seed=SPLIT_SEEDS[split], num_images=num_images, num_identities=num_identities)
@@ -43,7 +44,6 @@ def landmark_data(path, size=112):
     keypoint ``.json``, an HRNet ``.csv`` (images beside it) or a folder of images with iBUG
     ``.pts`` files. The crop is a similarity, so NME in crop pixels equals NME in the original
     image's pixels."""
-    from ..data.datasets import open_landmark_faces
     ds = open_landmark_faces(path, size)
     if ds is None:
         raise ValueError(f"{path}: expected a COCO keypoint .json, an HRNet .csv or a folder with .pts files")
