@@ -8,8 +8,8 @@ gradients, accumulated into the student's gradient buffer; EMA k-means while inc
 After each optimizer step, ``update_teacher``. With ``subst_ratio = 0`` and ``lambda_sc = 0``
 (the ``mae`` preset) the same code path is MAE. Every array operation runs in the C core.
 
-Shapes: B images, N = G*G patches, n kept, s substituted per image, R = B*s rows,
-d = p*p*3, K codes, H belief width, C encoder width."""
+Shapes (csrc/README.md's letters): B images, N = G*G patches, n kept, s substituted per image
+(B*s rows of substituted patches), d = p*p*3, K codes, H belief width, C encoder width."""
 import math
 import time
 from collections import defaultdict
@@ -171,9 +171,9 @@ class PacoFR:
         subst = np.take_along_axis(ids_keep, pos, 1)                           # grid ids
         xS = np.ascontiguousarray(_gather_rows(Pn, subst).reshape(B * s, d))
         sdS = np.ascontiguousarray(np.take_along_axis(sigma, subst, 1))
-        logits = self._belief_forward(ctx, xS)                                 # (R, K)
-        C = self.model.param("codebook.weight")
-        t, idx, w = _C.topk_mixture_forward(logits, C, cfg.topk, cfg.tau, cfg.hard)
+        logits = self._belief_forward(ctx, xS)                                 # (B*s, K)
+        codebook = self.model.param("codebook.weight")                        # (K, d)
+        t, idx, w = _C.topk_mixture_forward(logits, codebook, cfg.topk, cfg.tau, cfg.hard)
         x_in = images.copy()
         _C.substitute(x_in, t.reshape(B, s, d), np.ascontiguousarray(np.take_along_axis(mu, subst, 1)), sdS,
                       subst, self.p)
@@ -183,7 +183,7 @@ class PacoFR:
         return x_in, P, weights
 
     def _belief_forward(self, ctx, xS):
-        """The belief MLP (d -> H -> GELU -> K) on the normalised patches xS (R, d) -> logits."""
+        """The belief MLP (d -> H -> GELU -> K) on the normalised patches xS (B*s, d) -> logits."""
         m = self.model
         h_pre = _C.linear_forward(xS, m.param("belief.fc1.weight"), m.param("belief.fc1.bias"), "fp32")
         h = _C.gelu_forward(h_pre)
@@ -193,8 +193,8 @@ class PacoFR:
     def _codebook_terms(self, ctx, out):
         """Belief accuracy against the nearest codes, L_align, L_inc while incubating, and the
         ring of recent top-1 codes."""
-        C, xS, logits = self.model.param("codebook.weight"), ctx["xS"], ctx["logits"]
-        target, _ = _C.codebook_nearest(xS, C)                                # incubation targets
+        codebook, xS, logits = self.model.param("codebook.weight"), ctx["xS"], ctx["logits"]
+        target, _ = _C.codebook_nearest(xS, codebook)                         # incubation targets
         out["belief_acc"] = float((logits.argmax(1) == target).mean())
         out["align"] = _C.mse_forward(ctx["t"], xS)
         if ctx["incubating"]:
@@ -299,11 +299,12 @@ class PacoFR:
 
     def _kmeans(self, ctx):
         """EMA k-means toward every patch of the batch, then dead-code re-seeding -> how many."""
-        cfg, C = self.cfg, self.model.param("codebook.weight")
+        cfg, codebook = self.cfg, self.model.param("codebook.weight")
         flat = ctx["Pn"].reshape(-1, self.d)
-        assign, _ = _C.codebook_nearest(flat, C)
-        _C.codebook_ema(C, self.ema_count, self.ema_sum, flat, assign, cfg.codebook_decay, cfg.codebook_eps)
-        return _C.codebook_reseed(C, self.ema_count, self.ema_sum, flat, cfg.dead_code_fraction / C.shape[0],
+        assign, _ = _C.codebook_nearest(flat, codebook)
+        _C.codebook_ema(codebook, self.ema_count, self.ema_sum, flat, assign, cfg.codebook_decay, cfg.codebook_eps)
+        K = codebook.shape[0]
+        return _C.codebook_reseed(codebook, self.ema_count, self.ema_sum, flat, cfg.dead_code_fraction / K,
                                   self._key(ctx["step"], RESEED_SALT))
 
     def update_teacher(self):
@@ -315,9 +316,9 @@ class PacoFR:
 
     # ---- the codebook
     def init_codebook(self, patches_n, step):
-        """Codebook from the first batch's normalised patches (R, d): random rows or k-means++."""
-        C = self.model.param("codebook.weight")
-        _C.codebook_init(C, patches_n, self.cfg.codebook_init == "kmeans++", self._key(step, INIT_SALT))
+        """Codebook from the first batch's normalised patches (B*N, d): random rows or k-means++."""
+        codebook = self.model.param("codebook.weight")
+        _C.codebook_init(codebook, patches_n, self.cfg.codebook_init == "kmeans++", self._key(step, INIT_SALT))
         self.ema_sum[...] = 0
         self.ema_count[...] = 0
         self.codebook_ready = True
