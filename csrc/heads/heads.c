@@ -1,9 +1,9 @@
 /* heads.c: soft-argmax landmarks, L1 on coordinates and pixel cross-entropy on per-patch
  * logits (layout in heads.h). Sums run in double; gradients are fp32. */
 #include <math.h>
-#include "../common.h"
-#include "heads.h"
-#include "../layers/vecmath.h"
+#include "core/common.h"
+#include "heads/heads.h"
+#include "layers/vecmath.h"
 
 /* Pixel-major walks keep the L heatmap values of a pixel contiguous, so the inner loops over
  * landmarks vectorise; per-patch partial sums in float are flushed into double. */

@@ -2,8 +2,8 @@
  * Sums run in double; the gradients are fp32. */
 #include <math.h>
 #include <stdlib.h>
-#include "../common.h"
-#include "layers.h"
+#include "core/common.h"
+#include "layers/layers.h"
 
 /* target (R, d) in place: each row minus its mean, divided by sqrt(var + 1e-6) with the
  * unbiased variance (divisor d - 1), exactly MAE's norm_pix_loss target; mu (R) and sigma (R)

@@ -1,8 +1,8 @@
 /* vec_kernels.c: element-wise kernels (GELU, softmax) compiled for AVX-512, AVX2+FMA and the
  * baseline; pf_vec() hands out the best set this CPU runs. erf and exp come from vecmath.h. */
-#include "../common.h"
-#include "vec_kernels.h"
-#include "vecmath.h"
+#include "core/common.h"
+#include "layers/vec_kernels.h"
+#include "layers/vecmath.h"
 
 #define INV_SQRT2 0.70710678118654752440f
 #define INV_SQRT2PI 0.39894228040143267794f

@@ -10,8 +10,8 @@
 #pragma GCC optimize("fp-contract=off")
 #include <math.h>
 #include <string.h>
-#include "common.h"
-#include "masking.h"
+#include "core/common.h"
+#include "paco/masking.h"
 
 #define GOLDEN 0x9E3779B97F4A7C15ull
 /* kind salts, so that the three kinds draw different streams from one (seed, step, index) */

@@ -9,10 +9,11 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include "common.h"
+#include "core/common.h"
 #include "layers/layers.h"
-#include "profile.h"
-#include "vit.h"
+#include "core/profile.h"
+#include "model/block.h"
+#include "model/vit.h"
 
 #define LN_EPS 1e-6f
 

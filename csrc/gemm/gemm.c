@@ -1,6 +1,6 @@
 /* gemm.c: pf_gemm, the one GEMM entry point: argument checks and back-end choice. */
-#include "common.h"
-#include "gemm.h"
+#include "core/common.h"
+#include "gemm/gemm.h"
 
 #ifdef PF_HAVE_DNNL
 static int pf_backend = PF_GEMM_DNNL;

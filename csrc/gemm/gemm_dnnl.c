@@ -6,8 +6,8 @@
  * examples: one engine, primitives created once and executed many times, every call
  * checked. The scratchpad is owned by the caller (user mode) and a stream is made per call,
  * so several threads may run the same primitive at once. */
-#include "common.h"
-#include "gemm.h"
+#include "core/common.h"
+#include "gemm/gemm.h"
 
 #ifndef PF_HAVE_DNNL
 

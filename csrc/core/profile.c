@@ -1,6 +1,6 @@
 /* profile.c: per-layer-kind timing totals, off by default. */
 #include <time.h>
-#include "profile.h"
+#include "core/profile.h"
 
 int pf_prof_on = 0;
 static double totals[PF_PROF_COUNT];

@@ -2,8 +2,8 @@
  * Per image: brightness, contrast and saturation factors, a grayscale flag and a blur sigma. */
 #include <math.h>
 #include <string.h>
-#include "common.h"
-#include "photometric.h"
+#include "core/common.h"
+#include "image/photometric.h"
 
 static inline float luma(const uint8_t *p) { return 0.299f * p[0] + 0.587f * p[1] + 0.114f * p[2]; }
 

@@ -1,10 +1,10 @@
 /* block.c: one pre-norm transformer block (timm's Block), forward and backward.
  *   res1 = x + proj(attn(qkv(ln1(x))));  out = res1 + fc2(gelu(fc1(ln2(res1)))) */
 #include <string.h>
-#include "common.h"
+#include "core/common.h"
 #include "layers/layers.h"
-#include "profile.h"
-#include "vit.h"
+#include "core/profile.h"
+#include "model/block.h"
 
 #define LN_EPS 1e-6f
 

@@ -12,14 +12,17 @@
 #include <string.h>
 #include "pf.h"
 #include "layers/layers.h"
-#include "optim.h"
-#include "profile.h"
-#include "vit.h"
-#include "paco/paco.h"
-#include "warp.h"
-#include "photometric.h"
-#include "normalize.h"
-#include "raster.h"
+#include "model/optim.h"
+#include "core/profile.h"
+#include "model/vit.h"
+#include "paco/codebook.h"
+#include "paco/consistency.h"
+#include "paco/masking.h"
+#include "paco/patches.h"
+#include "image/warp.h"
+#include "image/photometric.h"
+#include "image/normalize.h"
+#include "image/raster.h"
 #include "heads/heads.h"
 
 /* Raise the exception that matches a failed status, with the core's message. */
@@ -2076,7 +2079,6 @@ static PyObject *py_build_info(PyObject *self, PyObject *unused) {
 }
 
 /* ================================================================ masking (METHOD.md section 1) */
-#include "masking.h"
 
 enum { MASK_RANDOM, MASK_BLOCK, MASK_STRUCTURED };
 

@@ -13,8 +13,8 @@
  * colour by (1 + value noise) from fields that are pure functions of the image's key. */
 #include <math.h>
 #include <string.h>
-#include "common.h"
-#include "raster.h"
+#include "core/common.h"
+#include "image/raster.h"
 
 #define MAX_VERTS 256
 

@@ -5,9 +5,9 @@
  * in L2 and runs the ISA's micro-kernel over every MR x NR tile. Transposes are handled by the
  * packing, which reads through (row, column) strides, so all four cases share one path. */
 #include <string.h>
-#include "bf16.h"
-#include "common.h"
-#include "gemm.h"
+#include "core/bf16.h"
+#include "core/common.h"
+#include "gemm/gemm.h"
 
 #define KC 256  /* depth of a packed block: a kc x NR panel of B stays in L1 */
 #define MC 96   /* rows of A per block (a multiple of every MR): mc x kc stays in L2 */

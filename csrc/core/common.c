@@ -2,7 +2,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include "common.h"
+#include "core/common.h"
 
 static _Thread_local char pf_error_buf[512];
 static int pf_num_threads = 1;
