@@ -2,8 +2,8 @@
  *   res1 = x + proj(attn(qkv(ln1(x))));  out = res1 + fc2(gelu(fc1(ln2(res1)))) */
 #include <string.h>
 #include "core/common.h"
-#include "layers/layers.h"
 #include "core/profile.h"
+#include "layers/layers.h"
 #include "model/block.h"
 
 #define LN_EPS 1e-6f

@@ -2,8 +2,8 @@
  * weight decay) and the global gradient norm used for clipping. */
 #include <math.h>
 #include "core/common.h"
-#include "model/optim.h"
 #include "core/profile.h"
+#include "model/optim.h"
 
 double pf_grad_norm(const float *grads, const pf_tensor *tensors, int ntensors) {
     double total = 0.0;

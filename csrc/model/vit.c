@@ -10,8 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 #include "core/common.h"
-#include "layers/layers.h"
 #include "core/profile.h"
+#include "layers/layers.h"
 #include "model/block.h"
 #include "model/vit.h"
 
