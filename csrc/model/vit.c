@@ -4,7 +4,8 @@
  * Decoder (MAE names): decoder_embed -> mask tokens at removed positions, grid order ->
  * + decoder_pos_embed -> decoder_blocks -> decoder_norm -> decoder_pred (p*p*3 per patch).
  * Loss: MAE's, mean squared error on removed patches against (normalised) pixel targets, or
- * PaCo-FR's weighted version over removed and substituted patches. The PaCo-FR codebook and
+ * PaCo-FR's weighted version over removed and substituted patches, against the clean
+ * images' patches (or targets the caller patchified once). The PaCo-FR codebook and
  * belief MLP live in the same flat buffers (codebook.*, belief.*); csrc/paco/ uses them. */
 #include <stdarg.h>
 #include <stdio.h>
@@ -356,27 +357,54 @@ static pf_status check_ids(const pf_vit *m, const int64_t *ids, int64_t B, int64
     return st;
 }
 
-pf_status pf_vit_forward(pf_vit *m, const float *images, const int64_t *ids_keep, int64_t B,
-                         int64_t n, double *loss) {
-    return pf_vit_forward_ex(m, images, ids_keep, B, n, NULL, NULL, loss);
+/* ids_restore (B, N): MAE's inverse permutation of ids_keep (B, n), i.e. each row a permutation
+ * of [0, N) with ids_restore[b, ids_keep[b, i]] == i, so that ids_restore[b, j] < n exactly for
+ * the kept patches j. */
+static pf_status check_restore(const pf_vit *m, const int64_t *ids_restore, const int64_t *ids_keep, int64_t B,
+                               int64_t n) {
+    const int64_t N = m->N;
+    uint8_t *seen = malloc((size_t)N);
+    if (!seen) return pf_fail(PF_ENOMEM, "vit: out of memory");
+    pf_status st = PF_OK;
+    for (int64_t b = 0; b < B && st == PF_OK; b++) {
+        memset(seen, 0, (size_t)N);
+        for (int64_t j = 0; j < N && st == PF_OK; j++) {
+            const int64_t r = ids_restore[b * N + j];
+            if (r < 0 || r >= N)
+                st = pf_fail(PF_EINVAL, "ids_restore[%lld, %lld] = %lld is outside [0, %lld)", (long long)b,
+                             (long long)j, (long long)r, (long long)N);
+            else if (seen[r]++)
+                st = pf_fail(PF_EINVAL, "ids_restore[%lld] holds %lld twice: not a permutation", (long long)b,
+                             (long long)r);
+            else if (r < n && ids_keep[b * n + r] != j)
+                st = pf_fail(PF_EINVAL, "ids_restore does not match ids_keep: ids_restore[%lld, %lld] = %lld, but "
+                             "ids_keep[%lld, %lld] = %lld (want ids_restore[b, ids_keep[b, i]] == i)", (long long)b,
+                             (long long)j, (long long)r, (long long)b, (long long)r, (long long)ids_keep[b * n + r]);
+        }
+    }
+    free(seen);
+    return st;
 }
 
-pf_status pf_vit_forward_ex(pf_vit *m, const float *images, const int64_t *ids_keep, int64_t B,
-                            int64_t n, const float *target_images, const float *weights, double *loss) {
-    const pf_vit_config *c = &m->cfg;
-    m->have_forward = FWD_NONE; /* a failed forward leaves nothing for backward */
-    if (c->encoder_only)
-        return pf_fail(PF_EUNSUPPORTED, "this model is an encoder only: it has no decoder for the MAE loss");
-    TRY(check_ids(m, ids_keep, B, n));
-    TRY(ensure_acts(m, B, n, 1));
-    const int64_t N = m->N, T = 1 + n, Cd = c->dec_embed_dim, N1 = 1 + N;
-    memcpy(m->ids, ids_keep, (size_t)(B * n) * sizeof(int64_t));
-    memset(m->mask, 1, (size_t)(B * N));
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t j = 0; j < n; j++) m->mask[b * N + ids_keep[b * n + j]] = 0;
+/* The last forward's mask (B, N), 1 = removed, from ids_restore (B, N) when given (>= n) or
+ * else from ids_keep (B, n); and its loss weights (B, N): weights, or the mask (MAE's loss). */
+static void set_loss_mask(pf_vit *m, const int64_t *ids_keep, const int64_t *ids_restore, const float *weights,
+                          int64_t B, int64_t n) {
+    const int64_t N = m->N;
+    if (ids_restore) {
+        for (int64_t i = 0; i < B * N; i++) m->mask[i] = ids_restore[i] >= n;
+    } else {
+        memset(m->mask, 1, (size_t)(B * N));
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t j = 0; j < n; j++) m->mask[b * N + ids_keep[b * n + j]] = 0;
+    }
     for (int64_t i = 0; i < B * N; i++) m->weights[i] = weights ? weights[i] : (float)m->mask[i];
+}
 
-    TRY(encoder_forward(m, images, m->ids, B, n, m->enc_out));
+/* enc_out (B, 1+n, C) -> decoder_embed -> mask tokens, grid order -> blocks -> norm -> pred (B, 1+N, d). */
+static pf_status decoder_forward(pf_vit *m, int64_t B, int64_t n) {
+    const pf_vit_config *c = &m->cfg;
+    const int64_t N = m->N, T = 1 + n, Cd = c->dec_embed_dim, N1 = 1 + N;
     PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(m->dec_in, m->enc_out, m->P.dec_embed_w, m->P.dec_embed_b,
                                                    B * T, c->embed_dim, Cd, m->dtype)));
     PROF(PF_PROF_TOKENS, pf_unshuffle_forward(m->full0, m->dec_in, m->P.mask_token, m->P.dec_pos, m->ids, m->mask, B, n, N, Cd));
@@ -388,8 +416,27 @@ pf_status pf_vit_forward_ex(pf_vit *m, const float *images, const int64_t *ids_k
     }
     PROF(PF_PROF_LN_FWD, pf_layernorm_forward(m->dn, m->dn_mean, m->dn_rstd, x, m->P.dec_norm_w, m->P.dec_norm_b, B * N1, Cd, LN_EPS));
     PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(m->pred, m->dn, m->P.dec_pred_w, m->P.dec_pred_b, B * N1, Cd, m->d, m->dtype)));
+    return PF_OK;
+}
+
+pf_status pf_vit_forward(pf_vit *m, const float *images, const int64_t *ids_keep, int64_t B, int64_t n,
+                         const int64_t *ids_restore, const float *target, const float *weights, double *loss) {
+    const pf_vit_config *c = &m->cfg;
+    m->have_forward = FWD_NONE; /* a failed forward leaves nothing for backward */
+    if (c->encoder_only)
+        return pf_fail(PF_EUNSUPPORTED, "this model is an encoder only: it has no decoder for the MAE loss");
+    TRY(check_ids(m, ids_keep, B, n));
+    if (ids_restore) TRY(check_restore(m, ids_restore, ids_keep, B, n));
+    TRY(ensure_acts(m, B, n, 1));
+    const int64_t N = m->N;
+    memcpy(m->ids, ids_keep, (size_t)(B * n) * sizeof(int64_t));
+    set_loss_mask(m, ids_keep, ids_restore, weights, B, n);
+
+    TRY(encoder_forward(m, images, m->ids, B, n, m->enc_out));
+    TRY(decoder_forward(m, B, n));
     PROF(PF_PROF_LOSS, {
-        pf_patchify(m->target, target_images ? target_images : images, B, c->img_size, c->patch_size);
+        if (target) memcpy(m->target, target, (size_t)(B * N * m->d) * sizeof(float));
+        else pf_patchify(m->target, images, B, c->img_size, c->patch_size);
         if (c->norm_pix_loss) pf_norm_pix_target(m->target, B * N, m->d);
         *loss = pf_patch_loss_forward(m->pred, m->target, m->weights, B, N, m->d, 1);
     });
@@ -457,9 +504,7 @@ static pf_status encoder_backward(pf_vit *m, float *g, float *spare, const int64
     return PF_OK;
 }
 
-pf_status pf_vit_backward(pf_vit *m) { return pf_vit_backward_ex(m, NULL, NULL); }
-
-pf_status pf_vit_backward_ex(pf_vit *m, const float *dlatent, float *dcols) {
+pf_status pf_vit_backward(pf_vit *m, const float *dlatent, float *dcols) {
     if (m->have_forward != FWD_DECODER) return pf_fail(PF_EINVAL, "backward() needs a forward() first");
     const pf_vit_config *c = &m->cfg;
     const int64_t B = m->aB, n = m->an, N = m->N, T = 1 + n, N1 = 1 + N;

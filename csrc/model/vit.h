@@ -30,21 +30,21 @@ void pf_vit_zero_grad(pf_vit *m);
 void pf_vit_set_dtype(pf_vit *m, pf_dtype dt);
 int64_t pf_vit_acts_bytes(const pf_vit *m);
 
-/* images (B, 3, S, S); ids_keep (B, n) distinct grid indices per row; *loss = MAE loss. */
-pf_status pf_vit_forward(pf_vit *m, const float *images, const int64_t *ids_keep, int64_t B,
-                         int64_t n, double *loss);
-/* The same with PaCo-FR's options. target_images (B, 3, S, S) or NULL (= images): the
- * reconstruction targets come from them (the encoder sees images, which may carry substituted
- * patches). weights (B, N) or NULL: the loss is sum_i w_i mse_i / sum_i w_i over every patch
- * with w_i > 0 (NULL: w = 1 on removed patches, MAE). */
-pf_status pf_vit_forward_ex(pf_vit *m, const float *images, const int64_t *ids_keep, int64_t B,
-                            int64_t n, const float *target_images, const float *weights, double *loss);
-/* Gradients of the last forward's loss, accumulated into pf_vit_grads. */
-pf_status pf_vit_backward(pf_vit *m);
-/* The same, plus dlatent (B, 1+n, C) or NULL: the gradient of another loss with respect to
- * the encoder's output tokens (pf_vit_latent), added in; and dcols (B, n, 3*p*p) or NULL:
- * += the gradient with respect to the kept patches' pixels, in im2col (c, kh, kw) order. */
-pf_status pf_vit_backward_ex(pf_vit *m, const float *dlatent, float *dcols);
+/* images (B, 3, S, S), ids_keep (B, n) distinct grid indices per row -> *loss, keeping the
+ * activations for pf_vit_backward. The encoder sees images (which may carry substituted patches).
+ *   ids_restore (B, N) int64 or NULL: MAE's inverse permutation of ids_keep (checked); when given,
+ *       the removed patches are those with ids_restore >= n.
+ *   target (B, N, d) or NULL: the reconstruction targets as clean patches in MAE's (kh, kw, c)
+ *       order (what pf_patchify gives); NULL: the patches of images.
+ *   weights (B, N) or NULL: the loss is sum_i w_i mse_i / sum_i w_i over every patch with
+ *       w_i > 0; NULL: w = 1 on removed patches (MAE's loss). */
+pf_status pf_vit_forward(pf_vit *m, const float *images, const int64_t *ids_keep, int64_t B, int64_t n,
+                         const int64_t *ids_restore, const float *target, const float *weights, double *loss);
+/* Gradients of the last forward's loss, accumulated into pf_vit_grads. dlatent (B, 1+n, C) or
+ * NULL: the gradient of another loss with respect to the encoder's output tokens
+ * (pf_vit_latent), added in; dcols (B, n, 3*p*p) or NULL: += the gradient with respect to the
+ * kept patches' pixels, in im2col (c, kh, kw) order. */
+pf_status pf_vit_backward(pf_vit *m, const float *dlatent, float *dcols);
 /* The encoder's output of the last forward (B, 1+n, C), after its final norm; NULL before. */
 const float *pf_vit_latent(const pf_vit *m, int64_t *B, int64_t *T, int64_t *C);
 /* The decoder's prediction of the last forward (B, 1+N, d), row 0 of each image for the cls

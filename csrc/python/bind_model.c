@@ -159,44 +159,6 @@ static PyObject *py_vit_acts_bytes(PyObject *self, PyObject *cap) {
 
 /* ---------------------------------------------------------------- forward / backward */
 
-/* vit_forward(h, images (B, 3, S, S), ids_keep (B, n)) -> float: the MAE loss */
-static PyObject *py_vit_forward(PyObject *self, PyObject *args) {
-    PyObject *cap, *im_obj, *ids_obj;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "OOO:vit_forward", &cap, &im_obj, &ids_obj)) return NULL;
-    model_box *b = box(cap);
-    if (!b) return NULL;
-    PyObject *result = NULL;
-    PyArrayObject *im = check_images(im_obj, b->m);
-    if (!im) goto done;
-    const npy_intp B = PyArray_DIM(im, 0);
-    PyArrayObject *ids = I64(ids_obj, "ids_keep", 2, SHP(B, -1));
-    if (!ids) goto done;
-    const float *pim = PyArray_DATA(im);
-    const int64_t *pids = PyArray_DATA(ids);
-    const npy_intp n = PyArray_DIM(ids, 1);
-    double loss = 0.0;
-    pf_status st;
-    pf_vit *m = b->m;
-    PF_NOGIL(st = pf_vit_forward(m, pim, pids, B, n, &loss));
-    result = st == PF_OK ? PyFloat_FromDouble(loss) : raise_status(st);
-done:
-    unbox(b);
-    return result;
-}
-
-/* vit_backward(h) -> None */
-static PyObject *py_vit_backward(PyObject *self, PyObject *cap) {
-    (void)self;
-    model_box *b = box(cap);
-    if (!b) return NULL;
-    pf_status st;
-    pf_vit *m = b->m;
-    PF_NOGIL(st = pf_vit_backward(m));
-    unbox(b);
-    return none_or_raise(st);
-}
-
 /* weights (B, N) float32, finite, >= 0; NULL with ValueError / TypeError otherwise. */
 static PyArrayObject *check_weights(PyObject *obj, npy_intp B, npy_intp N) {
     PyArrayObject *w = F32(obj, "weights", 2, SHP(B, N), 0);
@@ -210,47 +172,56 @@ static PyArrayObject *check_weights(PyObject *obj, npy_intp B, npy_intp N) {
     return w;
 }
 
-/* vit_forward_ex(h, images, ids_keep, target_images | None, weights (B, N) | None) -> float */
-static PyObject *py_vit_forward_ex(PyObject *self, PyObject *args) {
-    PyObject *cap, *im_obj, *ids_obj, *t_obj, *w_obj;
+/* The optional arrays of vit_forward for B images of N patches of length d: ids_restore (B, N)
+ * int64, target (B, N, d) float32, weights (B, N) float32 (finite, >= 0); None -> NULL.
+ * 0 with an exception on a bad one. */
+static int forward_options(PyObject *r_obj, PyObject *t_obj, PyObject *w_obj, npy_intp B, npy_intp N, npy_intp d,
+                           PyArrayObject **restore, PyArrayObject **target, PyArrayObject **weights) {
+    *restore = *target = *weights = NULL;
+    if (r_obj != Py_None && !(*restore = I64(r_obj, "ids_restore", 2, SHP(B, N)))) return 0;
+    if (t_obj != Py_None && !(*target = F32(t_obj, "target", 3, SHP(B, N, d), 0))) return 0;
+    if (w_obj != Py_None && !(*weights = check_weights(w_obj, B, N))) return 0;
+    return 1;
+}
+
+/* vit_forward(h, images (B, 3, S, S), ids_keep (B, n), ids_restore (B, N) | None = None,
+ * target (B, N, d) | None = None, weights (B, N) | None = None) -> float */
+static PyObject *py_vit_forward(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kw[] = {"h", "images", "ids_keep", "ids_restore", "target", "weights", NULL};
+    PyObject *cap, *im_obj, *ids_obj, *r_obj = Py_None, *t_obj = Py_None, *w_obj = Py_None;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOOO:vit_forward_ex", &cap, &im_obj, &ids_obj, &t_obj, &w_obj)) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO|OOO:vit_forward", kw, &cap, &im_obj, &ids_obj, &r_obj, &t_obj,
+                                     &w_obj))
+        return NULL;
     model_box *b = box(cap);
     if (!b) return NULL;
     PyObject *result = NULL;
-    PyArrayObject *im = check_images(im_obj, b->m), *tim = NULL, *w = NULL;
+    PyArrayObject *im = check_images(im_obj, b->m), *ids, *restore, *target, *weights;
     if (!im) goto done;
-    const npy_intp B = PyArray_DIM(im, 0);
     const pf_vit_config *c = pf_vit_get_config(b->m);
-    const npy_intp N = (c->img_size / c->patch_size) * (c->img_size / c->patch_size);
-    PyArrayObject *ids = I64(ids_obj, "ids_keep", 2, SHP(B, -1));
-    if (!ids) goto done;
-    if (t_obj != Py_None) {
-        tim = check_images(t_obj, b->m);
-        if (!tim || PyArray_DIM(tim, 0) != B) {
-            if (tim) PyErr_Format(PyExc_ValueError, "target_images must hold %zd images", (Py_ssize_t)B);
-            goto done;
-        }
-    }
-    if (w_obj != Py_None && !(w = check_weights(w_obj, B, N))) goto done;
-    const float *pim = PyArray_DATA(im), *pt = data_or_null(tim), *pw = data_or_null(w);
-    const int64_t *pids = PyArray_DATA(ids);
+    const npy_intp B = PyArray_DIM(im, 0), G = c->img_size / c->patch_size, d = 3 * c->patch_size * c->patch_size;
+    if (!(ids = I64(ids_obj, "ids_keep", 2, SHP(B, -1))) ||
+        !forward_options(r_obj, t_obj, w_obj, B, G * G, d, &restore, &target, &weights))
+        goto done;
+    const float *pim = PyArray_DATA(im), *pt = data_or_null(target), *pw = data_or_null(weights);
+    const int64_t *pids = PyArray_DATA(ids), *pr = restore ? PyArray_DATA(restore) : NULL;
     const npy_intp n = PyArray_DIM(ids, 1);
     double loss = 0.0;
     pf_status st;
     pf_vit *m = b->m;
-    PF_NOGIL(st = pf_vit_forward_ex(m, pim, pids, B, n, pt, pw, &loss));
+    PF_NOGIL(st = pf_vit_forward(m, pim, pids, B, n, pr, pt, pw, &loss));
     result = st == PF_OK ? PyFloat_FromDouble(loss) : raise_status(st);
 done:
     unbox(b);
     return result;
 }
 
-/* vit_backward_ex(h, dlatent (B, 1+n, C) | None, dcols (B, n, 3*p*p) | None) -> None */
-static PyObject *py_vit_backward_ex(PyObject *self, PyObject *args) {
-    PyObject *cap, *dl_obj, *dc_obj;
+/* vit_backward(h, dlatent (B, 1+n, C) | None = None, dcols (B, n, 3*p*p) | None = None) -> None */
+static PyObject *py_vit_backward(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kw[] = {"h", "dlatent", "dcols", NULL};
+    PyObject *cap, *dl_obj = Py_None, *dc_obj = Py_None;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOO:vit_backward_ex", &cap, &dl_obj, &dc_obj)) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|OO:vit_backward", kw, &cap, &dl_obj, &dc_obj)) return NULL;
     model_box *b = box(cap);
     if (!b) return NULL;
     PyObject *result = NULL;
@@ -268,7 +239,7 @@ static PyObject *py_vit_backward_ex(PyObject *self, PyObject *args) {
     float *pdc = data_or_null(dc);
     pf_status st;
     pf_vit *m = b->m;
-    PF_NOGIL(st = pf_vit_backward_ex(m, pdl, pdc));
+    PF_NOGIL(st = pf_vit_backward(m, pdl, pdc));
     result = none_or_raise(st);
 done:
     unbox(b);
@@ -476,17 +447,18 @@ PyMethodDef pf_model_methods[] = {
      "vit_set_dtype(h, dtype) -> None\n\ndtype 'fp32' or 'bf16': the matrix products' input precision."},
     {"vit_acts_bytes", py_vit_acts_bytes, METH_O,
      "vit_acts_bytes(h) -> int\n\nBytes of the activations cached by the last forward / encode."},
-    {"vit_forward", py_vit_forward, METH_VARARGS,
-     "vit_forward(h, images, ids_keep) -> float\n\n"
-     "images (B, 3, S, S) float32, ids_keep (B, n) int64: MAE's loss over the removed patches."},
-    {"vit_backward", py_vit_backward, METH_O,
-     "vit_backward(h) -> None\n\nAccumulate the gradients of the last forward's loss into vit_grads(h)."},
-    {"vit_forward_ex", py_vit_forward_ex, METH_VARARGS,
-     "vit_forward_ex(h, images, ids_keep, target_images, weights) -> float\n\n"
-     "target_images (B, 3, S, S) | None, weights (B, N) | None: the weighted reconstruction loss."},
-    {"vit_backward_ex", py_vit_backward_ex, METH_VARARGS,
-     "vit_backward_ex(h, dlatent, dcols) -> None\n\n"
-     "dlatent (B, 1+n, C) | None added to the encoder output's gradient; dcols (B, n, 3*p*p) | None +=."},
+    {"vit_forward", (PyCFunction)(void (*)(void))py_vit_forward, METH_VARARGS | METH_KEYWORDS,
+     "vit_forward(h, images, ids_keep, ids_restore=None, target=None, weights=None) -> float\n\n"
+     "The reconstruction loss, keeping the activations for vit_backward. images (B, 3, S, S) float32 (the\n"
+     "encoder's input, which may carry substituted patches), ids_keep (B, n) int64 kept grid indices;\n"
+     "ids_restore (B, N) int64: MAE's inverse permutation of ids_keep (checked), removed = ids_restore >= n;\n"
+     "target (B, N, 3*p*p) float32: the clean patches in (kh, kw, c) order (_C.patchify), None = patches\n"
+     "of images; weights (B, N) float32 >= 0: sum w mse / sum w over patches, None = 1 on removed (MAE)."},
+    {"vit_backward", (PyCFunction)(void (*)(void))py_vit_backward, METH_VARARGS | METH_KEYWORDS,
+     "vit_backward(h, dlatent=None, dcols=None) -> None\n\n"
+     "Accumulate the gradients of the last forward's loss into vit_grads(h). dlatent (B, 1+n, C) float32:\n"
+     "another loss's gradient on the encoder output (vit_latent), added in; dcols (B, n, 3*p*p) float32\n"
+     "+= the kept patches' pixel gradients in im2col (c, kh, kw) order."},
     {"vit_latent", py_vit_latent, METH_O,
      "vit_latent(h) -> (B, 1+n, C) float32\n\nA copy of the last forward's encoder output (after its norm)."},
     {"vit_pred", py_vit_pred, METH_O,

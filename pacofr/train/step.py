@@ -174,7 +174,7 @@ class PacoStep:
             weights = mask.astype(np.float32)
             np.put_along_axis(weights, subst, np.float32(cfg.lambda_s), 1)
             clock.lap("codebook")
-            rec = _C.vit_forward_ex(model._h, x_in, ids_keep, images, weights)
+            rec = _C.vit_forward(model._h, x_in, ids_keep, None, P, weights)
             clock.lap("vit forward")
             target, _ = _C.codebook_nearest(xS, C)                            # incubation targets
             out["belief_acc"] = float((logits.argmax(1) == target).mean())
@@ -190,7 +190,7 @@ class PacoStep:
             self.recent_at = (self.recent_at + n) % self.recent.size
             clock.lap("codebook")
         else:
-            rec = _C.vit_forward_ex(model._h, images, ids_keep, None, None)
+            rec = _C.vit_forward(model._h, images, ids_keep)
             clock.lap("vit forward")
         out["rec"] = rec
         sc_parts = None
@@ -235,7 +235,7 @@ class PacoStep:
             clock.lap("consistency")
         learn_codes = s and not incubating
         dcols = np.zeros((B, self.n_keep, self.d), np.float32) if learn_codes else None
-        _C.vit_backward_ex(model._h, dlatent, dcols)
+        _C.vit_backward(model._h, dlatent, dcols)
         clock.lap("vit backward")
         if s:
             dlogits = np.zeros_like(logits)
