@@ -68,6 +68,35 @@ static PyObject *py_mask_random(PyObject *self, PyObject *args) { (void)self; re
 static PyObject *py_mask_block(PyObject *self, PyObject *args) { (void)self; return mask_kind(args, MASK_BLOCK); }
 static PyObject *py_mask_structured(PyObject *self, PyObject *args) { (void)self; return mask_kind(args, MASK_STRUCTURED); }
 
+/* subst_positions(seed, step, indices (B,) int64, n_keep, s) -> (B, s) int64: s distinct places in
+ * [0, n_keep) per row, ascending; seed and step are taken modulo 2^64. */
+static PyObject *py_subst_positions(PyObject *self, PyObject *args) {
+    PyObject *i_obj;
+    unsigned long long seed, step;
+    long long n_keep, s;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "KKOLL:subst_positions", &seed, &step, &i_obj, &n_keep, &s)) return NULL;
+    PyArrayObject *idx = I64(i_obj, "indices", 1, NULL);
+    if (!idx) return NULL;
+    if (n_keep < 0 || n_keep > PF_SUBST_MAX_KEEP)
+        return PyErr_Format(PyExc_ValueError, "n_keep must be in [0, %lld], got %lld", (long long)PF_SUBST_MAX_KEEP,
+                            n_keep);
+    if (s < 0 || s > n_keep)
+        return PyErr_Format(PyExc_ValueError, "s must be in [0, n_keep = %lld], got %lld", n_keep, s);
+    const npy_intp B = PyArray_DIM(idx, 0);
+    PyArrayObject *out = (PyArrayObject *)PyArray_EMPTY(2, (npy_intp *)SHP(B, s), NPY_INT64, 0);
+    if (!out) return NULL;
+    const int64_t *pi = PyArray_DATA(idx);
+    int64_t *po = PyArray_DATA(out);
+    pf_status st;
+    PF_NOGIL(st = pf_subst_positions(seed, step, pi, B, n_keep, s, po));
+    if (st != PF_OK) {
+        Py_DECREF(out);
+        return raise_status(st);
+    }
+    return (PyObject *)out;
+}
+
 /* ---------------------------------------------------------------- patch statistics and substitution */
 
 /* patch_stats(x (R, d)) -> (xn (R, d), mu (R), sigma (R)): MAE's norm_pix normalisation */
@@ -425,6 +454,11 @@ PyMethodDef pf_paco_methods[] = {
      "mask_structured(indices, grid, n_mask, seed, step, regions) -> (mask, ids_keep, ids_restore)\n\n"
      "As mask_random, masking whole facial components of regions ((N,) shared or (B, N) int64 component\n"
      "ids in [0, 13)), then a spatially coherent top-up."},
+    {"subst_positions", py_subst_positions, METH_VARARGS,
+     "subst_positions(seed, step, indices, n_keep, s) -> (B, s) int64\n\n"
+     "indices (B,) int64 sample indices: for each, s distinct places in [0, n_keep) (within that image's\n"
+     "ids_keep) of the patches PaCo-FR substitutes, ascending, uniform over the s-subsets; row b is a pure\n"
+     "function of (seed, step, indices[b]) (its own stream, not the masks'); seed and step modulo 2^64."},
     {"patch_stats", py_patch_stats, METH_O,
      "patch_stats(x) -> (xn (R, d), mu (R,), sigma (R,)) float32\n\n"
      "x (R, d): xn = (x - mu) / sigma per row, sigma = sqrt(unbiased var + 1e-6) (MAE's norm_pix)."},
