@@ -27,6 +27,7 @@
 #define UK_ATTR __attribute__((target("avx2,fma")))
 #include "gemm_ukernel.inc"
 
+/* Whether this CPU runs each kernel (the generic one always). */
 static int have_avx512(void) { return __builtin_cpu_supports("avx512f"); }
 static int have_avx2(void) {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");

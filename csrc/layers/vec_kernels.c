@@ -25,6 +25,7 @@ static const pf_vec_kernels avx2 = {"avx2", gelu_fwd_avx2, gelu_bwd_avx2, softma
 #endif
 static const pf_vec_kernels generic = {"generic", gelu_fwd_generic, gelu_bwd_generic, softmax_rows_generic};
 
+/* The element-wise kernels of the best ISA this CPU runs (chosen once). */
 const pf_vec_kernels *pf_vec(void) {
 #if defined(__x86_64__)
     if (__builtin_cpu_supports("avx512f")) return &avx512;

@@ -5,6 +5,7 @@
 #include "core/profile.h"
 #include "model/optim.h"
 
+/* grads (flat) -> sqrt of the sum of squares over every trainable tensor, in double. */
 double pf_grad_norm(const float *grads, const pf_tensor *tensors, int ntensors) {
     double total = 0.0;
     for (int t = 0; t < ntensors; t++) {

@@ -62,6 +62,7 @@ typedef struct {
     float *base; /* NULL: no pointers */
 } layout_ctx;
 
+/* Add one tensor of shape (ndim) named by fmt to L: its table row and/or its pointer. */
 static float *add(layout_ctx *L, int decay, int trainable, int ndim, const int64_t *shape,
                   const char *fmt, ...) {
     int64_t numel = 1;
@@ -87,6 +88,7 @@ static float *add(layout_ctx *L, int decay, int trainable, int ndim, const int64
 #define ADD(decay, trainable, shape_args, ...) \
     add(L, decay, trainable, NDIM shape_args, SHAPE shape_args, __VA_ARGS__)
 
+/* Block i's twelve tensors (timm names under prefix), C wide, H hidden. */
 static void layout_block(layout_ctx *L, pf_block_params *b, const char *prefix, int i, int64_t C,
                          int64_t H) {
     b->ln1_w = ADD(0, 1, (C), "%s.%d.norm1.weight", prefix, i);
@@ -135,6 +137,7 @@ static void layout(const pf_vit *m, layout_ctx *L, vit_ptrs *v) {
     v->belief_fc2_b = ADD(0, 1, (K), "belief.fc2.bias");
 }
 
+/* Sizes that make a model: positive, divisible, a decoder where the codebook needs one. */
 static pf_status check_config(const pf_vit_config *c) {
     if (c->img_size < 1 || c->patch_size < 1 || c->img_size % c->patch_size)
         return pf_fail(PF_EINVAL, "img_size %lld must be a positive multiple of patch_size %lld",
@@ -153,6 +156,7 @@ static pf_status check_config(const pf_vit_config *c) {
     return PF_OK;
 }
 
+/* cfg -> *out: a model with its tensor table and zeroed parameter and gradient buffers. */
 pf_status pf_vit_create(const pf_vit_config *cfg, pf_vit **out) {
     *out = NULL;
     TRY(check_config(cfg));
@@ -192,6 +196,7 @@ oom:
     return pf_fail(PF_ENOMEM, "vit: out of memory for the parameters");
 }
 
+/* Release the activations of the last call (they are re-carved on the next). */
 static void free_acts(pf_vit *m) {
     free(m->acts);
     free(m->ids);
@@ -204,6 +209,7 @@ static void free_acts(pf_vit *m) {
     m->have_forward = 0;
 }
 
+/* Release a model and everything it owns (NULL: nothing). */
 void pf_vit_free(pf_vit *m) {
     if (!m) return;
     free_acts(m);
@@ -215,6 +221,7 @@ void pf_vit_free(pf_vit *m) {
     free(m);
 }
 
+/* Accessors: config, tensor table, flat buffers (nparams floats each), dtype, activation bytes. */
 const pf_vit_config *pf_vit_get_config(const pf_vit *m) { return &m->cfg; }
 int pf_vit_num_tensors(const pf_vit *m) { return m->ntensors; }
 const pf_tensor *pf_vit_tensor(const pf_vit *m, int i) { return &m->tensors[i]; }
@@ -227,10 +234,12 @@ int64_t pf_vit_acts_bytes(const pf_vit *m) { return m->acts_floats * (int64_t)si
 
 /* ---------------------------------------------------------------- activations */
 
+/* Encoder block shapes for B images of 1 + n tokens. */
 static pf_block_dims enc_dims(const pf_vit *m, int64_t B, int64_t n) {
     return (pf_block_dims){B, 1 + n, m->cfg.embed_dim, m->cfg.num_heads, m->cfg.mlp_hidden};
 }
 
+/* Decoder block shapes for B images of 1 + N tokens. */
 static pf_block_dims dec_dims(const pf_vit *m, int64_t B) {
     return (pf_block_dims){B, 1 + m->N, m->cfg.dec_embed_dim, m->cfg.dec_num_heads, m->cfg.dec_mlp_hidden};
 }
@@ -242,6 +251,7 @@ typedef struct {
     int64_t used;
 } carver;
 
+/* The next n floats of k's buffer (NULL when only counting). */
 static float *take(carver *k, int64_t n) {
     float *p = k->base ? k->base + k->used : NULL;
     k->used += n;
@@ -419,6 +429,8 @@ static pf_status decoder_forward(pf_vit *m, int64_t B, int64_t n) {
     return PF_OK;
 }
 
+/* images (B, 3, S, S), ids_keep (B, n), ids_restore (B, N) | NULL, target (B, N, d) | NULL,
+ * weights (B, N) | NULL -> *loss; phases: checks, loss mask, encoder, decoder, loss (vit.h). */
 pf_status pf_vit_forward(pf_vit *m, const float *images, const int64_t *ids_keep, int64_t B, int64_t n,
                          const int64_t *ids_restore, const float *target, const float *weights, double *loss) {
     const pf_vit_config *c = &m->cfg;
@@ -444,18 +456,21 @@ pf_status pf_vit_forward(pf_vit *m, const float *images, const int64_t *ids_keep
     return PF_OK;
 }
 
+/* The last forward's encoder output (B, 1+n, C); NULL before one. */
 const float *pf_vit_latent(const pf_vit *m, int64_t *B, int64_t *T, int64_t *C) {
     if (m->have_forward != FWD_DECODER) return NULL;
     *B = m->aB, *T = 1 + m->an, *C = m->cfg.embed_dim;
     return m->enc_out;
 }
 
+/* The last forward's prediction (B, 1+N, d), cls row first; NULL before one. */
 const float *pf_vit_pred(const pf_vit *m, int64_t *B, int64_t *N, int64_t *d) {
     if (m->have_forward != FWD_DECODER) return NULL;
     *B = m->aB, *N = m->N, *d = m->d;
     return m->pred;
 }
 
+/* images (B, 3, S, S), ids (B, n) -> out (B, 1+n, C): the encoder on the kept patches. */
 pf_status pf_vit_encode_ids(pf_vit *m, const float *images, const int64_t *ids, int64_t B, int64_t n,
                             float *out) {
     m->have_forward = FWD_NONE;
@@ -504,6 +519,8 @@ static pf_status encoder_backward(pf_vit *m, float *g, float *spare, const int64
     return PF_OK;
 }
 
+/* The last forward's loss -> gradients +=; dlatent (B, 1+n, C) | NULL added on the encoder's
+ * output; dcols (B, n, d) | NULL += pixel gradients: decoder, then encoder_backward. */
 pf_status pf_vit_backward(pf_vit *m, const float *dlatent, float *dcols) {
     if (m->have_forward != FWD_DECODER) return pf_fail(PF_EINVAL, "backward() needs a forward() first");
     const pf_vit_config *c = &m->cfg;
@@ -532,6 +549,7 @@ pf_status pf_vit_backward(pf_vit *m, const float *dlatent, float *dcols) {
     return encoder_backward(m, g, spare, m->ids, dcols);
 }
 
+/* images (B, 3, S, S) -> out (B, 1+N, C): the encoder on every patch. */
 pf_status pf_vit_encode(pf_vit *m, const float *images, int64_t B, float *out) {
     m->have_forward = FWD_NONE;
     TRY(ensure_acts(m, B, m->N, 0));
@@ -540,6 +558,7 @@ pf_status pf_vit_encode(pf_vit *m, const float *images, int64_t B, float *out) {
     return PF_OK;
 }
 
+/* dout (B, T, C) on the last encode's output -> gradients +=, dcols (B, T-1, d) | NULL +=. */
 pf_status pf_vit_encoder_backward(pf_vit *m, const float *dout, int64_t B, int64_t T, float *dcols) {
     if (m->have_forward != FWD_ENCODER)
         return pf_fail(PF_EINVAL, "encoder_backward() needs an encode() first");

@@ -31,6 +31,7 @@ typedef struct {
     uint64_t key, n;
 } stream;
 
+/* The stream of one row: key = mix(mix(mix(seed ^ salt) ^ step) ^ index), counter 0. */
 static stream stream_for(uint64_t salt, uint64_t seed, uint64_t step, int64_t index) {
     stream s = {pf_mix64(pf_mix64(pf_mix64(seed ^ salt) ^ step) ^ (uint64_t)index), 0};
     return s;
@@ -160,6 +161,7 @@ static int64_t structured_components(uint8_t *mask, const int64_t *regions, int6
 
 enum { KIND_RANDOM, KIND_BLOCK, KIND_STRUCTURED };
 
+/* B >= 0, grid G in [1, PF_MASK_MAX_GRID], n_mask in [0, G*G]. */
 static pf_status check_sizes(const char *who, int64_t B, int64_t G, int64_t n_mask) {
     if (B < 0) return pf_fail(PF_EINVAL, "%s: batch size must be >= 0, got %lld", who, (long long)B);
     if (G < 1 || G > PF_MASK_MAX_GRID)
@@ -202,18 +204,21 @@ static pf_status mask_batch(int kind, uint8_t *mask, int64_t *ids_keep, int64_t 
     return PF_OK;
 }
 
+/* mask (B, N), ids_keep (B, N - n_mask), ids_restore (B, N): MAE's random masks (masking.h). */
 pf_status pf_mask_random(uint8_t *mask, int64_t *ids_keep, int64_t *ids_restore, int64_t B, int64_t G,
                          int64_t n_mask, uint64_t seed, uint64_t step, const int64_t *indices) {
     TRY(check_sizes("mask_random", B, G, n_mask));
     return mask_batch(KIND_RANDOM, mask, ids_keep, ids_restore, B, G, n_mask, seed, step, indices, NULL, 0);
 }
 
+/* The same outputs: BEiT's rectangles, then the top-up. */
 pf_status pf_mask_block(uint8_t *mask, int64_t *ids_keep, int64_t *ids_restore, int64_t B, int64_t G,
                         int64_t n_mask, uint64_t seed, uint64_t step, const int64_t *indices) {
     TRY(check_sizes("mask_block", B, G, n_mask));
     return mask_batch(KIND_BLOCK, mask, ids_keep, ids_restore, B, G, n_mask, seed, step, indices, NULL, 0);
 }
 
+/* The same outputs: whole components of regions (N) or (B, N), then the top-up. */
 pf_status pf_mask_structured(uint8_t *mask, int64_t *ids_keep, int64_t *ids_restore, int64_t B, int64_t G,
                              int64_t n_mask, uint64_t seed, uint64_t step, const int64_t *indices,
                              const int64_t *regions, int regions_per_image) {
@@ -229,6 +234,8 @@ pf_status pf_mask_structured(uint8_t *mask, int64_t *ids_keep, int64_t *ids_rest
 
 /* ---------------------------------------------------------------- substitution positions */
 
+/* indices (B) -> out (B, s): per row a random mask of s among n_keep (random_row under
+ * SALT_SUBST), listed in ascending order (masking.h). */
 pf_status pf_subst_positions(uint64_t seed, uint64_t step, const int64_t *indices, int64_t B, int64_t n_keep,
                              int64_t s, int64_t *out) {
     if (B < 0 || n_keep < 0 || n_keep > PF_SUBST_MAX_KEEP || s < 0 || s > n_keep)

@@ -4,6 +4,7 @@
 #include <string.h>
 #include "python/args.h"
 
+/* st -> ValueError / MemoryError / RuntimeError with pf_last_error(); NULL. */
 PyObject *raise_status(pf_status st) {
     PyObject *type = PyExc_RuntimeError;
     if (st == PF_EINVAL) type = PyExc_ValueError;
@@ -12,6 +13,7 @@ PyObject *raise_status(pf_status st) {
     return NULL;
 }
 
+/* st -> None, or NULL with its exception. */
 PyObject *none_or_raise(pf_status st) {
     if (st != PF_OK) return raise_status(st);
     Py_RETURN_NONE;
@@ -28,6 +30,7 @@ static const char *dtype_name(PyArrayObject *a) {
     return buf;
 }
 
+/* a's shape as "(2, 3)" / "(5,)" (a per-thread buffer). */
 const char *shape_str(PyArrayObject *a) {
     static _Thread_local char buf[128];
     int n = 0;
@@ -73,6 +76,8 @@ static int check_type(PyObject *obj, const char *name, int type) {
     return 1;
 }
 
+/* obj -> a borrowed ndarray of type, ndim, shape (-1: any), C-contiguous, aligned,
+ * writeable when asked; NULL with TypeError / ValueError naming the argument. */
 PyArrayObject *check_arr(PyObject *obj, const char *name, int type, int ndim, const npy_intp *shape,
                          int writeable, const char *hint) {
     if (!check_type(obj, name, type)) return NULL;
@@ -106,10 +111,12 @@ PyArrayObject *check_arr(PyObject *obj, const char *name, int type, int ndim, co
     return a;
 }
 
+/* check_arr for float32 of ndim dimensions, any sizes. */
 PyArrayObject *check_f32(PyObject *obj, const char *name, int ndim, int writeable, const char *hint) {
     return check_arr(obj, name, NPY_FLOAT32, ndim, NULL, writeable, hint);
 }
 
+/* None -> *out NULL; else a writeable float32 of shape (nd) into *out. 0 on error. */
 int opt_f32(PyObject *obj, const char *name, int nd, const npy_intp *shape, PyArrayObject **out) {
     *out = NULL;
     if (obj == Py_None) return 1;
@@ -117,19 +124,23 @@ int opt_f32(PyObject *obj, const char *name, int nd, const npy_intp *shape, PyAr
     return *out != NULL;
 }
 
+/* A new float32 array of shape dims (nd), zero-filled or not. */
 PyArrayObject *new_f32(int nd, const npy_intp *dims, int zero) {
     return (PyArrayObject *)(zero ? PyArray_ZEROS(nd, (npy_intp *)dims, NPY_FLOAT32, 0)
                                   : PyArray_EMPTY(nd, (npy_intp *)dims, NPY_FLOAT32, 0));
 }
 
+/* a's data, NULL for a missing optional array. */
 float *data_or_null(PyArrayObject *a) { return a ? (float *)PyArray_DATA(a) : NULL; }
 
+/* 1 when the bytes of x and y overlap. */
 int overlaps(PyArrayObject *x, PyArrayObject *y) {
     const char *x0 = PyArray_BYTES(x), *y0 = PyArray_BYTES(y);
     const char *x1 = x0 + PyArray_NBYTES(x), *y1 = y0 + PyArray_NBYTES(y);
     return PyArray_NBYTES(x) > 0 && PyArray_NBYTES(y) > 0 && x0 < y1 && y0 < x1;
 }
 
+/* a float32 (any shape) -> 1 when finite, else 0 with ValueError (scanned without the GIL). */
 int check_finite(PyArrayObject *a, const char *name) {
     int64_t bad;
     const float *p = PyArray_DATA(a);
@@ -142,6 +153,7 @@ int check_finite(PyArrayObject *a, const char *name) {
     return 1;
 }
 
+/* a float64 (any shape) -> 1 when finite, else 0 with ValueError. */
 int check_finite_f64(PyArrayObject *a, const char *name) {
     const double *p = PyArray_DATA(a);
     for (npy_intp i = 0; i < PyArray_SIZE(a); i++)
@@ -152,6 +164,7 @@ int check_finite_f64(PyArrayObject *a, const char *name) {
     return 1;
 }
 
+/* a int64 (any shape) -> 1 when every value is in [0, hi), else 0 with ValueError. */
 int check_index(PyArrayObject *a, const char *name, int64_t hi) {
     const int64_t *v = PyArray_DATA(a);
     for (npy_intp i = 0; i < PyArray_SIZE(a); i++)
@@ -163,6 +176,7 @@ int check_index(PyArrayObject *a, const char *name, int64_t hi) {
     return 1;
 }
 
+/* 1 when the patch size p divides the side S, else 0 with ValueError. */
 int check_patch(npy_intp S, long p) {
     if (p < 1 || S % p) {
         PyErr_Format(PyExc_ValueError, "patch size %ld must divide the image side %zd", p, (Py_ssize_t)S);
@@ -171,6 +185,7 @@ int check_patch(npy_intp S, long p) {
     return 1;
 }
 
+/* 'fp32' | 'bf16' -> *dtype; 0 with TypeError / ValueError otherwise. */
 int parse_dtype(PyObject *obj, pf_dtype *dtype) {
     if (!PyUnicode_Check(obj)) {
         PyErr_Format(PyExc_TypeError, "dtype must be 'fp32' or 'bf16', got %s", Py_TYPE(obj)->tp_name);
@@ -187,6 +202,7 @@ int parse_dtype(PyObject *obj, pf_dtype *dtype) {
     return 1;
 }
 
+/* A str argument as UTF-8; NULL with TypeError "<what>, got <type>". */
 const char *str_arg(PyObject *arg, const char *what) {
     if (!PyUnicode_Check(arg)) {
         PyErr_Format(PyExc_TypeError, "%s, got %s", what, Py_TYPE(arg)->tp_name);

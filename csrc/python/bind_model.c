@@ -266,6 +266,7 @@ static PyObject *latent_or_pred(PyObject *cap, int pred) {
     return (PyObject *)out;
 }
 
+/* vit_latent(h), vit_pred(h): latent_or_pred. */
 static PyObject *py_vit_latent(PyObject *self, PyObject *cap) { (void)self; return latent_or_pred(cap, 0); }
 static PyObject *py_vit_pred(PyObject *self, PyObject *cap) { (void)self; return latent_or_pred(cap, 1); }
 

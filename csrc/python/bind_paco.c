@@ -64,6 +64,7 @@ static PyObject *mask_kind(PyObject *args, int kind) {
     return Py_BuildValue("(NNN)", mask, keep, restore);
 }
 
+/* mask_random / mask_block / mask_structured: mask_kind for each kind. */
 static PyObject *py_mask_random(PyObject *self, PyObject *args) { (void)self; return mask_kind(args, MASK_RANDOM); }
 static PyObject *py_mask_block(PyObject *self, PyObject *args) { (void)self; return mask_kind(args, MASK_BLOCK); }
 static PyObject *py_mask_structured(PyObject *self, PyObject *args) { (void)self; return mask_kind(args, MASK_STRUCTURED); }
@@ -194,6 +195,7 @@ static PyObject *py_codebook_nearest(PyObject *self, PyObject *args) {
     return Py_BuildValue("(NN)", idx, dist);
 }
 
+/* k in [1, min(64, K)], tau positive and finite; 0 with ValueError otherwise. */
 static int check_topk(long k, npy_intp K, float tau) {
     if (k < 1 || k > K || k > 64) {
         PyErr_Format(PyExc_ValueError, "k must be in [1, min(64, K = %zd)], got %ld", (Py_ssize_t)K, k);

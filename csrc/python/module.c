@@ -20,6 +20,7 @@ static int add_table(PyObject *m, PyMethodDef *table) {
     return PyModule_AddFunctions(m, table);
 }
 
+/* The module: NumPy's C API imported, then every folder's table added. */
 PyMODINIT_FUNC PyInit__C(void) {
     PyMethodDef *tables[] = {pf_core_methods, pf_gemm_methods, pf_layers_methods, pf_model_methods,
                              pf_paco_methods, pf_heads_methods, pf_image_methods};
