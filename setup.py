@@ -62,8 +62,8 @@ class BuildExt(build_ext):
 
 ext = Extension(
     "pacofr._C",
-    sources=sorted(glob("csrc/*.c") + glob("csrc/layers/*.c") + glob("csrc/paco/*.c") + glob("csrc/heads/*.c")),
-    depends=sorted(glob("csrc/*.h") + glob("csrc/*.inc") + glob("csrc/layers/*.h") + glob("csrc/layers/*.inc") + glob("csrc/paco/*.h") + glob("csrc/heads/*.h")),
+    sources=sorted(glob("csrc/**/*.c", recursive=True)),
+    depends=sorted(glob("csrc/**/*.h", recursive=True) + glob("csrc/**/*.inc", recursive=True)),
     include_dirs=["csrc", numpy.get_include()],
     extra_compile_args=["-O3", "-std=gnu11", "-fopenmp", "-fvisibility=hidden", "-fno-math-errno", "-fno-trapping-math",
                         "-Wall", "-Wno-unknown-pragmas"],

@@ -20,6 +20,18 @@ typedef enum {
 typedef enum { PF_FP32 = 0, PF_BF16 = 1 } pf_dtype;
 typedef enum { PF_GEMM_DNNL = 0, PF_GEMM_PORTABLE = 1 } pf_gemm_backend;
 
+/* One named tensor of a flat parameter buffer (model/vit.c's table, model/optim.c's loops). */
+#define PF_NAME_MAX 64
+
+typedef struct {
+    char name[PF_NAME_MAX];
+    int ndim;
+    int64_t shape[4];
+    int64_t offset, numel; /* in floats, within the flat parameter buffer */
+    int decay;             /* AdamW weight decay applies (matrix weights only) */
+    int trainable;         /* 0: fixed (sin-cos position embeddings) */
+} pf_tensor;
+
 /* ---- errors (common.c) ---- */
 const char *pf_last_error(void);
 

@@ -1,9 +1,9 @@
 /* heads.c: soft-argmax landmarks, L1 on coordinates and pixel cross-entropy on per-patch
  * logits (layout in heads.h). Sums run in double; gradients are fp32. */
 #include <math.h>
-#include "../common.h"
-#include "heads.h"
-#include "../layers/vecmath.h"
+#include "core/common.h"
+#include "heads/heads.h"
+#include "layers/vecmath.h"
 
 /* Pixel-major walks keep the L heatmap values of a pixel contiguous, so the inner loops over
  * landmarks vectorise; per-patch partial sums in float are flushed into double. */
@@ -39,6 +39,7 @@ void pf_softargmax_forward(float *coords, float *lse, const float *logits, int64
     }
 }
 
+/* dcoords (B, L, 2) -> dlogits (B, G*G, p*p*L) +=, from the logits and the forward's lse, coords. */
 void pf_softargmax_backward(float *dlogits, const float *dcoords, const float *logits, const float *lse,
                             const float *coords, int64_t B, int64_t G, int64_t p, int64_t L) {
     const int64_t N = G * G, pp = p * p, img = N * pp * L;
@@ -58,6 +59,7 @@ void pf_softargmax_backward(float *dlogits, const float *dcoords, const float *l
     }
 }
 
+/* pred, target (B, L, 2), weight (B, L) or NULL -> sum w (|dx| + |dy|) / (2 scale sum w). */
 double pf_l1_points_forward(const float *pred, const float *target, const float *weight, int64_t B,
                             int64_t L, float scale) {
     double total = 0.0, wsum = 0.0;
@@ -70,8 +72,10 @@ double pf_l1_points_forward(const float *pred, const float *target, const float 
     return wsum > 0.0 ? total / (2.0 * scale * wsum) : 0.0;
 }
 
+/* -1, 0 or 1. */
 static inline float signf(float v) { return (float)((v > 0.0f) - (v < 0.0f)); }
 
+/* dpred (B, L, 2) += dloss w sign(pred - target) / (2 scale sum w). */
 void pf_l1_points_backward(float *dpred, const float *pred, const float *target, const float *weight,
                            int64_t B, int64_t L, float scale, float dloss) {
     double wsum = 0.0;
@@ -92,6 +96,7 @@ static inline int64_t label_at(const int64_t *labels, int64_t r, int64_t q, int6
     return labels[(b * S + y) * S + x];
 }
 
+/* logits (B, G*G, p*p*K), labels (B, S, S) -> *loss mean cross-entropy over *count labelled pixels. */
 pf_status pf_pixel_ce_forward(double *loss, int64_t *count, const float *logits, const int64_t *labels,
                               int64_t B, int64_t G, int64_t p, int64_t K, int64_t ignore) {
     const int64_t S = G * p;
@@ -120,6 +125,7 @@ pf_status pf_pixel_ce_forward(double *loss, int64_t *count, const float *logits,
     return PF_OK;
 }
 
+/* dlogits (B, G*G, p*p*K) += dloss (softmax - onehot) / count on labelled pixels. */
 void pf_pixel_ce_backward(float *dlogits, const float *logits, const int64_t *labels, int64_t B, int64_t G,
                           int64_t p, int64_t K, int64_t ignore, float dloss) {
     const int64_t R = B * G * G, pp = p * p, S = G * p;
@@ -144,6 +150,7 @@ void pf_pixel_ce_backward(float *dlogits, const float *logits, const int64_t *la
         }
 }
 
+/* logits (B, G*G, p*p*K) -> probs (B, K, S, S), S = G*p. */
 void pf_pixel_softmax(float *probs, const float *logits, int64_t B, int64_t G, int64_t p, int64_t K) {
     const int64_t R = B * G * G, pp = p * p, N = G * G, S = G * p;
 #pragma omp parallel for schedule(static) num_threads(pf_get_num_threads())
@@ -174,6 +181,7 @@ static inline void bilinear_src(int64_t o, int64_t u, int64_t n, int64_t *i0, in
     *i0 = a, *i1 = a + 1 < n ? a + 1 : n - 1, *w1 = s - (float)a;
 }
 
+/* in (B, G*G, q*q*K) -> out (B, G*G, p*p*K), p = q*u: bilinear, per-patch layout. */
 void pf_upsample_patches_forward(float *out, const float *in, int64_t B, int64_t G, int64_t q, int64_t u,
                                  int64_t K) {
     const int64_t p = q * u, S = G * p, Sc = G * q, img = G * G * p * p * K, imgc = G * G * q * q * K;
@@ -195,6 +203,7 @@ void pf_upsample_patches_forward(float *out, const float *in, int64_t B, int64_t
     }
 }
 
+/* dout (B, G*G, p*p*K) -> din (B, G*G, q*q*K) += the adjoint of the forward. */
 void pf_upsample_patches_backward(float *din, const float *dout, int64_t B, int64_t G, int64_t q, int64_t u,
                                   int64_t K) {
     const int64_t p = q * u, S = G * p, Sc = G * q, img = G * G * p * p * K, imgc = G * G * q * q * K;

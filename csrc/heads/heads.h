@@ -7,7 +7,7 @@
 #define PF_HEADS_H
 
 #include <stdint.h>
-#include "../pf.h"
+#include "pf.h"
 
 /* logits (B, G*G, p*p*L) -> coords (B, L, 2): each landmark's soft-argmax, the mean (x, y)
  * under the softmax of its heatmap over all S*S pixels; lse (B, L): log-sum-exp, kept for the

@@ -5,9 +5,9 @@
  * single-threaded GEMMs (pf_gemm runs on one thread inside a parallel region). */
 #include <math.h>
 #include <string.h>
-#include "../common.h"
-#include "layers.h"
-#include "vec_kernels.h"
+#include "core/common.h"
+#include "layers/layers.h"
+#include "layers/vec_kernels.h"
 
 /* out (B, T, C) = concat_h softmax(q_h k_h^T / sqrt(hs)) v_h; att (B, NH, T, T) keeps the
  * probabilities for backward. */

@@ -1,8 +1,8 @@
 /* layernorm.c: LayerNorm over the last dimension (timm: eps 1e-6, biased variance). */
 #include <math.h>
 #include <string.h>
-#include "../common.h"
-#include "layers.h"
+#include "core/common.h"
+#include "layers/layers.h"
 
 /* out (R, C) = (inp - mean) * rstd * w + b; mean, rstd (R) are kept for backward. */
 void pf_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,

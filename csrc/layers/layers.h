@@ -8,7 +8,7 @@
 #define PF_LAYERS_H
 
 #include <stdint.h>
-#include "../pf.h"
+#include "pf.h"
 
 /* ---- linear.c ---- */
 pf_status pf_linear_forward(float *out, const float *inp, const float *weight, const float *bias,

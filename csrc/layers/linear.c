@@ -1,7 +1,7 @@
 /* linear.c: y = x W^T + b with timm's (out, in) weight layout. */
 #include <string.h>
-#include "../common.h"
-#include "layers.h"
+#include "core/common.h"
+#include "layers/layers.h"
 
 /* out (R, OC) = inp (R, IC) @ weight (OC, IC)^T + bias (OC); bias may be NULL. */
 pf_status pf_linear_forward(float *out, const float *inp, const float *weight, const float *bias,

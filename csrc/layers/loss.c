@@ -2,8 +2,8 @@
  * Sums run in double; the gradients are fp32. */
 #include <math.h>
 #include <stdlib.h>
-#include "../common.h"
-#include "layers.h"
+#include "core/common.h"
+#include "layers/layers.h"
 
 /* target (R, d) in place: each row minus its mean, divided by sqrt(var + 1e-6) with the
  * unbiased variance (divisor d - 1), exactly MAE's norm_pix_loss target; mu (R) and sigma (R)
@@ -24,6 +24,7 @@ void pf_norm_pix_target_stats(float *target, float *mu, float *sigma, int64_t R,
     }
 }
 
+/* target (R, d) in place: pf_norm_pix_target_stats without the statistics. */
 void pf_norm_pix_target(float *target, int64_t R, int64_t d) { pf_norm_pix_target_stats(target, NULL, NULL, R, d); }
 
 /* pred rows: pred_row0 leading rows per image are skipped (1 for a cls token), then N rows.
@@ -71,6 +72,7 @@ static float *mask_weights(const uint8_t *mask, int64_t n) {
     return w;
 }
 
+/* pred (B, pred_row0 + N, d), target (B, N, d), mask (B, N) -> the mean error over removed patches. */
 double pf_mae_loss_forward(const float *pred, const float *target, const uint8_t *mask, int64_t B, int64_t N,
                            int64_t d, int64_t pred_row0) {
     float *w = mask_weights(mask, B * N);
@@ -79,6 +81,7 @@ double pf_mae_loss_forward(const float *pred, const float *target, const uint8_t
     return loss;
 }
 
+/* dpred (B, pred_row0 + N, d) += dloss * the gradient of pf_mae_loss_forward. */
 void pf_mae_loss_backward(float *dpred, const float *pred, const float *target, const uint8_t *mask, int64_t B,
                           int64_t N, int64_t d, int64_t pred_row0, float dloss) {
     float *w = mask_weights(mask, B * N);

@@ -1,8 +1,8 @@
 /* vec_kernels.c: element-wise kernels (GELU, softmax) compiled for AVX-512, AVX2+FMA and the
  * baseline; pf_vec() hands out the best set this CPU runs. erf and exp come from vecmath.h. */
-#include "../common.h"
-#include "vec_kernels.h"
-#include "vecmath.h"
+#include "core/common.h"
+#include "layers/vec_kernels.h"
+#include "layers/vecmath.h"
 
 #define INV_SQRT2 0.70710678118654752440f
 #define INV_SQRT2PI 0.39894228040143267794f
@@ -25,6 +25,7 @@ static const pf_vec_kernels avx2 = {"avx2", gelu_fwd_avx2, gelu_bwd_avx2, softma
 #endif
 static const pf_vec_kernels generic = {"generic", gelu_fwd_generic, gelu_bwd_generic, softmax_rows_generic};
 
+/* The element-wise kernels of the best ISA this CPU runs (chosen once). */
 const pf_vec_kernels *pf_vec(void) {
 #if defined(__x86_64__)
     if (__builtin_cpu_supports("avx512f")) return &avx512;

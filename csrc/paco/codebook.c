@@ -3,8 +3,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "../common.h"
-#include "paco.h"
+#include "core/common.h"
+#include "paco/codebook.h"
 
 #define NEAREST_ROWS 256 /* rows per GEMM block when scoring codes */
 

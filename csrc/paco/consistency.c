@@ -4,8 +4,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "../common.h"
-#include "paco.h"
+#include "core/common.h"
+#include "paco/consistency.h"
 
 #define NORM_EPS 1e-12 /* as torch.nn.functional.normalize */
 

@@ -1,8 +1,8 @@
 /* patches.c: patch statistics and PaCo-FR's patch substitution P^ = mu + sigma * t. */
 #include <string.h>
-#include "../common.h"
-#include "../layers/layers.h"
-#include "paco.h"
+#include "core/common.h"
+#include "layers/layers.h"
+#include "paco/patches.h"
 
 /* x (R, d) -> xn (R, d), mu (R), sigma (R): MAE's norm_pix_loss normalisation. */
 void pf_patch_stats(float *xn, float *mu, float *sigma, const float *x, int64_t R, int64_t d) {

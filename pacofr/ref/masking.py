@@ -1,5 +1,6 @@
-"""NumPy twin of csrc/masking.c: the same counter-based draws, in the same order, so that its
-masks equal the C core's bit for bit. Slow (a Python loop per patch); for tests and reading.
+"""NumPy twin of csrc/paco/masking.c: the same counter-based draws, in the same order, so that its
+masks and substitution positions equal the C core's bit for bit. Slow (a Python loop per patch);
+for tests and reading.
 
 Per image: a splitmix64 stream keyed by mix64(mix64(mix64(seed ^ salt) ^ step) ^ index),
 draw j = mix64(key + j * GOLDEN) (64-bit wrap-around). Integers in [0, n) take the high 64
@@ -10,14 +11,15 @@ import numpy as np
 
 M64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
-SALTS = {"random": 0x52414E444F4D4D4B, "block": 0x424C4F434B4D534B, "structured": 0x5354525543544D4B}
+SALTS = {"random": 0x52414E444F4D4D4B, "block": 0x424C4F434B4D534B, "structured": 0x5354525543544D4B,
+         "subst": 0x5355425354504F53}
 NUM_COMPONENTS = 13
 BLOCK_ATTEMPTS = 10
 BLOCK_MIN_ASPECT = 0.3
 
 
 def mix64(z):
-    """csrc/common.h pf_mix64 (splitmix64's finaliser) on a Python int."""
+    """csrc/core/common.h pf_mix64 (splitmix64's finaliser) on a Python int."""
     z = (z + GOLDEN) & M64
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
@@ -141,3 +143,14 @@ def make_masks(kind, batch_size, grid, ratio, seed, step, regions=None, indices=
     ids_shuffle = np.argsort(mask, axis=1, kind="stable")   # kept ascending, then removed ascending
     ids_restore = np.argsort(ids_shuffle, axis=1)
     return mask, ids_shuffle[:, :N - n_mask], ids_restore
+
+
+def subst_positions(seed, step, indices, n_keep, s):
+    """_C.subst_positions in NumPy: (B, s) int64, row b = s distinct places in [0, n_keep), ascending,
+    drawn like a random mask of s among n_keep (a partial Fisher-Yates shuffle) from the stream of
+    (seed, step, indices[b]) under the "subst" salt."""
+    indices = np.asarray(indices, np.int64)
+    out = np.empty((indices.size, s), np.int64)
+    for b, index in enumerate(indices):
+        out[b] = np.flatnonzero(random_row(n_keep, s, Stream("subst", seed, step, int(index))))
+    return out

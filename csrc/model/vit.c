@@ -4,15 +4,17 @@
  * Decoder (MAE names): decoder_embed -> mask tokens at removed positions, grid order ->
  * + decoder_pos_embed -> decoder_blocks -> decoder_norm -> decoder_pred (p*p*3 per patch).
  * Loss: MAE's, mean squared error on removed patches against (normalised) pixel targets, or
- * PaCo-FR's weighted version over removed and substituted patches. The PaCo-FR codebook and
+ * PaCo-FR's weighted version over removed and substituted patches, against the clean
+ * images' patches (or targets the caller patchified once). The PaCo-FR codebook and
  * belief MLP live in the same flat buffers (codebook.*, belief.*); csrc/paco/ uses them. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include "common.h"
+#include "core/common.h"
+#include "core/profile.h"
 #include "layers/layers.h"
-#include "profile.h"
-#include "vit.h"
+#include "model/block.h"
+#include "model/vit.h"
 
 #define LN_EPS 1e-6f
 
@@ -60,6 +62,7 @@ typedef struct {
     float *base; /* NULL: no pointers */
 } layout_ctx;
 
+/* Add one tensor of shape (ndim) named by fmt to L: its table row and/or its pointer. */
 static float *add(layout_ctx *L, int decay, int trainable, int ndim, const int64_t *shape,
                   const char *fmt, ...) {
     int64_t numel = 1;
@@ -85,6 +88,7 @@ static float *add(layout_ctx *L, int decay, int trainable, int ndim, const int64
 #define ADD(decay, trainable, shape_args, ...) \
     add(L, decay, trainable, NDIM shape_args, SHAPE shape_args, __VA_ARGS__)
 
+/* Block i's twelve tensors (timm names under prefix), C wide, H hidden. */
 static void layout_block(layout_ctx *L, pf_block_params *b, const char *prefix, int i, int64_t C,
                          int64_t H) {
     b->ln1_w = ADD(0, 1, (C), "%s.%d.norm1.weight", prefix, i);
@@ -133,6 +137,7 @@ static void layout(const pf_vit *m, layout_ctx *L, vit_ptrs *v) {
     v->belief_fc2_b = ADD(0, 1, (K), "belief.fc2.bias");
 }
 
+/* Sizes that make a model: positive, divisible, a decoder where the codebook needs one. */
 static pf_status check_config(const pf_vit_config *c) {
     if (c->img_size < 1 || c->patch_size < 1 || c->img_size % c->patch_size)
         return pf_fail(PF_EINVAL, "img_size %lld must be a positive multiple of patch_size %lld",
@@ -151,6 +156,7 @@ static pf_status check_config(const pf_vit_config *c) {
     return PF_OK;
 }
 
+/* cfg -> *out: a model with its tensor table and zeroed parameter and gradient buffers. */
 pf_status pf_vit_create(const pf_vit_config *cfg, pf_vit **out) {
     *out = NULL;
     TRY(check_config(cfg));
@@ -190,6 +196,7 @@ oom:
     return pf_fail(PF_ENOMEM, "vit: out of memory for the parameters");
 }
 
+/* Release the activations of the last call (they are re-carved on the next). */
 static void free_acts(pf_vit *m) {
     free(m->acts);
     free(m->ids);
@@ -202,6 +209,7 @@ static void free_acts(pf_vit *m) {
     m->have_forward = 0;
 }
 
+/* Release a model and everything it owns (NULL: nothing). */
 void pf_vit_free(pf_vit *m) {
     if (!m) return;
     free_acts(m);
@@ -213,6 +221,7 @@ void pf_vit_free(pf_vit *m) {
     free(m);
 }
 
+/* Accessors: config, tensor table, flat buffers (nparams floats each), dtype, activation bytes. */
 const pf_vit_config *pf_vit_get_config(const pf_vit *m) { return &m->cfg; }
 int pf_vit_num_tensors(const pf_vit *m) { return m->ntensors; }
 const pf_tensor *pf_vit_tensor(const pf_vit *m, int i) { return &m->tensors[i]; }
@@ -225,10 +234,12 @@ int64_t pf_vit_acts_bytes(const pf_vit *m) { return m->acts_floats * (int64_t)si
 
 /* ---------------------------------------------------------------- activations */
 
+/* Encoder block shapes for B images of 1 + n tokens. */
 static pf_block_dims enc_dims(const pf_vit *m, int64_t B, int64_t n) {
     return (pf_block_dims){B, 1 + n, m->cfg.embed_dim, m->cfg.num_heads, m->cfg.mlp_hidden};
 }
 
+/* Decoder block shapes for B images of 1 + N tokens. */
 static pf_block_dims dec_dims(const pf_vit *m, int64_t B) {
     return (pf_block_dims){B, 1 + m->N, m->cfg.dec_embed_dim, m->cfg.dec_num_heads, m->cfg.dec_mlp_hidden};
 }
@@ -240,6 +251,7 @@ typedef struct {
     int64_t used;
 } carver;
 
+/* The next n floats of k's buffer (NULL when only counting). */
 static float *take(carver *k, int64_t n) {
     float *p = k->base ? k->base + k->used : NULL;
     k->used += n;
@@ -355,27 +367,54 @@ static pf_status check_ids(const pf_vit *m, const int64_t *ids, int64_t B, int64
     return st;
 }
 
-pf_status pf_vit_forward(pf_vit *m, const float *images, const int64_t *ids_keep, int64_t B,
-                         int64_t n, double *loss) {
-    return pf_vit_forward_ex(m, images, ids_keep, B, n, NULL, NULL, loss);
+/* ids_restore (B, N): MAE's inverse permutation of ids_keep (B, n), i.e. each row a permutation
+ * of [0, N) with ids_restore[b, ids_keep[b, i]] == i, so that ids_restore[b, j] < n exactly for
+ * the kept patches j. */
+static pf_status check_restore(const pf_vit *m, const int64_t *ids_restore, const int64_t *ids_keep, int64_t B,
+                               int64_t n) {
+    const int64_t N = m->N;
+    uint8_t *seen = malloc((size_t)N);
+    if (!seen) return pf_fail(PF_ENOMEM, "vit: out of memory");
+    pf_status st = PF_OK;
+    for (int64_t b = 0; b < B && st == PF_OK; b++) {
+        memset(seen, 0, (size_t)N);
+        for (int64_t j = 0; j < N && st == PF_OK; j++) {
+            const int64_t r = ids_restore[b * N + j];
+            if (r < 0 || r >= N)
+                st = pf_fail(PF_EINVAL, "ids_restore[%lld, %lld] = %lld is outside [0, %lld)", (long long)b,
+                             (long long)j, (long long)r, (long long)N);
+            else if (seen[r]++)
+                st = pf_fail(PF_EINVAL, "ids_restore[%lld] holds %lld twice: not a permutation", (long long)b,
+                             (long long)r);
+            else if (r < n && ids_keep[b * n + r] != j)
+                st = pf_fail(PF_EINVAL, "ids_restore does not match ids_keep: ids_restore[%lld, %lld] = %lld, but "
+                             "ids_keep[%lld, %lld] = %lld (want ids_restore[b, ids_keep[b, i]] == i)", (long long)b,
+                             (long long)j, (long long)r, (long long)b, (long long)r, (long long)ids_keep[b * n + r]);
+        }
+    }
+    free(seen);
+    return st;
 }
 
-pf_status pf_vit_forward_ex(pf_vit *m, const float *images, const int64_t *ids_keep, int64_t B,
-                            int64_t n, const float *target_images, const float *weights, double *loss) {
-    const pf_vit_config *c = &m->cfg;
-    m->have_forward = FWD_NONE; /* a failed forward leaves nothing for backward */
-    if (c->encoder_only)
-        return pf_fail(PF_EUNSUPPORTED, "this model is an encoder only: it has no decoder for the MAE loss");
-    TRY(check_ids(m, ids_keep, B, n));
-    TRY(ensure_acts(m, B, n, 1));
-    const int64_t N = m->N, T = 1 + n, Cd = c->dec_embed_dim, N1 = 1 + N;
-    memcpy(m->ids, ids_keep, (size_t)(B * n) * sizeof(int64_t));
-    memset(m->mask, 1, (size_t)(B * N));
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t j = 0; j < n; j++) m->mask[b * N + ids_keep[b * n + j]] = 0;
+/* The last forward's mask (B, N), 1 = removed, from ids_restore (B, N) when given (>= n) or
+ * else from ids_keep (B, n); and its loss weights (B, N): weights, or the mask (MAE's loss). */
+static void set_loss_mask(pf_vit *m, const int64_t *ids_keep, const int64_t *ids_restore, const float *weights,
+                          int64_t B, int64_t n) {
+    const int64_t N = m->N;
+    if (ids_restore) {
+        for (int64_t i = 0; i < B * N; i++) m->mask[i] = ids_restore[i] >= n;
+    } else {
+        memset(m->mask, 1, (size_t)(B * N));
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t j = 0; j < n; j++) m->mask[b * N + ids_keep[b * n + j]] = 0;
+    }
     for (int64_t i = 0; i < B * N; i++) m->weights[i] = weights ? weights[i] : (float)m->mask[i];
+}
 
-    TRY(encoder_forward(m, images, m->ids, B, n, m->enc_out));
+/* enc_out (B, 1+n, C) -> decoder_embed -> mask tokens, grid order -> blocks -> norm -> pred (B, 1+N, d). */
+static pf_status decoder_forward(pf_vit *m, int64_t B, int64_t n) {
+    const pf_vit_config *c = &m->cfg;
+    const int64_t N = m->N, T = 1 + n, Cd = c->dec_embed_dim, N1 = 1 + N;
     PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(m->dec_in, m->enc_out, m->P.dec_embed_w, m->P.dec_embed_b,
                                                    B * T, c->embed_dim, Cd, m->dtype)));
     PROF(PF_PROF_TOKENS, pf_unshuffle_forward(m->full0, m->dec_in, m->P.mask_token, m->P.dec_pos, m->ids, m->mask, B, n, N, Cd));
@@ -387,8 +426,29 @@ pf_status pf_vit_forward_ex(pf_vit *m, const float *images, const int64_t *ids_k
     }
     PROF(PF_PROF_LN_FWD, pf_layernorm_forward(m->dn, m->dn_mean, m->dn_rstd, x, m->P.dec_norm_w, m->P.dec_norm_b, B * N1, Cd, LN_EPS));
     PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(m->pred, m->dn, m->P.dec_pred_w, m->P.dec_pred_b, B * N1, Cd, m->d, m->dtype)));
+    return PF_OK;
+}
+
+/* images (B, 3, S, S), ids_keep (B, n), ids_restore (B, N) | NULL, target (B, N, d) | NULL,
+ * weights (B, N) | NULL -> *loss; phases: checks, loss mask, encoder, decoder, loss (vit.h). */
+pf_status pf_vit_forward(pf_vit *m, const float *images, const int64_t *ids_keep, int64_t B, int64_t n,
+                         const int64_t *ids_restore, const float *target, const float *weights, double *loss) {
+    const pf_vit_config *c = &m->cfg;
+    m->have_forward = FWD_NONE; /* a failed forward leaves nothing for backward */
+    if (c->encoder_only)
+        return pf_fail(PF_EUNSUPPORTED, "this model is an encoder only: it has no decoder for the MAE loss");
+    TRY(check_ids(m, ids_keep, B, n));
+    if (ids_restore) TRY(check_restore(m, ids_restore, ids_keep, B, n));
+    TRY(ensure_acts(m, B, n, 1));
+    const int64_t N = m->N;
+    memcpy(m->ids, ids_keep, (size_t)(B * n) * sizeof(int64_t));
+    set_loss_mask(m, ids_keep, ids_restore, weights, B, n);
+
+    TRY(encoder_forward(m, images, m->ids, B, n, m->enc_out));
+    TRY(decoder_forward(m, B, n));
     PROF(PF_PROF_LOSS, {
-        pf_patchify(m->target, target_images ? target_images : images, B, c->img_size, c->patch_size);
+        if (target) memcpy(m->target, target, (size_t)(B * N * m->d) * sizeof(float));
+        else pf_patchify(m->target, images, B, c->img_size, c->patch_size);
         if (c->norm_pix_loss) pf_norm_pix_target(m->target, B * N, m->d);
         *loss = pf_patch_loss_forward(m->pred, m->target, m->weights, B, N, m->d, 1);
     });
@@ -396,18 +456,21 @@ pf_status pf_vit_forward_ex(pf_vit *m, const float *images, const int64_t *ids_k
     return PF_OK;
 }
 
+/* The last forward's encoder output (B, 1+n, C); NULL before one. */
 const float *pf_vit_latent(const pf_vit *m, int64_t *B, int64_t *T, int64_t *C) {
     if (m->have_forward != FWD_DECODER) return NULL;
     *B = m->aB, *T = 1 + m->an, *C = m->cfg.embed_dim;
     return m->enc_out;
 }
 
+/* The last forward's prediction (B, 1+N, d), cls row first; NULL before one. */
 const float *pf_vit_pred(const pf_vit *m, int64_t *B, int64_t *N, int64_t *d) {
     if (m->have_forward != FWD_DECODER) return NULL;
     *B = m->aB, *N = m->N, *d = m->d;
     return m->pred;
 }
 
+/* images (B, 3, S, S), ids (B, n) -> out (B, 1+n, C): the encoder on the kept patches. */
 pf_status pf_vit_encode_ids(pf_vit *m, const float *images, const int64_t *ids, int64_t B, int64_t n,
                             float *out) {
     m->have_forward = FWD_NONE;
@@ -456,9 +519,9 @@ static pf_status encoder_backward(pf_vit *m, float *g, float *spare, const int64
     return PF_OK;
 }
 
-pf_status pf_vit_backward(pf_vit *m) { return pf_vit_backward_ex(m, NULL, NULL); }
-
-pf_status pf_vit_backward_ex(pf_vit *m, const float *dlatent, float *dcols) {
+/* The last forward's loss -> gradients +=; dlatent (B, 1+n, C) | NULL added on the encoder's
+ * output; dcols (B, n, d) | NULL += pixel gradients: decoder, then encoder_backward. */
+pf_status pf_vit_backward(pf_vit *m, const float *dlatent, float *dcols) {
     if (m->have_forward != FWD_DECODER) return pf_fail(PF_EINVAL, "backward() needs a forward() first");
     const pf_vit_config *c = &m->cfg;
     const int64_t B = m->aB, n = m->an, N = m->N, T = 1 + n, N1 = 1 + N;
@@ -486,6 +549,7 @@ pf_status pf_vit_backward_ex(pf_vit *m, const float *dlatent, float *dcols) {
     return encoder_backward(m, g, spare, m->ids, dcols);
 }
 
+/* images (B, 3, S, S) -> out (B, 1+N, C): the encoder on every patch. */
 pf_status pf_vit_encode(pf_vit *m, const float *images, int64_t B, float *out) {
     m->have_forward = FWD_NONE;
     TRY(ensure_acts(m, B, m->N, 0));
@@ -494,6 +558,7 @@ pf_status pf_vit_encode(pf_vit *m, const float *images, int64_t B, float *out) {
     return PF_OK;
 }
 
+/* dout (B, T, C) on the last encode's output -> gradients +=, dcols (B, T-1, d) | NULL +=. */
 pf_status pf_vit_encoder_backward(pf_vit *m, const float *dout, int64_t B, int64_t T, float *dcols) {
     if (m->have_forward != FWD_ENCODER)
         return pf_fail(PF_EINVAL, "encoder_backward() needs an encode() first");

@@ -2,7 +2,7 @@
  * Compiled without -march flags: each kernel carries its own target attribute, so one build
  * runs on any x86-64 and uses AVX-512 or AVX2 where the CPU has them. */
 #include <string.h>
-#include "gemm.h"
+#include "gemm/gemm.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #define PF_X86 1
@@ -27,6 +27,7 @@
 #define UK_ATTR __attribute__((target("avx2,fma")))
 #include "gemm_ukernel.inc"
 
+/* Whether this CPU runs each kernel (the generic one always). */
 static int have_avx512(void) { return __builtin_cpu_supports("avx512f"); }
 static int have_avx2(void) {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");

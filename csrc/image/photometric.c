@@ -2,11 +2,13 @@
  * Per image: brightness, contrast and saturation factors, a grayscale flag and a blur sigma. */
 #include <math.h>
 #include <string.h>
-#include "common.h"
-#include "photometric.h"
+#include "core/common.h"
+#include "image/photometric.h"
 
+/* One RGB pixel's luma (ITU-R BT.601 weights, PIL's grayscale). */
 static inline float luma(const uint8_t *p) { return 0.299f * p[0] + 0.587f * p[1] + 0.114f * p[2]; }
 
+/* v -> uint8, rounded half up and clamped to [0, 255]. */
 static inline uint8_t to_u8(float v) { return (uint8_t)(v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v + 0.5f); }
 
 /* img (H, W, 3): x <- ((x * brightness) - m) * contrast + m with m the mean luma after
@@ -27,6 +29,7 @@ static void jitter_one(uint8_t *img, int64_t HW, const float *p) {
     }
 }
 
+/* img (B, H, W, 3) in place; params (B, 4): brightness, contrast, saturation, grayscale. */
 void pf_color_jitter_u8(uint8_t *img, int64_t B, int64_t H, int64_t W, const float *params) {
 #pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (B * H * W > 16384)
     for (int64_t b = 0; b < B; b++) jitter_one(img + b * H * W * 3, H * W, params + 4 * b);
@@ -70,6 +73,7 @@ static void blur_one(uint8_t *img, int64_t H, int64_t W, int64_t C, float sigma,
     for (int64_t i = 0; i < n; i++) img[i] = to_u8(a[i]);
 }
 
+/* img (B, H, W, C) in place, image b blurred with sigmas[b] (0: left as is). */
 pf_status pf_gaussian_blur_u8(uint8_t *img, int64_t B, int64_t H, int64_t W, int64_t C,
                               const float *sigmas) {
     const int nt = pf_get_num_threads();

@@ -1,5 +1,6 @@
 /* masking.h: PaCo-FR patch masks (METHOD.md section 1): random (MAE), block (BEiT) and
- * structured (whole facial components, then a spatially coherent top-up). */
+ * structured (whole facial components, then a spatially coherent top-up); and the positions of
+ * the substituted patches, from the same counter-based generator. */
 #ifndef PF_MASKING_H
 #define PF_MASKING_H
 
@@ -29,5 +30,15 @@ pf_status pf_mask_block(uint8_t *mask, int64_t *ids_keep, int64_t *ids_restore, 
 pf_status pf_mask_structured(uint8_t *mask, int64_t *ids_keep, int64_t *ids_restore, int64_t B, int64_t G,
                              int64_t n_mask, uint64_t seed, uint64_t step, const int64_t *indices,
                              const int64_t *regions, int regions_per_image);
+
+/* Largest n_keep pf_subst_positions accepts (the largest patch count, PF_MASK_MAX_GRID^2). */
+#define PF_SUBST_MAX_KEEP ((int64_t)PF_MASK_MAX_GRID * PF_MASK_MAX_GRID)
+
+/* PaCo-FR's substitution positions (METHOD.md section 2): indices (B) -> out (B, s) int64, row b = s distinct
+ * positions in [0, n_keep) (places within that image's ids_keep), ascending, uniform over the
+ * s-subsets: a pure function of (seed, step, indices[b]) with its own stream, so the same
+ * whatever the batch composition or thread count. 0 <= s <= n_keep. */
+pf_status pf_subst_positions(uint64_t seed, uint64_t step, const int64_t *indices, int64_t B, int64_t n_keep,
+                             int64_t s, int64_t *out);
 
 #endif

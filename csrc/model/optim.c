@@ -1,10 +1,11 @@
 /* optim.c: AdamW over the flat parameter buffer (PyTorch's AdamW arithmetic, decoupled
  * weight decay) and the global gradient norm used for clipping. */
 #include <math.h>
-#include "common.h"
-#include "optim.h"
-#include "profile.h"
+#include "core/common.h"
+#include "core/profile.h"
+#include "model/optim.h"
 
+/* grads (flat) -> sqrt of the sum of squares over every trainable tensor, in double. */
 double pf_grad_norm(const float *grads, const pf_tensor *tensors, int ntensors) {
     double total = 0.0;
     for (int t = 0; t < ntensors; t++) {

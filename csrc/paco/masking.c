@@ -2,7 +2,9 @@
  *
  * Randomness is counter-based: image b draws from a splitmix64 stream keyed by a hash of
  * (kind, seed, step, indices[b]), so a row never depends on its batch neighbours or on the
- * thread count. pacofr/ref/masking.py is the NumPy twin; it follows this file draw for draw.
+ * thread count. The PaCo-FR substitution positions (pf_subst_positions) draw from the same
+ * kind of stream under their own salt. pacofr/ref/masking.py is the NumPy twin; it follows this
+ * file draw for draw.
  *
  * Floating point is used only for the block sizes (BEiT's area and log-uniform aspect ratio);
  * contraction into FMA is switched off so that the twin's IEEE arithmetic matches bit for bit
@@ -10,14 +12,16 @@
 #pragma GCC optimize("fp-contract=off")
 #include <math.h>
 #include <string.h>
-#include "common.h"
-#include "masking.h"
+#include "core/common.h"
+#include "paco/masking.h"
 
 #define GOLDEN 0x9E3779B97F4A7C15ull
 /* kind salts, so that the three kinds draw different streams from one (seed, step, index) */
 #define SALT_RANDOM 0x52414E444F4D4D4Bull
 #define SALT_BLOCK 0x424C4F434B4D534Bull
 #define SALT_STRUCTURED 0x5354525543544D4Bull
+/* and the substitution positions their own stream (ASCII "SUBSTPOS") */
+#define SALT_SUBST 0x5355425354504F53ull
 #define BLOCK_ATTEMPTS 10   /* failed rectangle draws in a row before the top-up takes over */
 #define BLOCK_MIN_ASPECT 0.3
 
@@ -27,6 +31,7 @@ typedef struct {
     uint64_t key, n;
 } stream;
 
+/* The stream of one row: key = mix(mix(mix(seed ^ salt) ^ step) ^ index), counter 0. */
 static stream stream_for(uint64_t salt, uint64_t seed, uint64_t step, int64_t index) {
     stream s = {pf_mix64(pf_mix64(pf_mix64(seed ^ salt) ^ step) ^ (uint64_t)index), 0};
     return s;
@@ -156,6 +161,7 @@ static int64_t structured_components(uint8_t *mask, const int64_t *regions, int6
 
 enum { KIND_RANDOM, KIND_BLOCK, KIND_STRUCTURED };
 
+/* B >= 0, grid G in [1, PF_MASK_MAX_GRID], n_mask in [0, G*G]. */
 static pf_status check_sizes(const char *who, int64_t B, int64_t G, int64_t n_mask) {
     if (B < 0) return pf_fail(PF_EINVAL, "%s: batch size must be >= 0, got %lld", who, (long long)B);
     if (G < 1 || G > PF_MASK_MAX_GRID)
@@ -198,18 +204,21 @@ static pf_status mask_batch(int kind, uint8_t *mask, int64_t *ids_keep, int64_t 
     return PF_OK;
 }
 
+/* mask (B, N), ids_keep (B, N - n_mask), ids_restore (B, N): MAE's random masks (masking.h). */
 pf_status pf_mask_random(uint8_t *mask, int64_t *ids_keep, int64_t *ids_restore, int64_t B, int64_t G,
                          int64_t n_mask, uint64_t seed, uint64_t step, const int64_t *indices) {
     TRY(check_sizes("mask_random", B, G, n_mask));
     return mask_batch(KIND_RANDOM, mask, ids_keep, ids_restore, B, G, n_mask, seed, step, indices, NULL, 0);
 }
 
+/* The same outputs: BEiT's rectangles, then the top-up. */
 pf_status pf_mask_block(uint8_t *mask, int64_t *ids_keep, int64_t *ids_restore, int64_t B, int64_t G,
                         int64_t n_mask, uint64_t seed, uint64_t step, const int64_t *indices) {
     TRY(check_sizes("mask_block", B, G, n_mask));
     return mask_batch(KIND_BLOCK, mask, ids_keep, ids_restore, B, G, n_mask, seed, step, indices, NULL, 0);
 }
 
+/* The same outputs: whole components of regions (N) or (B, N), then the top-up. */
 pf_status pf_mask_structured(uint8_t *mask, int64_t *ids_keep, int64_t *ids_restore, int64_t B, int64_t G,
                              int64_t n_mask, uint64_t seed, uint64_t step, const int64_t *indices,
                              const int64_t *regions, int regions_per_image) {
@@ -221,4 +230,36 @@ pf_status pf_mask_structured(uint8_t *mask, int64_t *ids_keep, int64_t *ids_rest
                            "component ids [0, %d)", (long long)i, (long long)regions[i], PF_NUM_COMPONENTS);
     return mask_batch(KIND_STRUCTURED, mask, ids_keep, ids_restore, B, G, n_mask, seed, step, indices, regions,
                       regions_per_image);
+}
+
+/* ---------------------------------------------------------------- substitution positions */
+
+/* indices (B) -> out (B, s): per row a random mask of s among n_keep (random_row under
+ * SALT_SUBST), listed in ascending order (masking.h). */
+pf_status pf_subst_positions(uint64_t seed, uint64_t step, const int64_t *indices, int64_t B, int64_t n_keep,
+                             int64_t s, int64_t *out) {
+    if (B < 0 || n_keep < 0 || n_keep > PF_SUBST_MAX_KEEP || s < 0 || s > n_keep)
+        return pf_fail(PF_EINVAL, "subst_positions: need B >= 0, 0 <= s <= n_keep <= %lld, got B %lld, s %lld, "
+                       "n_keep %lld", (long long)PF_SUBST_MAX_KEEP, (long long)B, (long long)s, (long long)n_keep);
+    const int nt = pf_get_num_threads();
+    const size_t per_thread = ((size_t)n_keep * (sizeof(int64_t) + 1) + PF_ALIGN) / PF_ALIGN * PF_ALIGN;
+    char *scratch = pf_malloc((size_t)nt * per_thread);
+    if (!scratch) return pf_fail(PF_ENOMEM, "subst_positions: out of memory for %d x %lld scratch indices", nt,
+                                 (long long)n_keep);
+#pragma omp parallel num_threads(nt) if (B > 1 && B * n_keep >= 4096)
+    {
+        int64_t *perm = (int64_t *)(scratch + (size_t)pf_thread_num() * per_thread);
+        uint8_t *chosen = (uint8_t *)(perm + n_keep);
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < B; b++) {
+            stream st = stream_for(SALT_SUBST, seed, step, indices[b]);
+            memset(chosen, 0, (size_t)n_keep);
+            random_row(chosen, n_keep, s, &st, perm); /* a uniform s-subset, as a random mask */
+            int64_t *row = out + b * s, k = 0;
+            for (int64_t i = 0; i < n_keep; i++)
+                if (chosen[i]) row[k++] = i;
+        }
+    }
+    free(scratch);
+    return PF_OK;
 }

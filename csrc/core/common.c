@@ -2,11 +2,12 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include "common.h"
+#include "core/common.h"
 
 static _Thread_local char pf_error_buf[512];
 static int pf_num_threads = 1;
 
+/* fmt, ... -> this thread's error message; returns status unchanged. */
 pf_status pf_fail(pf_status status, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -15,16 +16,20 @@ pf_status pf_fail(pf_status status, const char *fmt, ...) {
     return status;
 }
 
+/* The message of this thread's last failure. */
 const char *pf_last_error(void) { return pf_error_buf[0] ? pf_error_buf : "unknown error"; }
 
+/* n >= 1 -> the thread count of every OpenMP region and oneDNN call. */
 pf_status pf_set_num_threads(int n) {
     if (n < 1) return pf_fail(PF_EINVAL, "number of threads must be >= 1, got %d", n);
     __atomic_store_n(&pf_num_threads, n, __ATOMIC_RELAXED);
     return PF_OK;
 }
 
+/* The thread count set by pf_set_num_threads (1 by default). */
 int pf_get_num_threads(void) { return __atomic_load_n(&pf_num_threads, __ATOMIC_RELAXED); }
 
+/* x (n) -> the index of its first NaN or Inf, or -1. */
 int64_t pf_first_nonfinite(const float *x, int64_t n) {
     int64_t first = n;
 #pragma omp parallel for schedule(static) reduction(min : first) num_threads(pf_get_num_threads()) if (n > 65536)

@@ -13,11 +13,12 @@
  * colour by (1 + value noise) from fields that are pure functions of the image's key. */
 #include <math.h>
 #include <string.h>
-#include "common.h"
-#include "raster.h"
+#include "core/common.h"
+#include "image/raster.h"
 
 #define MAX_VERTS 256
 
+/* v clamped to [lo, hi]. */
 static inline float clampf(float v, float lo, float hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 /* A lattice value in [-1, 1] at integer (ix, iy) for this key. */
@@ -145,6 +146,8 @@ static void background_fill(float *img, int64_t S, const float *bg, const float 
     }
 }
 
+/* layers[offsets[b]:offsets[b+1]], params (B, NPARAM), background (B, 6), keys (B)
+ * -> out (B, S, S, 3) uint8 and labels (B, S, S) uint8, the images spread over the threads. */
 pf_status pf_raster_faces(uint8_t *out, uint8_t *labels, int64_t B, int64_t S, const float *layers,
                           const int64_t *offsets, const float *params, const float *background,
                           const uint64_t *keys) {

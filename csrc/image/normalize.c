@@ -1,6 +1,6 @@
 /* normalize.c: uint8 HWC batches -> normalised float32 CHW batches, the network's input. */
-#include "common.h"
-#include "normalize.h"
+#include "core/common.h"
+#include "image/normalize.h"
 
 /* in (B, S, S, 3) uint8 -> out (B, 3, S, S) float32: (x / 255 - mean[c]) / std[c]. */
 void pf_normalize_u8(float *out, const uint8_t *in, int64_t B, int64_t H, int64_t W,

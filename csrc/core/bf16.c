@@ -1,6 +1,6 @@
 /* bf16.c: bulk fp32 -> bf16 conversion (round to nearest even), OpenMP-parallel. */
-#include "bf16.h"
-#include "common.h"
+#include "core/bf16.h"
+#include "core/common.h"
 
 /* Below this many elements a single thread is faster than waking a team. */
 #define PF_BF16_PAR_MIN (1 << 16)

@@ -6,13 +6,16 @@
  * examples: one engine, primitives created once and executed many times, every call
  * checked. The scratchpad is owned by the caller (user mode) and a stream is made per call,
  * so several threads may run the same primitive at once. */
-#include "common.h"
-#include "gemm.h"
+#include "core/common.h"
+#include "gemm/gemm.h"
 
 #ifndef PF_HAVE_DNNL
 
+/* Without oneDNN: no back end, no facts, every call PF_EUNSUPPORTED. */
 int pf_have_dnnl(void) { return 0; }
+/* oneDNN's version, "2.6.3". */
 const char *pf_dnnl_version(void) { return NULL; }
+/* The ISA oneDNN's kernels use on this CPU, e.g. "avx512_core_amx". */
 const char *pf_dnnl_isa(void) { return NULL; }
 const char *pf_dnnl_matmul_impl(pf_dtype dtype) { (void)dtype; return NULL; }
 
@@ -52,6 +55,7 @@ static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static entry *cache;
 static int cache_size;
 
+/* pthread_once: the process's one oneDNN CPU engine. */
 static void engine_init(void) { engine_status = dnnl_engine_create(&engine, dnnl_cpu, 0); }
 
 #define DNNL_TRY(call)                                                                   \
@@ -67,15 +71,18 @@ static void engine_init(void) { engine_status = dnnl_engine_create(&engine, dnnl
 #if DNNL_VERSION_MAJOR >= 3
 typedef dnnl_memory_desc_t md_t; /* an opaque handle in 3.x */
 #define MD(md) (md)
+/* A rows x cols memory descriptor of type dt with row / column strides rs, cs. */
 static dnnl_status_t md_make(md_t *md, int64_t rows, int64_t cols, dnnl_data_type_t dt,
                              int64_t rs, int64_t cs) {
     dnnl_dims_t dims = {rows, cols}, strides = {rs, cs};
     return dnnl_memory_desc_create_with_strides(md, 2, dims, dt, strides);
 }
+/* Release a descriptor made by md_make. */
 static void md_free(md_t md) { if (md) dnnl_memory_desc_destroy(md); }
 #else
 typedef dnnl_memory_desc_t md_t; /* a plain struct in 2.x */
 #define MD(md) (&(md))
+/* The same two for oneDNN 2.x. */
 static dnnl_status_t md_make(md_t *md, int64_t rows, int64_t cols, dnnl_data_type_t dt,
                              int64_t rs, int64_t cs) {
     dnnl_dims_t dims = {rows, cols}, strides = {rs, cs};
@@ -144,12 +151,14 @@ done:
     return st;
 }
 
+/* Destroy a cache entry's primitive and descriptor, then the entry. */
 static void entry_free(entry *e) {
     if (e->prim) dnnl_primitive_destroy(e->prim);
     if (e->pd) dnnl_primitive_desc_destroy(e->pd);
     free(e);
 }
 
+/* 1 when two entries describe the same matmul (shape, layout, dtype, alpha, beta, threads). */
 static int same_key(const entry *a, const entry *b) {
     return a->dtype == b->dtype && a->trans_a == b->trans_a && a->trans_b == b->trans_b &&
            a->nthreads == b->nthreads && a->M == b->M && a->N == b->N && a->K == b->K &&
@@ -241,6 +250,8 @@ done:
     return st;
 }
 
+/* C[M,N] = alpha op(A)[M,K] op(B)[K,N] + beta C through the primitive cached for this shape,
+ * layout, dtype, alpha and beta (gemm.h); bf16 operands go through dense bf16 copies. */
 pf_status pf_gemm_dnnl(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                        const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                        float *C, int64_t ldc, pf_dtype dtype, int nthreads) {
@@ -294,6 +305,7 @@ done:
     return st;
 }
 
+/* With oneDNN: 1, its version "2.6.3" and the effective ISA's name. */
 int pf_have_dnnl(void) { return 1; }
 
 const char *pf_dnnl_version(void) {

@@ -2,8 +2,8 @@
  * warps of predictions). Pixel centres sit at integer coordinates; M maps a destination
  * pixel (x, y) to its source position: (M0 x + M1 y + M2, M3 x + M4 y + M5). */
 #include <math.h>
-#include "common.h"
-#include "warp.h"
+#include "core/common.h"
+#include "image/warp.h"
 
 /* One image: src (sh, sw, C) -> dst (dh, dw, C); bilinear (rounded) or nearest; source
  * positions outside the image read `fill`. */

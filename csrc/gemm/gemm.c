@@ -1,6 +1,6 @@
 /* gemm.c: pf_gemm, the one GEMM entry point: argument checks and back-end choice. */
-#include "common.h"
-#include "gemm.h"
+#include "core/common.h"
+#include "gemm/gemm.h"
 
 #ifdef PF_HAVE_DNNL
 static int pf_backend = PF_GEMM_DNNL;
@@ -8,6 +8,7 @@ static int pf_backend = PF_GEMM_DNNL;
 static int pf_backend = PF_GEMM_PORTABLE;
 #endif
 
+/* backend -> the one pf_gemm uses; PF_EUNSUPPORTED for oneDNN in a build without it. */
 pf_status pf_set_gemm_backend(pf_gemm_backend backend) {
     if (backend != PF_GEMM_DNNL && backend != PF_GEMM_PORTABLE)
         return pf_fail(PF_EINVAL, "unknown GEMM back end %d", (int)backend);
@@ -18,6 +19,7 @@ pf_status pf_set_gemm_backend(pf_gemm_backend backend) {
     return PF_OK;
 }
 
+/* The back end pf_gemm uses (oneDNN when built with it, else portable). */
 pf_gemm_backend pf_get_gemm_backend(void) {
     return (pf_gemm_backend)__atomic_load_n(&pf_backend, __ATOMIC_RELAXED);
 }
@@ -28,6 +30,7 @@ static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ldc) {
         for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
 }
 
+/* C[M,N] = alpha op(A)[M,K] op(B)[K,N] + beta C: checks, back-end choice, fallback (pf.h). */
 pf_status pf_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                   const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                   int64_t ldc, pf_dtype dtype) {

@@ -1,10 +1,10 @@
 /* block.c: one pre-norm transformer block (timm's Block), forward and backward.
  *   res1 = x + proj(attn(qkv(ln1(x))));  out = res1 + fc2(gelu(fc1(ln2(res1)))) */
 #include <string.h>
-#include "common.h"
+#include "core/common.h"
+#include "core/profile.h"
 #include "layers/layers.h"
-#include "profile.h"
-#include "vit.h"
+#include "model/block.h"
 
 #define LN_EPS 1e-6f
 
@@ -23,11 +23,13 @@ static int64_t carve(pf_block_acts *a, float *base, pf_block_dims d) {
     return used;
 }
 
+/* Floats of one block's activations for shapes d. */
 int64_t pf_block_acts_floats(pf_block_dims d) {
     pf_block_acts unused;
     return carve(&unused, NULL, d);
 }
 
+/* a's pointers -> consecutive slices of base (pf_block_acts_floats(d) floats). */
 void pf_block_acts_bind(pf_block_acts *a, float *base, pf_block_dims d) { carve(a, base, d); }
 
 /* x (R, C) -> a->out (R, C), caching what backward reads. */
@@ -47,6 +49,7 @@ pf_status pf_block_forward(pf_block_acts *a, const float *x, const pf_block_para
     return PF_OK;
 }
 
+/* Floats of backward's scratch: dres1, dln, datty (R, C), dgelu, dfc1 (R, H), dqkv (R, 3C). */
 int64_t pf_block_scratch_floats(pf_block_dims d) {
     const int64_t R = d.B * d.T;
     return R * d.C * 3 + R * d.H * 2 + R * 3 * d.C;

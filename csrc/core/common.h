@@ -46,6 +46,7 @@ static inline uint64_t pf_mix64(uint64_t z) {
     return z ^ (z >> 31);
 }
 
+/* min and max of two int64. */
 static inline int64_t pf_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t pf_max64(int64_t a, int64_t b) { return a > b ? a : b; }
 

@@ -2,7 +2,7 @@
 #ifndef PF_OPTIM_H
 #define PF_OPTIM_H
 
-#include "vit.h"
+#include "pf.h"
 
 typedef struct {
     float lr, beta1, beta2, eps, weight_decay;
