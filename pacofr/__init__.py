@@ -11,10 +11,11 @@ from .checkpoint import load_model, save_model
 from .config import ViTConfig, get_config
 from .model import Model, create_model
 from .optim import AdamW, cosine_lr
+from .paco import PacoFR
 from .train import PretrainConfig, pretrain
 
 _C.set_num_threads(default_num_threads())
 
 __all__ = ["__version__", "build_info", "set_num_threads", "get_num_threads", "set_gemm_backend",
            "get_gemm_backend", "ops", "Model", "create_model", "load_model", "save_model", "ViTConfig", "get_config",
-           "AdamW", "cosine_lr", "PretrainConfig", "pretrain"]
+           "AdamW", "cosine_lr", "PacoFR", "PretrainConfig", "pretrain"]

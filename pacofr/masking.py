@@ -4,7 +4,7 @@ substituted patches.
 ``make_masks`` returns MAE's (mask, ids_keep, ids_restore) for ``random`` (MAE), ``block``
 (BEiT block-wise) and ``structured`` (whole facial components of a ``pacofr.regions`` map, with
 an adjacent top-up), each row a pure function of (seed, step, sample index); the C core
-(csrc/paco/masking.c) computes them and ``pacofr.ref.masking`` is the NumPy twin.
+(csrc/paco/masking.c; ``pacofr.ref.masking`` is the NumPy twin) computes them and ``pacofr.ref.masking`` is the NumPy twin.
 """
 import numpy as np
 
@@ -87,7 +87,8 @@ def subst_positions(seed, step, indices, n_keep, count):
     """Positions of PaCo-FR's substituted patches (METHOD.md §2): (B, count) int64, for each
     row ``count`` distinct positions within that row's ``ids_keep`` (in [0, n_keep)), ascending,
     uniform over subsets; row b is a pure function of (seed, step, indices[b]), drawn by the
-    same counter-based generator as the masks (csrc/paco/masking.c)."""
+    same counter-based generator as the masks under its own salt (csrc/paco/masking.c; the
+    NumPy twin is ``pacofr.ref.masking.subst_positions``)."""
     mask64 = (1 << 64) - 1
     seed, step = as_index(seed, "seed") & mask64, as_index(step, "step") & mask64
     n_keep, count = as_index(n_keep, "n_keep"), as_index(count, "count")
@@ -97,10 +98,4 @@ def subst_positions(seed, step, indices, n_keep, count):
     if idx.ndim != 1:
         raise ValueError(f"indices must have shape (B,), got {idx.shape}")
     idx = np.ascontiguousarray(idx, np.int64)
-    if not hasattr(_C, "subst_positions"):  # TEMPORARY until the C house lands
-        out = np.empty((len(idx), count), np.int64)
-        for b, i in enumerate(idx):
-            rng = np.random.default_rng([seed, 0x5B57, int(step), int(i)])
-            out[b] = np.sort(rng.choice(n_keep, count, replace=False))
-        return out
     return _C.subst_positions(seed, step, idx, n_keep, count)

@@ -118,14 +118,14 @@ class Model:
         clean images' patches in (p, q, c) order (``ops.patchify``; None: those of ``images``);
         weights: float32 (B, N) per-patch loss weights (None: 1 on removed patches, MAE).
         Returns sum_i w_i mse_i / sum_i w_i, mse on norm-pix targets when configured."""
-        return _forward(self._h, images, ids_keep, ids_restore, target, weights, self.config.patch_size)
+        return _C.vit_forward(self._h, images, ids_keep, ids_restore, target, weights)
 
     def backward(self, dlatent=None, dcols=None):
         """Accumulate (+=) the gradients of the last ``forward()``'s loss. dlatent: float32
         (B, 1 + n, C) or None, the gradient of another loss on ``latent()``, added in; dcols:
         float32 (B, n, 3 * p * p) or None, += the gradient on the kept patches' input pixels
         in (c, kh, kw) order."""
-        _backward(self._h, dlatent, dcols)
+        _C.vit_backward(self._h, dlatent, dcols)
 
     def latent(self):
         """The encoder's output of the last ``forward()``: (B, 1 + n, C) after its final norm."""
@@ -200,21 +200,6 @@ class Model:
     def __repr__(self):
         return (f"Model({self.config.name}, {self.num_params / 1e6:.2f}M params, dtype={self.dtype}"
                 f"{', encoder only' if self.config.encoder_only else ''})")
-
-
-def _forward(h, images, ids_keep, ids_restore, target, weights, p):
-    if hasattr(_C, "vit_forward_ex"):  # TEMPORARY until the C house lands
-        if target is None and weights is None:
-            return _C.vit_forward(h, images, ids_keep)
-        timg = None if target is None else _C.unpatchify(target, p)
-        return _C.vit_forward_ex(h, images, ids_keep, timg, weights)
-    return _C.vit_forward(h, images, ids_keep, ids_restore, target, weights)
-
-
-def _backward(h, dlatent, dcols):
-    if hasattr(_C, "vit_backward_ex"):  # TEMPORARY until the C house lands
-        return _C.vit_backward_ex(h, dlatent, dcols)
-    return _C.vit_backward(h, dlatent, dcols)
 
 
 def create_model(name, seed=0, dtype="fp32", **overrides):

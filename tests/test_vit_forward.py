@@ -1,5 +1,5 @@
-"""_C.vit_forward's optional arguments (ids_restore, target, weights) and _C.vit_backward's
-(dlatent, dcols): each option gives the arithmetic of the plain call where it should, bit for
+"""Model.forward's optional arguments (ids_restore, target, weights), through _C.vit_forward, and
+Model.backward's (dlatent, dcols): each option gives the arithmetic of the plain call where it should, bit for
 bit, and every bad argument raises a clear error."""
 import numpy as np
 import pytest
@@ -22,8 +22,8 @@ def setup():
 
 def loss_and_grads(m, *args, **kwargs):
     m.zero_grad()
-    loss = _C.vit_forward(m._h, *args, **kwargs)
-    _C.vit_backward(m._h)
+    loss = m.forward(*args, **kwargs)
+    m.backward()
     return loss, m.flat_grads.copy()
 
 
@@ -49,8 +49,8 @@ def test_target_is_what_the_decoder_reconstructs(setup):
     P = _C.patchify(clean, p)
     w = mask.astype(np.float32)
     w[:, 0] = 0.5                                  # a weight on a kept patch too
-    loss = _C.vit_forward(m._h, x, ids_keep, target=P, weights=w)
-    pred = _C.vit_pred(m._h).astype(np.float64)
+    loss = m.forward(x, ids_keep, target=P, weights=w)
+    pred = m.prediction().astype(np.float64)
     t = P.astype(np.float64)
     t = (t - t.mean(-1, keepdims=True)) / np.sqrt(t.var(-1, ddof=1, keepdims=True) + 1e-6)   # norm_pix
     want = (w * ((pred - t) ** 2).mean(-1)).sum() / w.sum()
@@ -60,58 +60,57 @@ def test_target_is_what_the_decoder_reconstructs(setup):
 def test_backward_options_by_keyword(setup):
     m, x, p, G, mask, ids_keep, ids_restore = setup
     n = ids_keep.shape[1]
-    _C.vit_forward(m._h, x, ids_keep)
-    latent = _C.vit_latent(m._h)
+    m.forward(x, ids_keep)
+    latent = m.latent()
     m.zero_grad()
     dcols = np.zeros((3, n, 3 * p * p), np.float32)
-    _C.vit_backward(m._h, dcols=dcols)
+    m.backward(dcols=dcols)
     g1 = m.flat_grads.copy()
     assert np.abs(dcols).sum() > 0
     m.zero_grad()
-    _C.vit_backward(m._h, dlatent=np.zeros_like(latent), dcols=None)
+    m.backward(dlatent=np.zeros_like(latent), dcols=None)
     np.testing.assert_array_equal(m.flat_grads, g1)
 
 
 def test_bad_options_raise(setup):
     m, x, p, G, mask, ids_keep, ids_restore = setup
     N, n, d = G * G, ids_keep.shape[1], 3 * p * p
-    h = m._h
     bad = ids_restore.copy()
     bad[1, [ids_keep[1, 0], ids_keep[1, 1]]] = bad[1, [ids_keep[1, 1], ids_keep[1, 0]]]
     with pytest.raises(ValueError, match=r"ids_restore does not match ids_keep: ids_restore\[1, "):
-        _C.vit_forward(h, x, ids_keep, bad)
+        m.forward(x, ids_keep, bad)
     removed = np.flatnonzero(mask[0])[0]
     bad = ids_restore.copy()
     bad[0, [ids_keep[0, 0], removed]] = bad[0, [removed, ids_keep[0, 0]]]   # swaps a kept and a removed patch
     with pytest.raises(ValueError, match="ids_restore does not match ids_keep"):
-        _C.vit_forward(h, x, ids_keep, bad)
+        m.forward(x, ids_keep, bad)
     bad = ids_restore.copy()
     bad[2, 5] = N
     with pytest.raises(ValueError, match=rf"ids_restore\[2, 5\] = {N} is outside \[0, {N}\)"):
-        _C.vit_forward(h, x, ids_keep, bad)
+        m.forward(x, ids_keep, bad)
     bad = ids_restore.copy()
     bad[0, np.flatnonzero(mask[0])[:2]] = N - 1
     with pytest.raises(ValueError, match="not a permutation"):
-        _C.vit_forward(h, x, ids_keep, bad)
+        m.forward(x, ids_keep, bad)
     with pytest.raises(TypeError, match="ids_restore must have dtype int64, got int32"):
-        _C.vit_forward(h, x, ids_keep, ids_restore.astype(np.int32))
+        m.forward(x, ids_keep, ids_restore.astype(np.int32))
     with pytest.raises(ValueError, match=rf"ids_restore must have shape \(3, {N}\), got \(3, {N - 1}\)"):
-        _C.vit_forward(h, x, ids_keep, np.ascontiguousarray(ids_restore[:, 1:]))
+        m.forward(x, ids_keep, np.ascontiguousarray(ids_restore[:, 1:]))
     P = _C.patchify(x, p)
     with pytest.raises(ValueError, match="target must be 3-D, got 4-D"):
-        _C.vit_forward(h, x, ids_keep, target=x)          # images, not patches
+        m.forward(x, ids_keep, target=x)          # images, not patches
     with pytest.raises(ValueError, match=rf"target must have shape \(3, {N}, {d}\), got \(3, {N}, {d - 1}\)"):
-        _C.vit_forward(h, x, ids_keep, target=np.ascontiguousarray(P[:, :, 1:]))
+        m.forward(x, ids_keep, target=np.ascontiguousarray(P[:, :, 1:]))
     with pytest.raises(TypeError, match="target must have dtype float32, got float64"):
-        _C.vit_forward(h, x, ids_keep, target=P.astype(np.float64))
+        m.forward(x, ids_keep, target=P.astype(np.float64))
     with pytest.raises(ValueError, match="target must be C-contiguous"):
-        _C.vit_forward(h, x, ids_keep, target=np.concatenate([P, P], 2)[:, :, ::2])
+        m.forward(x, ids_keep, target=np.concatenate([P, P], 2)[:, :, ::2])
     with pytest.raises(ValueError, match="weights must be >= 0"):
-        _C.vit_forward(h, x, ids_keep, weights=-np.ones((3, N), np.float32))
+        m.forward(x, ids_keep, weights=-np.ones((3, N), np.float32))
     with pytest.raises(TypeError):
-        _C.vit_forward(h, x, ids_keep, targets=P)   # no such keyword
+        m.forward(x, ids_keep, targets=P)   # no such keyword
     with pytest.raises(TypeError):
-        _C.vit_backward(h, None, None, None)
+        m.backward(None, None, None)
     with pytest.raises(ValueError, match="needs a forward"):  # the failed forwards left nothing
-        _C.vit_backward(h)
+        m.backward()
     assert not hasattr(_C, "vit_forward_ex") and not hasattr(_C, "vit_backward_ex")

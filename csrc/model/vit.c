@@ -34,7 +34,7 @@ struct pf_vit {
     int ntensors;
     int64_t nparams;
     float *params, *grads;
-    vit_ptrs P, Gr;
+    vit_ptrs P, dP;
     pf_dtype dtype;
     /* activations of the last call, laid out for (aB, an, adec) */
     float *acts;
@@ -168,10 +168,10 @@ pf_status pf_vit_create(const pf_vit_config *cfg, pf_vit **out) {
     m->d = cfg->patch_size * cfg->patch_size * 3;
     const int64_t nblocks = cfg->depth + (cfg->encoder_only ? 0 : cfg->dec_depth);
     m->P.blocks = calloc((size_t)(nblocks + 1), sizeof(pf_block_params));
-    m->Gr.blocks = calloc((size_t)(nblocks + 1), sizeof(pf_block_params));
-    if (!m->P.blocks || !m->Gr.blocks) goto oom;
+    m->dP.blocks = calloc((size_t)(nblocks + 1), sizeof(pf_block_params));
+    if (!m->P.blocks || !m->dP.blocks) goto oom;
     m->P.dec_blocks = m->P.blocks + cfg->depth;
-    m->Gr.dec_blocks = m->Gr.blocks + cfg->depth;
+    m->dP.dec_blocks = m->dP.blocks + cfg->depth;
 
     layout_ctx count = {0};
     vit_ptrs scratch_ptrs = m->P;
@@ -187,7 +187,7 @@ pf_status pf_vit_create(const pf_vit_config *cfg, pf_vit **out) {
     layout_ctx lp = {.tab = m->tensors, .base = m->params};
     layout(m, &lp, &m->P);
     layout_ctx lg = {.base = m->grads};
-    layout(m, &lg, &m->Gr);
+    layout(m, &lg, &m->dP);
     m->dtype = PF_FP32;
     *out = m;
     return PF_OK;
@@ -217,7 +217,7 @@ void pf_vit_free(pf_vit *m) {
     free(m->params);
     free(m->grads);
     free(m->P.blocks);
-    free(m->Gr.blocks);
+    free(m->dP.blocks);
     free(m);
 }
 
@@ -485,13 +485,13 @@ pf_status pf_vit_encode_ids(pf_vit *m, const float *images, const int64_t *ids, 
 /* Backward through a stack of blocks: dres (the gradient of the last block's output) in *g
  * -> the gradient of the first block's input, returned in *g (buffers are swapped). */
 static pf_status blocks_backward(pf_vit *m, float **g, float **spare, const float *x_in,
-                                 pf_block_acts *acts, pf_block_params *P, pf_block_params *Gr,
+                                 pf_block_acts *acts, pf_block_params *P, pf_block_params *dP,
                                  int depth, pf_block_dims dims) {
     const int64_t n = dims.B * dims.T * dims.C;
     for (int l = depth - 1; l >= 0; l--) {
         memset(*spare, 0, (size_t)n * sizeof(float));
         const float *x = l ? acts[l - 1].out : x_in;
-        TRY(pf_block_backward(*spare, &Gr[l], *g, x, &acts[l], &P[l], dims, m->scratch, m->dtype));
+        TRY(pf_block_backward(*spare, &dP[l], *g, x, &acts[l], &P[l], dims, m->scratch, m->dtype));
         float *t = *g;
         *g = *spare, *spare = t;
     }
@@ -504,18 +504,18 @@ static pf_status blocks_backward(pf_vit *m, float **g, float **spare, const floa
 static pf_status encoder_backward(pf_vit *m, float *g, float *spare, const int64_t *ids, float *dcols) {
     const pf_vit_config *c = &m->cfg;
     const int64_t B = m->aB, n = m->an, T = 1 + n, C = c->embed_dim, d = m->d;
-    vit_ptrs *P = &m->P, *Gr = &m->Gr;
+    vit_ptrs *P = &m->P, *dP = &m->dP;
     memset(spare, 0, (size_t)(B * T * C) * sizeof(float));
     const float *enc_last = c->depth ? m->enc[c->depth - 1].out : m->x0;
-    PROF(PF_PROF_LN_BWD, TRY(pf_layernorm_backward(spare, Gr->norm_w, Gr->norm_b, g, enc_last, P->norm_w, m->norm_mean,
+    PROF(PF_PROF_LN_BWD, TRY(pf_layernorm_backward(spare, dP->norm_w, dP->norm_b, g, enc_last, P->norm_w, m->norm_mean,
                                                    m->norm_rstd, B * T, C)));
     float *t = g;
     g = spare, spare = t;
-    TRY(blocks_backward(m, &g, &spare, m->x0, m->enc, P->blocks, Gr->blocks, (int)c->depth, enc_dims(m, B, n)));
+    TRY(blocks_backward(m, &g, &spare, m->x0, m->enc, P->blocks, dP->blocks, (int)c->depth, enc_dims(m, B, n)));
 
     memset(spare, 0, (size_t)(B * n * C) * sizeof(float));
-    PROF(PF_PROF_TOKENS, pf_tokens_backward(spare, Gr->cls, c->learned_pos ? Gr->pos : NULL, g, ids, B, n, C));
-    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dcols, Gr->patch_w, Gr->patch_b, spare, m->cols, P->patch_w, B * n, d, C, m->dtype)));
+    PROF(PF_PROF_TOKENS, pf_tokens_backward(spare, dP->cls, c->learned_pos ? dP->pos : NULL, g, ids, B, n, C));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dcols, dP->patch_w, dP->patch_b, spare, m->cols, P->patch_w, B * n, d, C, m->dtype)));
     return PF_OK;
 }
 
@@ -527,24 +527,24 @@ pf_status pf_vit_backward(pf_vit *m, const float *dlatent, float *dcols) {
     const int64_t B = m->aB, n = m->an, N = m->N, T = 1 + n, N1 = 1 + N;
     const int64_t C = c->embed_dim, Cd = c->dec_embed_dim, d = m->d;
     const pf_block_dims D = dec_dims(m, B);
-    vit_ptrs *P = &m->P, *Gr = &m->Gr;
+    vit_ptrs *P = &m->P, *dP = &m->dP;
     float *g = m->gA, *spare = m->gB;
 
     memset(g, 0, (size_t)(B * N1 * d) * sizeof(float));
     PROF(PF_PROF_LOSS, pf_patch_loss_backward(g, m->pred, m->target, m->weights, B, N, d, 1, 1.0f));
     memset(spare, 0, (size_t)(B * N1 * Cd) * sizeof(float));
-    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(spare, Gr->dec_pred_w, Gr->dec_pred_b, g, m->dn, P->dec_pred_w, B * N1, Cd, d, m->dtype)));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(spare, dP->dec_pred_w, dP->dec_pred_b, g, m->dn, P->dec_pred_w, B * N1, Cd, d, m->dtype)));
     memset(g, 0, (size_t)(B * N1 * Cd) * sizeof(float));
     const float *dec_last = c->dec_depth ? m->dec[c->dec_depth - 1].out : m->full0;
-    PROF(PF_PROF_LN_BWD, TRY(pf_layernorm_backward(g, Gr->dec_norm_w, Gr->dec_norm_b, spare, dec_last, P->dec_norm_w,
+    PROF(PF_PROF_LN_BWD, TRY(pf_layernorm_backward(g, dP->dec_norm_w, dP->dec_norm_b, spare, dec_last, P->dec_norm_w,
                                                    m->dn_mean, m->dn_rstd, B * N1, Cd)));
-    TRY(blocks_backward(m, &g, &spare, m->full0, m->dec, P->dec_blocks, Gr->dec_blocks, (int)c->dec_depth, D));
+    TRY(blocks_backward(m, &g, &spare, m->full0, m->dec, P->dec_blocks, dP->dec_blocks, (int)c->dec_depth, D));
 
     memset(spare, 0, (size_t)(B * T * Cd) * sizeof(float));
-    PROF(PF_PROF_TOKENS, pf_unshuffle_backward(spare, Gr->mask_token, c->learned_pos ? Gr->dec_pos : NULL, g,
+    PROF(PF_PROF_TOKENS, pf_unshuffle_backward(spare, dP->mask_token, c->learned_pos ? dP->dec_pos : NULL, g,
                                                m->ids, m->mask, B, n, N, Cd));
     memset(g, 0, (size_t)(B * T * C) * sizeof(float));
-    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(g, Gr->dec_embed_w, Gr->dec_embed_b, spare, m->enc_out, P->dec_embed_w, B * T, C, Cd, m->dtype)));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(g, dP->dec_embed_w, dP->dec_embed_b, spare, m->enc_out, P->dec_embed_w, B * T, C, Cd, m->dtype)));
     if (dlatent) pf_add_inplace(g, dlatent, B * T * C);
     return encoder_backward(m, g, spare, m->ids, dcols);
 }

@@ -109,36 +109,36 @@ pf_status pf_affinity_loss_backward(float *dys, const float *diff, const float *
     return st == PF_OK ? PF_OK : pf_fail(st, "affinity loss backward: a matrix product failed in a worker thread");
 }
 
-/* out (B, G, C) = per-region means of y (B, T, C); count (B, G). */
+/* out (B, R, C) = per-region means of y (B, T, C); count (B, R). */
 void pf_region_pool_forward(float *out, int64_t *count, const float *y, const int64_t *region, int64_t B,
-                            int64_t T, int64_t C, int64_t G) {
-    memset(out, 0, (size_t)(B * G * C) * sizeof(float));
-    memset(count, 0, (size_t)(B * G) * sizeof(int64_t));
+                            int64_t T, int64_t C, int64_t R) {
+    memset(out, 0, (size_t)(B * R * C) * sizeof(float));
+    memset(count, 0, (size_t)(B * R) * sizeof(int64_t));
 #pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (B * T * C > 65536)
     for (int64_t b = 0; b < B; b++) {
         for (int64_t t = 0; t < T; t++) {
-            const int64_t g = region[b * T + t];
-            float *o = out + (b * G + g) * C;
+            const int64_t r = region[b * T + t];
+            float *o = out + (b * R + r) * C;
             const float *yr = y + (b * T + t) * C;
             for (int64_t c = 0; c < C; c++) o[c] += yr[c];
-            count[b * G + g]++;
+            count[b * R + r]++;
         }
-        for (int64_t g = 0; g < G; g++) {
-            const int64_t n = count[b * G + g];
+        for (int64_t r = 0; r < R; r++) {
+            const int64_t n = count[b * R + r];
             if (n > 1)
-                for (int64_t c = 0; c < C; c++) out[(b * G + g) * C + c] /= (float)n;
+                for (int64_t c = 0; c < C; c++) out[(b * R + r) * C + c] /= (float)n;
         }
     }
 }
 
-/* dy (B, T, C) += dout (B, G, C)[region] / count. */
+/* dy (B, T, C) += dout (B, R, C)[region] / count. */
 void pf_region_pool_backward(float *dy, const float *dout, const int64_t *count, const int64_t *region,
-                             int64_t B, int64_t T, int64_t C, int64_t G) {
+                             int64_t B, int64_t T, int64_t C, int64_t R) {
 #pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (B * T * C > 65536)
     for (int64_t bt = 0; bt < B * T; bt++) {
-        const int64_t b = bt / T, g = region[bt];
-        const float inv = 1.0f / (float)count[b * G + g];
-        const float *d = dout + (b * G + g) * C;
+        const int64_t b = bt / T, r = region[bt];
+        const float inv = 1.0f / (float)count[b * R + r];
+        const float *d = dout + (b * R + r) * C;
         float *o = dy + bt * C;
         for (int64_t c = 0; c < C; c++) o[c] += d[c] * inv;
     }

@@ -19,13 +19,13 @@ pf_status pf_affinity_loss_forward(double *loss, float *diff, float *zs, float *
 /* dys (B, T, C) += dloss * dL/dys. */
 pf_status pf_affinity_loss_backward(float *dys, const float *diff, const float *zs, const float *norms,
                                     const uint8_t *valid, int64_t B, int64_t T, int64_t C, float dloss);
-/* Region embeddings: out (B, G, C) = mean of the rows of y (B, T, C) whose region (B, T) is g;
- * count (B, G) rows per region (0: absent, out row 0). */
+/* Region embeddings: out (B, R, C) = mean of the rows of y (B, T, C) whose region (B, T) is r;
+ * count (B, R) rows per region (0: absent, out row 0). */
 void pf_region_pool_forward(float *out, int64_t *count, const float *y, const int64_t *region, int64_t B,
-                            int64_t T, int64_t C, int64_t G);
+                            int64_t T, int64_t C, int64_t R);
 /* dy (B, T, C) += dout[b, region[b, t]] / count. */
 void pf_region_pool_backward(float *dy, const float *dout, const int64_t *count, const int64_t *region,
-                             int64_t B, int64_t T, int64_t C, int64_t G);
+                             int64_t B, int64_t T, int64_t C, int64_t R);
 /* dst (n) = m * dst + (1 - m) * src: the EMA teacher. */
 void pf_ema_update(float *dst, const float *src, int64_t n, float m);
 

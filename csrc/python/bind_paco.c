@@ -380,31 +380,31 @@ static PyObject *py_affinity_loss_backward(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* region_pool_forward(y (B, T, C), region (B, T), G) -> (out (B, G, C), count (B, G) int64) */
+/* region_pool_forward(y (B, T, C), region (B, T), R) -> (out (B, R, C), count (B, R) int64) */
 static PyObject *py_region_pool_forward(PyObject *self, PyObject *args) {
     PyObject *y_obj, *r_obj;
-    long G;
+    long R;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOl", &y_obj, &r_obj, &G)) return NULL;
+    if (!PyArg_ParseTuple(args, "OOl", &y_obj, &r_obj, &R)) return NULL;
     PyArrayObject *y = F32(y_obj, "y", 3, NULL, 0);
     if (!y) return NULL;
     const npy_intp B = PyArray_DIM(y, 0), T = PyArray_DIM(y, 1), C = PyArray_DIM(y, 2);
     PyArrayObject *r = I64(r_obj, "region", 2, SHP(B, T));
-    if (!r || G < 1 || !check_index(r, "region", G)) {
-        if (r && G < 1) PyErr_Format(PyExc_ValueError, "G must be positive, got %ld", G);
+    if (!r || R < 1 || !check_index(r, "region", R)) {
+        if (r && R < 1) PyErr_Format(PyExc_ValueError, "R must be positive, got %ld", R);
         return NULL;
     }
-    PyArrayObject *out = new_f32(3, SHP(B, G, C), 0);
-    PyArrayObject *cnt = (PyArrayObject *)PyArray_EMPTY(2, (npy_intp *)SHP(B, G), NPY_INT64, 0);
+    PyArrayObject *out = new_f32(3, SHP(B, R, C), 0);
+    PyArrayObject *cnt = (PyArrayObject *)PyArray_EMPTY(2, (npy_intp *)SHP(B, R), NPY_INT64, 0);
     if (!out || !cnt) {
         Py_XDECREF(out), Py_XDECREF(cnt);
         return NULL;
     }
-    PF_NOGIL(pf_region_pool_forward(PyArray_DATA(out), PyArray_DATA(cnt), PyArray_DATA(y), PyArray_DATA(r), B, T, C, G));
+    PF_NOGIL(pf_region_pool_forward(PyArray_DATA(out), PyArray_DATA(cnt), PyArray_DATA(y), PyArray_DATA(r), B, T, C, R));
     return Py_BuildValue("(NN)", out, cnt);
 }
 
-/* region_pool_backward(dy (B, T, C), dout (B, G, C), count (B, G), region (B, T)): dy += */
+/* region_pool_backward(dy (B, T, C), dout (B, R, C), count (B, R), region (B, T)): dy += */
 static PyObject *py_region_pool_backward(PyObject *self, PyObject *args) {
     PyObject *dy_obj, *do_obj, *c_obj, *r_obj;
     (void)self;
@@ -414,15 +414,15 @@ static PyObject *py_region_pool_backward(PyObject *self, PyObject *args) {
     const npy_intp B = PyArray_DIM(dy, 0), T = PyArray_DIM(dy, 1), C = PyArray_DIM(dy, 2);
     PyArrayObject *dout = F32(do_obj, "dout", 3, SHP(B, -1, C), 0);
     if (!dout) return NULL;
-    const npy_intp G = PyArray_DIM(dout, 1);
-    PyArrayObject *cnt = I64(c_obj, "count", 2, SHP(B, G)), *r = cnt ? I64(r_obj, "region", 2, SHP(B, T)) : NULL;
-    if (!r || !check_index(r, "region", G)) return NULL;
+    const npy_intp R = PyArray_DIM(dout, 1);
+    PyArrayObject *cnt = I64(c_obj, "count", 2, SHP(B, R)), *r = cnt ? I64(r_obj, "region", 2, SHP(B, T)) : NULL;
+    if (!r || !check_index(r, "region", R)) return NULL;
     const int64_t *pc = PyArray_DATA(cnt), *pr = PyArray_DATA(r);
     for (npy_intp i = 0; i < B * T; i++)
-        if (pc[(i / T) * G + pr[i]] < 1)
+        if (pc[(i / T) * R + pr[i]] < 1)
             return PyErr_Format(PyExc_ValueError, "count is 0 for region %lld of image %zd", (long long)pr[i],
                                 (Py_ssize_t)(i / T));
-    PF_NOGIL(pf_region_pool_backward(PyArray_DATA(dy), PyArray_DATA(dout), pc, pr, B, T, C, G));
+    PF_NOGIL(pf_region_pool_backward(PyArray_DATA(dy), PyArray_DATA(dout), pc, pr, B, T, C, R));
     Py_RETURN_NONE;
 }
 
@@ -500,8 +500,8 @@ PyMethodDef pf_paco_methods[] = {
     {"affinity_loss_backward", py_affinity_loss_backward, METH_VARARGS,
      "affinity_loss_backward(dys, diff, zs, norms, valid, dloss) -> None\n\ndys (B, T, C) += dloss * dL/dys."},
     {"region_pool_forward", py_region_pool_forward, METH_VARARGS,
-     "region_pool_forward(y, region, G) -> (out (B, G, C), count (B, G) int64)\n\n"
-     "y (B, T, C), region (B, T) int64 in [0, G): the mean of each region's rows (0 where absent)."},
+     "region_pool_forward(y, region, R) -> (out (B, R, C), count (B, R) int64)\n\n"
+     "y (B, T, C), region (B, T) int64 in [0, R): the mean of each region's rows (0 where absent)."},
     {"region_pool_backward", py_region_pool_backward, METH_VARARGS,
      "region_pool_backward(dy, dout, count, region) -> None\n\ndy (B, T, C) += dout[b, region[b, t]] / count."},
     {"ema_update", py_ema_update, METH_VARARGS,

@@ -36,7 +36,7 @@ def subsets_of(a):
 # LaPa-11
 BACKGROUND, SKIN, LEFT_BROW, RIGHT_BROW, LEFT_EYE, RIGHT_EYE, NOSE, UPPER_LIP, INNER_MOUTH, LOWER_LIP, HAIR = range(11)
 KEEP = -1  # a layer that paints without changing labels
-LIT, SKIN_TEX, HAIR_TEX = 1, 2, 4  # shading flags (csrc/raster.h)
+LIT, SKIN_TEX, HAIR_TEX = 1, 2, 4  # shading flags (csrc/image/raster.h)
 
 SKIN_TONES = np.array([[255, 224, 196], [241, 194, 158], [224, 172, 128], [198, 134, 96], [161, 102, 68],
                        [120, 74, 48], [88, 54, 36]], np.float64)
@@ -81,7 +81,7 @@ def _inside(points, poly):
 
 
 class _Scene:
-    """The layer records of one image (csrc/raster.c's format), and the occluding polygons."""
+    """The layer records of one image (csrc/image/raster.c's format), and the occluding polygons."""
 
     def __init__(self):
         self.records, self.occluders = [], []

@@ -1,0 +1,206 @@
+"""The house rules of docs/STYLE.md that a machine can check: imports run one way (each layer
+imports with every layer above it blocked, and the module graph has no cycle), no file over 600
+lines and no function over 60 in pacofr/ and csrc/, and only csrc/python/ includes Python.h."""
+import ast
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PKG = ROOT / "pacofr"
+CSRC = ROOT / "csrc"
+MAX_FILE, MAX_FUNCTION = 600, 60
+
+# bottom to top: a module may import its own layer and the layers below it, never one above
+LAYERS = [
+    ["_C", "_version", "_threads", "_io", "config", "runtime", "ops", "posembed", "data", "ref"],
+    ["model"],
+    ["checkpoint"],
+    ["regions", "masking"],
+    ["optim"],
+    ["paco"],
+    ["train", "eval"],
+    ["cli"],
+]
+
+
+def _top_modules():
+    names = {p.stem for p in PKG.glob("*.py") if p.stem != "__init__"} | {p.name for p in PKG.iterdir()
+                                                                          if (p / "__init__.py").is_file()}
+    return names | {p.name.split(".")[0] for p in PKG.glob("_C*.so")}
+
+
+def test_every_module_has_a_layer():
+    placed = {m for layer in LAYERS for m in layer}
+    assert _top_modules() - placed == set(), "add new modules to LAYERS"
+
+
+IMPORT_WITH_BLOCKS = textwrap.dedent("""
+    import importlib, importlib.abc, pkgutil, sys, types
+    root, blocked, wanted = sys.argv[1], set(sys.argv[2].split(",")), sys.argv[3].split(",")
+    pkg = types.ModuleType("pacofr")          # the package without its __init__ (which imports all)
+    pkg.__path__ = [root + "/pacofr"]
+    sys.modules["pacofr"] = pkg
+
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            parts = name.split(".")
+            if parts[0] == "pacofr" and len(parts) > 1 and parts[1] in blocked:
+                raise ImportError(f"{name} is imported from a lower layer")
+            return None
+    sys.meta_path.insert(0, Block())
+    for name in wanted:
+        mod = importlib.import_module("pacofr." + name)
+        for info in pkgutil.walk_packages(getattr(mod, "__path__", []), "pacofr." + name + "."):
+            importlib.import_module(info.name)
+    print("ok")
+""")
+
+
+@pytest.mark.parametrize("level", range(len(LAYERS)), ids=["+".join(layer) for layer in LAYERS])
+def test_layer_imports_with_the_layers_above_blocked(level):
+    above = [m for layer in LAYERS[level + 1:] for m in layer]
+    r = subprocess.run([sys.executable, "-c", IMPORT_WITH_BLOCKS, str(ROOT), ",".join(above) or "-",
+                        ",".join(m for m in LAYERS[level] if m != "_C")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-3000:]
+
+
+def test_the_layer_check_catches_an_upward_import():
+    """The blocking harness fails when a module reaches up: model with checkpoint blocked is fine,
+    checkpoint with model blocked is not."""
+    r = subprocess.run([sys.executable, "-c", IMPORT_WITH_BLOCKS, str(ROOT), "model", "checkpoint"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "pacofr.model is imported from a lower layer" in r.stderr
+
+
+def _module_name(path):
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path):
+    """Every pacofr module a file imports, at any depth of its code (function-level too)."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.split(".")[0] == "pacofr"}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            if mod.split(".")[0] != "pacofr":
+                continue
+            out.add(mod)
+            out |= {f"{mod}.{a.name}" for a in node.names}   # `from . import x` names a module
+    return out
+
+
+def test_no_import_cycle():
+    files = {_module_name(p): p for p in PKG.rglob("*.py")}
+    graph = {m: {i for i in _imports(p) if i in files and i != m} for m, p in files.items()}
+    for m in graph:   # a module's package __init__ runs first; parents are not edges of their children
+        graph[m] = {i for i in graph[m] if not m.startswith(i + ".")}
+    state, stack = {}, []
+
+    def visit(m):
+        state[m] = "open"
+        stack.append(m)
+        for n in sorted(graph[m]):
+            if state.get(n) == "open":
+                pytest.fail("import cycle: " + " -> ".join(stack[stack.index(n):] + [n]))
+            if n not in state:
+                visit(n)
+        stack.pop()
+        state[m] = "done"
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
+
+
+def _python_functions(path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield node.name, node.lineno, node.end_lineno - node.lineno + 1
+
+
+def _strip_c(text):
+    """C source with comments and string / char literals blanked (newlines kept)."""
+    pattern = r'/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\''
+    return re.sub(pattern, lambda m: re.sub(r"[^\n]", " ", m.group(0)), text, flags=re.S)
+
+
+def c_functions(text):
+    """(name, first line, lines) of each top-level function definition: from the first line of
+    its signature to its closing brace."""
+    lines = _strip_c(text).split("\n")
+    depth, head, out = 0, [], []
+    for i, line in enumerate(lines):
+        if depth == 0 and "{" not in line:
+            stripped = line.strip()
+            if not stripped or stripped.endswith((";", "}")) or stripped.startswith("#"):
+                head = []
+            else:
+                head.append((i, stripped))
+            continue
+        if depth == 0:
+            before = " ".join([h for _, h in head] + [line[:line.index("{")].strip()])
+            start = head[0][0] if head else i
+            is_function = before.rstrip().endswith(")") and "=" not in before
+            m = re.search(r"(\w+)\s*\(", before)
+        depth += line.count("{") - line.count("}")
+        if depth == 0:
+            if is_function and m:
+                out.append((m.group(1), start + 1, i - start + 1))
+            head = []
+    return out
+
+
+def test_c_function_finder_measures_what_it_should():
+    src = ("/* f: (n) -> n { */\nstatic int f(int n,\n              int m) {\n    if (n) {\n        return 1;\n"
+           "    }\n    return \"}\"[0];\n}\n\nstatic const int t[] = {1, 2};\ntypedef struct {\n    int a;\n} s;\n")
+    assert c_functions(src) == [("f", 2, 7)]
+
+
+def test_no_file_or_function_too_long():
+    too_long = []
+    for path in sorted(PKG.rglob("*.py")) + sorted(CSRC.rglob("*.[ch]")) + sorted(CSRC.rglob("*.inc")):
+        text = path.read_text()
+        rel = path.relative_to(ROOT)
+        if text.count("\n") > MAX_FILE:
+            too_long.append(f"{rel}: {text.count(chr(10))} lines")
+        funcs = _python_functions(path) if path.suffix == ".py" else c_functions(text)
+        too_long += [f"{rel}:{line} {name}: {n} lines" for name, line, n in funcs if n > MAX_FUNCTION]
+    assert too_long == [], "\n".join(too_long)
+
+
+def test_only_csrc_python_includes_python_h():
+    offenders = [str(p.relative_to(ROOT)) for p in CSRC.rglob("*.[ch]")
+                 if re.search(r'#\s*include\s*[<"](Python\.h|numpy/)', p.read_text())
+                 and p.relative_to(CSRC).parts[0] != "python"]
+    assert offenders == []
+
+
+def test_only_model_py_touches_the_engine_handle():
+    """Model's handle and tensor table are private: everything else uses its public methods."""
+    files = [p for d in ("pacofr", "tests", "benchmarks", "notebooks") for p in (ROOT / d).rglob("*")
+             if p.suffix in (".py", ".ipynb") and p != PKG / "model.py" and p != Path(__file__)]
+    pattern = re.compile(r"\._h\b|\._info\(|\._by_name\b")
+    assert [str(p.relative_to(ROOT)) for p in files if pattern.search(p.read_text())] == []
+
+
+def test_the_training_loop_never_calls_the_c_core():
+    """train/ drives models (Model, PacoFR) and the optimizer; it never calls pacofr._C itself."""
+    offenders = [str(p.relative_to(ROOT)) for p in (PKG / "train").rglob("*.py")
+                 if re.search(r"\b_C\b", p.read_text())]
+    assert offenders == []
