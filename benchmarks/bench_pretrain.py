@@ -56,12 +56,11 @@ def _use_pacofr_from(path):
 def _paco_stepper(model, cfg, incubation_steps):
     """-> (micro-step function (images, indices, step) -> terms, phase times, teacher update),
     with pacofr.paco.PacoFR, or the train.PacoStep of checkouts before it (--baseline)."""
-    try:
-        from pacofr.paco import PacoFR
-    except ImportError:
+    if not (Path(pacofr.__file__).parent / "paco.py").is_file():   # (an editable install would serve ours)
         from pacofr.train import PacoStep
         stepper = PacoStep(model, cfg, incubation_steps)
         return stepper.run, stepper.times, stepper.update_teacher
+    from pacofr.paco import PacoFR
     paco = PacoFR(model, cfg, incubation_steps)
 
     def run(images, indices, step):
@@ -204,6 +203,7 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json")
+    p.add_argument("--variants", nargs="+", metavar="NAME", help="run only these variants (names as in the table)")
     p.add_argument("--baseline", help="another pacofr checkout (built in place): its PaCo-FR and MAE steps run "
                                       "in the same rounds, as '(baseline)' rows")
     args = p.parse_args(argv)
@@ -216,6 +216,11 @@ def main(argv=None):
     variants = list(VARIANTS)
     if args.baseline:
         variants += ["pacofr PaCo-FR" + BASELINE, "pacofr MAE" + BASELINE]
+    if args.variants:
+        unknown = set(args.variants) - set(variants)
+        if unknown:
+            p.error(f"unknown variants {sorted(unknown)}; choose from {variants}")
+        variants = [v for v in variants if v in args.variants]
     conns, notes, procs = start_workers(worker, variants, args.model, args.batch, args.threads, args.baseline)
     times = defaultdict(list)
     for _ in range(args.steps):

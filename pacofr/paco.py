@@ -150,7 +150,7 @@ class PacoFR:
             clock.lap("vit forward")
         out["rec"] = rec
         if self.teacher is not None:
-            out["sc"] = self._consistency_forward(ctx, images, ids_keep)
+            out["sc"] = self._consistency_forward(ctx, images, ids_keep, clock)
             clock.lap("consistency")
         self._total(ctx, out)
         if self.n_subst:
@@ -206,11 +206,12 @@ class PacoFR:
         self.recent[at] = top1[-n:]
         self.recent_at = (self.recent_at + n) % self.recent.size
 
-    def _consistency_forward(self, ctx, images, ids_keep):
+    def _consistency_forward(self, ctx, images, ids_keep, clock):
         """L_sc (METHOD.md §4): the student's token affinities against the EMA teacher's on the
         kept clean patches, per token or pooled per facial region (``sc_mode``)."""
         latent = self.model.latent()                                          # (B, 1+n, C)
         tlat = self.teacher.encode(images, ids_keep)
+        clock.lap("teacher forward")
         ys, yt = np.ascontiguousarray(latent[:, 1:]), np.ascontiguousarray(tlat[:, 1:])
         valid = kept_regions = count = None
         if self.cfg.sc_mode == "region":

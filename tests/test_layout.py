@@ -204,3 +204,10 @@ def test_the_training_loop_never_calls_the_c_core():
     offenders = [str(p.relative_to(ROOT)) for p in (PKG / "train").rglob("*.py")
                  if re.search(r"\b_C\b", p.read_text())]
     assert offenders == []
+
+
+def test_every_binding_has_a_docstring():
+    from pacofr import _C
+    names = [n for n in dir(_C) if not n.startswith("_") and callable(getattr(_C, n))]
+    assert len(names) > 80
+    assert [n for n in names if len((getattr(_C, n).__doc__ or "").strip()) < 20] == []

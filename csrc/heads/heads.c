@@ -104,11 +104,11 @@ pf_status pf_pixel_ce_forward(double *loss, int64_t *count, const float *logits,
         if (labels[i] != ignore && (labels[i] < 0 || labels[i] >= K))
             return pf_fail(PF_EINVAL, "labels[%lld] = %lld is outside [0, %lld) and is not the ignore "
                            "index %lld", (long long)i, (long long)labels[i], (long long)K, (long long)ignore);
-    const int64_t R = B * G * G, pp = p * p;
+    const int64_t BN = B * G * G, pp = p * p;
     double total = 0.0;
     int64_t n = 0;
 #pragma omp parallel for schedule(static) reduction(+ : total, n) num_threads(pf_get_num_threads())
-    for (int64_t r = 0; r < R; r++)
+    for (int64_t r = 0; r < BN; r++)
         for (int64_t q = 0; q < pp; q++) {
             const int64_t t = label_at(labels, r, q, G, p);
             if (t == ignore) continue;
@@ -128,13 +128,13 @@ pf_status pf_pixel_ce_forward(double *loss, int64_t *count, const float *logits,
 /* dlogits (B, G*G, p*p*K) += dloss (softmax - onehot) / count on labelled pixels. */
 void pf_pixel_ce_backward(float *dlogits, const float *logits, const int64_t *labels, int64_t B, int64_t G,
                           int64_t p, int64_t K, int64_t ignore, float dloss) {
-    const int64_t R = B * G * G, pp = p * p, S = G * p;
+    const int64_t BN = B * G * G, pp = p * p, S = G * p;
     int64_t n = 0;
     for (int64_t i = 0; i < B * S * S; i++) n += labels[i] != ignore;
     if (!n) return;
     const float g = dloss / (float)n;
 #pragma omp parallel for schedule(static) num_threads(pf_get_num_threads())
-    for (int64_t r = 0; r < R; r++)
+    for (int64_t r = 0; r < BN; r++)
         for (int64_t q = 0; q < pp; q++) {
             const int64_t t = label_at(labels, r, q, G, p);
             if (t == ignore) continue;
@@ -152,9 +152,9 @@ void pf_pixel_ce_backward(float *dlogits, const float *logits, const int64_t *la
 
 /* logits (B, G*G, p*p*K) -> probs (B, K, S, S), S = G*p. */
 void pf_pixel_softmax(float *probs, const float *logits, int64_t B, int64_t G, int64_t p, int64_t K) {
-    const int64_t R = B * G * G, pp = p * p, N = G * G, S = G * p;
+    const int64_t BN = B * G * G, pp = p * p, N = G * G, S = G * p;
 #pragma omp parallel for schedule(static) num_threads(pf_get_num_threads())
-    for (int64_t r = 0; r < R; r++)
+    for (int64_t r = 0; r < BN; r++)
         for (int64_t q = 0; q < pp; q++) {
             const int64_t b = r / N, i = r % N, y = (i / G) * p + q / p, x = (i % G) * p + q % p;
             const float *z = logits + (r * pp + q) * K;

@@ -10,9 +10,9 @@
 
 /* Carve one block's activations from base (base NULL: only count). Returns the floats used. */
 static int64_t carve(pf_block_acts *a, float *base, pf_block_dims d) {
-    const int64_t R = d.B * d.T, C = d.C;
-    const int64_t sizes[] = {R * C, R, R, R * 3 * C, d.B * d.NH * d.T * d.T, R * C, R * C,
-                             R * C, R, R, R * d.H, R * d.H, R * C};
+    const int64_t BT = d.B * d.T, C = d.C;
+    const int64_t sizes[] = {BT * C, BT, BT, BT * 3 * C, d.B * d.NH * d.T * d.T, BT * C, BT * C,
+                             BT * C, BT, BT, BT * d.H, BT * d.H, BT * C};
     float **slots[] = {&a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->att, &a->atty, &a->res1,
                        &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fc1, &a->gelu, &a->out};
     int64_t used = 0;
@@ -32,53 +32,53 @@ int64_t pf_block_acts_floats(pf_block_dims d) {
 /* a's pointers -> consecutive slices of base (pf_block_acts_floats(d) floats). */
 void pf_block_acts_bind(pf_block_acts *a, float *base, pf_block_dims d) { carve(a, base, d); }
 
-/* x (R, C) -> a->out (R, C), caching what backward reads. */
+/* x (BT, C) -> a->out (BT, C), caching what backward reads. */
 pf_status pf_block_forward(pf_block_acts *a, const float *x, const pf_block_params *p,
                            pf_block_dims d, pf_dtype dt) {
-    const int64_t R = d.B * d.T, C = d.C;
-    PROF(PF_PROF_LN_FWD, pf_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, p->ln1_w, p->ln1_b, R, C, LN_EPS));
-    PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(a->qkv, a->ln1, p->qkv_w, p->qkv_b, R, C, 3 * C, dt)));
+    const int64_t BT = d.B * d.T, C = d.C;
+    PROF(PF_PROF_LN_FWD, pf_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, p->ln1_w, p->ln1_b, BT, C, LN_EPS));
+    PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(a->qkv, a->ln1, p->qkv_w, p->qkv_b, BT, C, 3 * C, dt)));
     PROF(PF_PROF_ATTN_FWD, TRY(pf_attention_forward(a->atty, a->att, a->qkv, d.B, d.T, C, d.NH, dt)));
-    PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(a->res1, a->atty, p->proj_w, p->proj_b, R, C, C, dt)));
-    PROF(PF_PROF_RESIDUAL, pf_add_inplace(a->res1, x, R * C));
-    PROF(PF_PROF_LN_FWD, pf_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res1, p->ln2_w, p->ln2_b, R, C, LN_EPS));
-    PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(a->fc1, a->ln2, p->fc1_w, p->fc1_b, R, C, d.H, dt)));
-    PROF(PF_PROF_GELU_FWD, pf_gelu_forward(a->gelu, a->fc1, R * d.H));
-    PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(a->out, a->gelu, p->fc2_w, p->fc2_b, R, d.H, C, dt)));
-    PROF(PF_PROF_RESIDUAL, pf_add_inplace(a->out, a->res1, R * C));
+    PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(a->res1, a->atty, p->proj_w, p->proj_b, BT, C, C, dt)));
+    PROF(PF_PROF_RESIDUAL, pf_add_inplace(a->res1, x, BT * C));
+    PROF(PF_PROF_LN_FWD, pf_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res1, p->ln2_w, p->ln2_b, BT, C, LN_EPS));
+    PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(a->fc1, a->ln2, p->fc1_w, p->fc1_b, BT, C, d.H, dt)));
+    PROF(PF_PROF_GELU_FWD, pf_gelu_forward(a->gelu, a->fc1, BT * d.H));
+    PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(a->out, a->gelu, p->fc2_w, p->fc2_b, BT, d.H, C, dt)));
+    PROF(PF_PROF_RESIDUAL, pf_add_inplace(a->out, a->res1, BT * C));
     return PF_OK;
 }
 
-/* Floats of backward's scratch: dres1, dln, datty (R, C), dgelu, dfc1 (R, H), dqkv (R, 3C). */
+/* Floats of backward's scratch: dres1, dln, datty (BT, C), dgelu, dfc1 (BT, H), dqkv (BT, 3C). */
 int64_t pf_block_scratch_floats(pf_block_dims d) {
-    const int64_t R = d.B * d.T;
-    return R * d.C * 3 + R * d.H * 2 + R * 3 * d.C;
+    const int64_t BT = d.B * d.T;
+    return BT * d.C * 3 + BT * d.H * 2 + BT * 3 * d.C;
 }
 
-/* dout (R, C) -> dx (R, C) += dL/dx; parameter gradients g +=. x is the block's input. */
+/* dout (BT, C) -> dx (BT, C) += dL/dx; parameter gradients g +=. x is the block's input. */
 pf_status pf_block_backward(float *dx, pf_block_params *g, const float *dout, const float *x,
                             const pf_block_acts *a, const pf_block_params *p, pf_block_dims d,
                             float *scratch, pf_dtype dt) {
-    const int64_t R = d.B * d.T, C = d.C, H = d.H;
-    float *dres1 = scratch, *dln = dres1 + R * C, *datty = dln + R * C;
-    float *dgelu = datty + R * C, *dfc1 = dgelu + R * H, *dqkv = dfc1 + R * H;
+    const int64_t BT = d.B * d.T, C = d.C, H = d.H;
+    float *dres1 = scratch, *dln = dres1 + BT * C, *datty = dln + BT * C;
+    float *dgelu = datty + BT * C, *dfc1 = dgelu + BT * H, *dqkv = dfc1 + BT * H;
     memset(scratch, 0, (size_t)pf_block_scratch_floats(d) * sizeof(float));
 
     /* MLP branch: out = res1 + fc2(gelu(fc1(ln2(res1)))) */
-    memcpy(dres1, dout, (size_t)(R * C) * sizeof(float));
-    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dgelu, g->fc2_w, g->fc2_b, dout, a->gelu, p->fc2_w, R, H, C, dt)));
-    PROF(PF_PROF_GELU_BWD, pf_gelu_backward(dfc1, a->fc1, dgelu, R * H));
-    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dln, g->fc1_w, g->fc1_b, dfc1, a->ln2, p->fc1_w, R, C, H, dt)));
+    memcpy(dres1, dout, (size_t)(BT * C) * sizeof(float));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dgelu, g->fc2_w, g->fc2_b, dout, a->gelu, p->fc2_w, BT, H, C, dt)));
+    PROF(PF_PROF_GELU_BWD, pf_gelu_backward(dfc1, a->fc1, dgelu, BT * H));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dln, g->fc1_w, g->fc1_b, dfc1, a->ln2, p->fc1_w, BT, C, H, dt)));
     PROF(PF_PROF_LN_BWD, TRY(pf_layernorm_backward(dres1, g->ln2_w, g->ln2_b, dln, a->res1, p->ln2_w,
-                                                   a->ln2_mean, a->ln2_rstd, R, C)));
+                                                   a->ln2_mean, a->ln2_rstd, BT, C)));
 
     /* attention branch: res1 = x + proj(attn(qkv(ln1(x)))) */
-    PROF(PF_PROF_RESIDUAL, pf_add_inplace(dx, dres1, R * C));
-    memset(dln, 0, (size_t)(R * C) * sizeof(float));
-    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(datty, g->proj_w, g->proj_b, dres1, a->atty, p->proj_w, R, C, C, dt)));
+    PROF(PF_PROF_RESIDUAL, pf_add_inplace(dx, dres1, BT * C));
+    memset(dln, 0, (size_t)(BT * C) * sizeof(float));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(datty, g->proj_w, g->proj_b, dres1, a->atty, p->proj_w, BT, C, C, dt)));
     PROF(PF_PROF_ATTN_BWD, TRY(pf_attention_backward(dqkv, datty, a->qkv, a->att, d.B, d.T, C, d.NH, dt)));
-    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dln, g->qkv_w, g->qkv_b, dqkv, a->ln1, p->qkv_w, R, C, 3 * C, dt)));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dln, g->qkv_w, g->qkv_b, dqkv, a->ln1, p->qkv_w, BT, C, 3 * C, dt)));
     PROF(PF_PROF_LN_BWD, TRY(pf_layernorm_backward(dx, g->ln1_w, g->ln1_b, dln, x, p->ln1_w, a->ln1_mean,
-                                                   a->ln1_rstd, R, C)));
+                                                   a->ln1_rstd, BT, C)));
     return PF_OK;
 }

@@ -12,16 +12,16 @@ typedef struct {
     float *ln2_w, *ln2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
 } pf_block_params;
 
-/* One block's cached activations, R = B*T rows of width C (hidden H = mlp width). */
+/* One block's cached activations, BT = B*T rows of width C (hidden H = mlp width). */
 typedef struct {
-    float *ln1, *ln1_mean, *ln1_rstd; /* (R, C), (R), (R) */
-    float *qkv;                       /* (R, 3C) */
+    float *ln1, *ln1_mean, *ln1_rstd; /* (BT, C), (BT), (BT) */
+    float *qkv;                       /* (BT, 3C) */
     float *att;                       /* (B, NH, T, T) softmax probabilities */
-    float *atty;                      /* (R, C) attention output before proj */
-    float *res1;                      /* (R, C) x + proj(atty) */
-    float *ln2, *ln2_mean, *ln2_rstd; /* (R, C), (R), (R) */
-    float *fc1, *gelu;                /* (R, H), (R, H) */
-    float *out;                       /* (R, C) res1 + fc2(gelu) */
+    float *atty;                      /* (BT, C) attention output before proj */
+    float *res1;                      /* (BT, C) x + proj(atty) */
+    float *ln2, *ln2_mean, *ln2_rstd; /* (BT, C), (BT), (BT) */
+    float *fc1, *gelu;                /* (BT, H), (BT, H) */
+    float *out;                       /* (BT, C) res1 + fc2(gelu) */
 } pf_block_acts;
 
 /* Shapes of one stack of blocks. */
@@ -29,7 +29,7 @@ typedef struct {
     int64_t B, T, C, NH, H;
 } pf_block_dims;
 
-/* block.c: x (R, C) -> a->out; backward: dout (R, C) -> dx (R, C) +=, grads g +=.
+/* block.c: x (BT, C) -> a->out; backward: dout (BT, C) -> dx (BT, C) +=, grads g +=.
  * scratch: pf_block_scratch_floats(d) floats. */
 int64_t pf_block_acts_floats(pf_block_dims d);
 void pf_block_acts_bind(pf_block_acts *a, float *base, pf_block_dims d);
