@@ -1,7 +1,7 @@
 /* pf.h: the public C API of the pacofr core.
  *
  * Every function returns a pf_status; on failure a message is kept per OS thread and
- * pf_last_error() returns it. Nothing here exits, aborts or prints: module.c turns
+ * pf_last_error() returns it. Nothing here exits, aborts or prints: python/args.c turns
  * statuses into Python exceptions. Dimension letters are fixed in csrc/README.md. */
 #ifndef PF_H
 #define PF_H

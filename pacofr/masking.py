@@ -4,12 +4,14 @@ substituted patches.
 ``make_masks`` returns MAE's (mask, ids_keep, ids_restore) for ``random`` (MAE), ``block``
 (BEiT block-wise) and ``structured`` (whole facial components of a ``pacofr.regions`` map, with
 an adjacent top-up), each row a pure function of (seed, step, sample index); the C core
-(csrc/paco/masking.c; ``pacofr.ref.masking`` is the NumPy twin) computes them and ``pacofr.ref.masking`` is the NumPy twin.
+(csrc/paco/masking.c) computes them and ``pacofr.ref.masking`` is the NumPy twin. ``subst_positions``
+draws PaCo-FR's substitution positions from the same counter-based generator.
 """
 import numpy as np
 
 from . import _C
-from .regions import COMPONENTS, as_index, check_grid, int_array, region_map
+from ._checks import as_index, check_grid, int_array
+from .regions import COMPONENTS, region_map
 
 __all__ = ["KINDS", "MAX_MASK_GRID", "make_masks", "num_masked", "subst_positions"]
 

@@ -156,7 +156,7 @@ class Model:
         """The global L2 norm of the gradient buffer (trainable tensors)."""
         return _C.grad_norm(self._h)
 
-    def adamw_update(self, m, v, lr_scale=None, **hyper):
+    def adamw_step(self, m, v, lr_scale=None, **hyper):
         """One AdamW update of the parameters in C from the gradients and the moments m, v
         (flat float32, updated in place); ``hyper``: lr, beta1, beta2, eps, weight_decay,
         bias_correction1, bias_correction2, grad_scale (``pacofr.optim.AdamW`` drives this)."""

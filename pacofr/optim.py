@@ -49,7 +49,7 @@ class AdamW:
             self.last_grad_norm = norm
             scale *= min(1.0, self.clip_grad_norm / (norm + 1e-6))
         b1, b2 = self.betas
-        self.model.adamw_update(self.m, self.v, lr=self.lr, beta1=b1, beta2=b2, eps=self.eps,
+        self.model.adamw_step(self.m, self.v, lr=self.lr, beta1=b1, beta2=b2, eps=self.eps,
                       weight_decay=self.weight_decay, bias_correction1=1.0 - b1 ** self.step_count,
                       bias_correction2=1.0 - b2 ** self.step_count, grad_scale=scale, lr_scale=lr_scale)
         return self.last_grad_norm

@@ -22,7 +22,7 @@ from .model import Model
 
 __all__ = ["NonFiniteLoss", "PacoFR"]
 
-SUBST_SALT, INIT_SALT, RESEED_SALT = 0x5B57, 0xC0DE, 0xDEAD
+INIT_SALT, RESEED_SALT = 0xC0DE, 0xDEAD   # codebook init and re-seeding keys (masking salts live in C)
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -153,9 +153,6 @@ class PacoFR:
             out["sc"] = self._consistency_forward(ctx, images, ids_keep, clock)
             clock.lap("consistency")
         self._total(ctx, out)
-        if self.n_subst:
-            out["usage"], out["perplexity"] = self.usage()
-        out["incubating"] = bool(ctx["incubating"] and self.n_subst)
         return out
 
     def _substitute(self, ctx, images, mask, ids_keep, pos):
@@ -236,15 +233,18 @@ class PacoFR:
     # ---- backward (every gradient accumulates; the optimizer divides by accum_steps)
     def backward(self):
         """Gradients of the last ``forward``'s loss into the student's gradient buffer; while
-        incubating, then the EMA k-means update of the codebook. -> dict of statistics
-        (``reseeded``: dead codes re-seeded this micro-step)."""
+        incubating, then the EMA k-means update of the codebook. -> dict of statistics:
+        ``reseeded`` (dead codes re-seeded, while incubating), code ``usage`` and ``perplexity``
+        (with a codebook), ``incubating``."""
         ctx = self._ctx
         if ctx is None:
             raise RuntimeError("PacoFR.backward() needs a forward() first")
         self._ctx = None
         clock = _Clock(self.times)
-        dlatent = self._consistency_backward(ctx) if "sc" in ctx else None
-        clock.lap("consistency")
+        dlatent = None
+        if "sc" in ctx:
+            dlatent = self._consistency_backward(ctx)
+            clock.lap("consistency")
         learn_codes = self.n_subst and not ctx["incubating"]
         dcols = np.zeros((ctx["images"].shape[0], self.n_keep, self.d), np.float32) if learn_codes else None
         self.model.backward(dlatent, dcols)
@@ -256,6 +256,8 @@ class PacoFR:
             if ctx["incubating"]:
                 stats["reseeded"] = self._kmeans(ctx)
                 clock.lap("k-means")
+            stats["usage"], stats["perplexity"] = self.usage()
+        stats["incubating"] = bool(ctx["incubating"] and self.n_subst)
         return stats
 
     def _consistency_backward(self, ctx):

@@ -30,16 +30,16 @@ face and mirrors exactly under a horizontal flip ("left" = image left, as in LaP
   hair_background  everything else.
 """
 import functools
-import operator
 
 import numpy as np
 
 from . import _C
+from ._checks import check_grid, int_array
 from .data.schemes import CANONICAL_68
 
 
 __all__ = ["COMPONENTS", "COMPONENT_FLIP", "SKIN_COMPONENTS", "region_map", "region_map_from_landmarks",
-           "region_map_from_parsing", "flip_region_map", "as_index", "check_grid", "int_array"]
+           "region_map_from_parsing", "flip_region_map"]
 
 COMPONENTS = ("left_brow", "right_brow", "left_eye", "right_eye", "nose", "mouth", "left_cheek", "right_cheek",
               "forehead", "chin", "left_jaw", "right_jaw", "hair_background")
@@ -68,29 +68,6 @@ _EYE_ANGLES = (np.arange(16)[:, None] * 2 + 1) * np.pi / 16
 # LaPa-11 label -> parsing category: 0-5 the part components, 6 skin, 7 hair or background
 _LAPA_CATEGORY = np.array([7, 6, LEFT_BROW, RIGHT_BROW, LEFT_EYE, RIGHT_EYE, NOSE, MOUTH, MOUTH, MOUTH, 7], np.int64)
 _SKIN_CATEGORY, _HAIR_CATEGORY = 6, 7
-
-
-# ---------------------------------------------------------------- argument checks
-
-def as_index(value, name):
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
-
-
-def check_grid(grid, largest):
-    grid = as_index(grid, "grid")
-    if not 1 <= grid <= largest:
-        raise ValueError(f"grid must be in [1, {largest}], got {grid}")
-    return grid
-
-
-def int_array(value, name):
-    arr = np.asarray(value)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
-        raise ValueError(f"{name} must hold integers, got dtype {arr.dtype}")
-    return arr
 
 
 # ---------------------------------------------------------------- region maps

@@ -17,7 +17,7 @@ MAX_FILE, MAX_FUNCTION = 600, 60
 
 # bottom to top: a module may import its own layer and the layers below it, never one above
 LAYERS = [
-    ["_C", "_version", "_threads", "_io", "config", "runtime", "ops", "posembed", "data", "ref"],
+    ["_C", "_version", "_threads", "_io", "_checks", "config", "runtime", "ops", "posembed", "data", "ref"],
     ["model"],
     ["checkpoint"],
     ["regions", "masking"],
@@ -26,6 +26,8 @@ LAYERS = [
     ["train", "eval"],
     ["cli"],
 ]
+SIBLINGS = {"train", "eval"}   # one layer, but neither imports the other
+LAYER = {m: i for i, layer in enumerate(LAYERS) for m in layer}
 
 
 def _top_modules():
@@ -86,11 +88,15 @@ def _module_name(path):
 
 
 def _imports(path):
-    """Every pacofr module a file imports, at any depth of its code (function-level too)."""
-    name = _module_name(path)
-    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    return _imports_of(path.read_text(), _module_name(path), path.name == "__init__.py")
+
+
+def _imports_of(text, name, is_package):
+    """Every pacofr module that module ``name``'s source imports, at any depth of its code
+    (function-level imports too)."""
+    package = name if is_package else name.rsplit(".", 1)[0]
     out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name.split(".")[0] == "pacofr"}
         elif isinstance(node, ast.ImportFrom):
@@ -106,11 +112,50 @@ def _imports(path):
     return out
 
 
-def test_no_import_cycle():
+def _import_graph():
+    """module -> the pacofr modules it imports anywhere in its code (its parent packages left out:
+    they run first anyway)."""
     files = {_module_name(p): p for p in PKG.rglob("*.py")}
     graph = {m: {i for i in _imports(p) if i in files and i != m} for m, p in files.items()}
-    for m in graph:   # a module's package __init__ runs first; parents are not edges of their children
-        graph[m] = {i for i in graph[m] if not m.startswith(i + ".")}
+    return {m: {i for i in deps if not m.startswith(i + ".")} for m, deps in graph.items()}
+
+
+def _top(module):
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def _upward_edges(graph):
+    bad = []
+    for m, deps in graph.items():
+        src = _top(m)
+        for d in deps:
+            dst = _top(d)
+            if src is None or dst is None or src == dst:
+                continue
+            if LAYER[dst] > LAYER[src] or (src in SIBLINGS and dst in SIBLINGS):
+                bad.append(f"{m} -> {d}")
+    return bad
+
+
+def test_no_import_reaches_up_even_inside_a_function():
+    """The static graph, function-level imports included: every edge goes down or sideways."""
+    assert _upward_edges(_import_graph()) == []
+
+
+def test_the_edge_check_catches_a_function_level_upward_import():
+    src = "from .model import Model\n\ndef f():\n    from .paco import PacoFR\n    from .train import pretrain\n"
+    deps = _imports_of(src, "pacofr.checkpoint", False)
+    assert {"pacofr.model", "pacofr.paco", "pacofr.train"} <= deps
+    assert sorted(_upward_edges({"pacofr.checkpoint": deps})) == ["pacofr.checkpoint -> pacofr.paco",
+                                                                   "pacofr.checkpoint -> pacofr.paco.PacoFR",
+                                                                   "pacofr.checkpoint -> pacofr.train",
+                                                                   "pacofr.checkpoint -> pacofr.train.pretrain"]
+    assert _upward_edges({"pacofr.eval.tasks": {"pacofr.train.engine"}}) == ["pacofr.eval.tasks -> pacofr.train.engine"]
+
+
+def test_no_import_cycle():
+    graph = _import_graph()
     state, stack = {}, []
 
     def visit(m):
@@ -185,8 +230,10 @@ def test_no_file_or_function_too_long():
 
 
 def test_only_csrc_python_includes_python_h():
-    offenders = [str(p.relative_to(ROOT)) for p in CSRC.rglob("*.[ch]")
-                 if re.search(r'#\s*include\s*[<"](Python\.h|numpy/)', p.read_text())
+    """Directly, or through a header of csrc/python/."""
+    files = sorted(CSRC.rglob("*.[ch]")) + sorted(CSRC.rglob("*.inc"))
+    offenders = [str(p.relative_to(ROOT)) for p in files
+                 if re.search(r'#\s*include\s*[<"](Python\.h|numpy/|python/)', p.read_text())
                  and p.relative_to(CSRC).parts[0] != "python"]
     assert offenders == []
 
@@ -194,7 +241,7 @@ def test_only_csrc_python_includes_python_h():
 def test_only_model_py_touches_the_engine_handle():
     """Model's handle and tensor table are private: everything else uses its public methods."""
     files = [p for d in ("pacofr", "tests", "benchmarks", "notebooks") for p in (ROOT / d).rglob("*")
-             if p.suffix in (".py", ".ipynb") and p != PKG / "model.py" and p != Path(__file__)]
+             if p.suffix in (".py", ".ipynb") and p.resolve() not in (PKG / "model.py", Path(__file__).resolve())]
     pattern = re.compile(r"\._h\b|\._info\(|\._by_name\b")
     assert [str(p.relative_to(ROOT)) for p in files if pattern.search(p.read_text())] == []
 
@@ -211,3 +258,27 @@ def test_every_binding_has_a_docstring():
     names = [n for n in dir(_C) if not n.startswith("_") and callable(getattr(_C, n))]
     assert len(names) > 80
     assert [n for n in names if len((getattr(_C, n).__doc__ or "").strip()) < 20] == []
+
+
+# C calls a binding may make with the GIL held: settings, queries and accessors, no compute
+GIL_HELD_OK = re.compile(r"pf_(set|get)_\w+|pf_prof_\w+|pf_portable_kernel_\w+|pf_dnnl_\w+|pf_last_error"
+                         r"|pf_vit_(get_config|tensor|num_tensors|num_params|acts_bytes|set_dtype|free|latent|pred)")
+
+
+def gil_held_compute(text):
+    """(binding, C function) pairs where a binding calls a computing pf_* function outside PF_NOGIL."""
+    out = []
+    for m in re.finditer(r"^static PyObject \*(py_\w+)\(.*?^}", text, re.S | re.M):
+        released = " ".join(re.findall(r"PF_NOGIL\((.*?)\);\n", m.group(0), re.S))
+        inside = set(re.findall(r"\b(pf_\w+)\s*\(", released))
+        out += [(m.group(1), f) for f in sorted(set(re.findall(r"\b(pf_\w+)\s*\(", m.group(0))) - inside)
+                if not GIL_HELD_OK.fullmatch(f)]
+    return out
+
+
+def test_every_computing_binding_releases_the_gil():
+    text = "".join(p.read_text() for p in sorted((CSRC / "python").glob("bind_*.c")))
+    assert len(re.findall(r"^static PyObject \*py_", text, re.M)) > 80
+    assert gil_held_compute(text) == []
+    planted = "static PyObject *py_x(PyObject *self, PyObject *args) {\n    pf_gelu_forward(a, b, n);\n}\n"
+    assert gil_held_compute(planted) == [("py_x", "pf_gelu_forward")]

@@ -105,6 +105,10 @@ def test_bad_options_raise(setup):
         m.forward(x, ids_keep, target=P.astype(np.float64))
     with pytest.raises(ValueError, match="target must be C-contiguous"):
         m.forward(x, ids_keep, target=np.concatenate([P, P], 2)[:, :, ::2])
+    nan = P.copy()
+    nan[1, 2, 3] = np.nan
+    with pytest.raises(ValueError, match="target contains NaN or Inf"):
+        m.forward(x, ids_keep, target=nan)
     with pytest.raises(ValueError, match="weights must be >= 0"):
         m.forward(x, ids_keep, weights=-np.ones((3, N), np.float32))
     with pytest.raises(TypeError):

@@ -1,6 +1,7 @@
 /* gemm.c: pf_gemm, the one GEMM entry point: argument checks and back-end choice. */
 #include "core/common.h"
-#include "gemm/gemm.h"
+#include "gemm/gemm_dnnl.h"
+#include "gemm/gemm_portable.h"
 
 #ifdef PF_HAVE_DNNL
 static int pf_backend = PF_GEMM_DNNL;

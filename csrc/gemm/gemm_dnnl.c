@@ -7,7 +7,7 @@
  * checked. The scratchpad is owned by the caller (user mode) and a stream is made per call,
  * so several threads may run the same primitive at once. */
 #include "core/common.h"
-#include "gemm/gemm.h"
+#include "gemm/gemm_dnnl.h"
 
 #ifndef PF_HAVE_DNNL
 
@@ -251,7 +251,7 @@ done:
 }
 
 /* C[M,N] = alpha op(A)[M,K] op(B)[K,N] + beta C through the primitive cached for this shape,
- * layout, dtype, alpha and beta (gemm.h); bf16 operands go through dense bf16 copies. */
+ * layout, dtype, alpha and beta (gemm_dnnl.h); bf16 operands go through dense bf16 copies. */
 pf_status pf_gemm_dnnl(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                        const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                        float *C, int64_t ldc, pf_dtype dtype, int nthreads) {

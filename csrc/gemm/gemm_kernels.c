@@ -2,7 +2,7 @@
  * Compiled without -march flags: each kernel carries its own target attribute, so one build
  * runs on any x86-64 and uses AVX-512 or AVX2 where the CPU has them. */
 #include <string.h>
-#include "gemm/gemm.h"
+#include "gemm/gemm_kernels.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #define PF_X86 1

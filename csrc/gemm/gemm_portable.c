@@ -7,7 +7,8 @@
 #include <string.h>
 #include "core/bf16.h"
 #include "core/common.h"
-#include "gemm/gemm.h"
+#include "gemm/gemm_kernels.h"
+#include "gemm/gemm_portable.h"
 
 #define KC 256  /* depth of a packed block: a kc x NR panel of B stays in L1 */
 #define MC 96   /* rows of A per block (a multiple of every MR): mc x kc stays in L2 */
@@ -146,7 +147,7 @@ static void gemm_block(const gemm_job *g, int64_t jc, int64_t nc, int64_t pc, in
     }
 }
 
-/* C[M,N] = alpha op(A)[M,K] op(B)[K,N] + beta C (gemm.h): the packing buffers, then the
+/* C[M,N] = alpha op(A)[M,K] op(B)[K,N] + beta C (pf.h): the packing buffers, then the
  * (NC columns) x (KC depth) blocks in order. */
 pf_status pf_gemm_portable(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                            float alpha, const float *A, int64_t lda, const float *B,

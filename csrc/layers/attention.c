@@ -6,7 +6,7 @@
 #include <math.h>
 #include <string.h>
 #include "core/common.h"
-#include "layers/layers.h"
+#include "layers/attention.h"
 #include "layers/vec_kernels.h"
 
 /* out (B, T, C) = concat_h softmax(q_h k_h^T / sqrt(hs)) v_h; att (B, NH, T, T) keeps the

@@ -1,7 +1,7 @@
 /* gelu.c: exact GELU, 0.5 x (1 + erf(x / sqrt 2)), as timm and PyTorch's default use; the
  * loops live in vec_kernels.c (vectorised erf / exp, ~3 ulp). */
 #include "core/common.h"
-#include "layers/layers.h"
+#include "layers/gelu.h"
 #include "layers/vec_kernels.h"
 
 #define CHUNK 16384 /* elements per task: big enough to amortise, small enough to balance */

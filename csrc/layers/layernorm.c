@@ -2,13 +2,13 @@
 #include <math.h>
 #include <string.h>
 #include "core/common.h"
-#include "layers/layers.h"
+#include "layers/layernorm.h"
 
-/* out (R, C) = (inp - mean) * rstd * w + b; mean, rstd (R) are kept for backward. */
+/* out (rows, C) = (inp - mean) * rstd * w + b; mean, rstd (rows) are kept for backward. */
 void pf_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
-                          const float *b, int64_t R, int64_t C, float eps) {
-#pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (R * C > 32768)
-    for (int64_t r = 0; r < R; r++) {
+                          const float *b, int64_t rows, int64_t C, float eps) {
+#pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (rows * C > 32768)
+    for (int64_t r = 0; r < rows; r++) {
         const float *x = inp + r * C;
         double s = 0.0;
         for (int64_t c = 0; c < C; c++) s += x[c];
@@ -23,13 +23,13 @@ void pf_layernorm_forward(float *out, float *mean, float *rstd, const float *inp
     }
 }
 
-/* dinp (R, C) += dL/dinp; dw, db (C) += sums over rows (per-thread partials, then reduced).
+/* dinp (rows, C) += dL/dinp; dw, db (C) += sums over rows (per-thread partials, then reduced).
  * With xhat = (x - mean) * rstd and g = dout * w:
  *   dinp = rstd * (g - mean(g) - xhat * mean(g * xhat)). */
 pf_status pf_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
                                 const float *inp, const float *w, const float *mean,
-                                const float *rstd, int64_t R, int64_t C) {
-    const int nt = R * C > 32768 ? pf_get_num_threads() : 1;
+                                const float *rstd, int64_t rows, int64_t C) {
+    const int nt = rows * C > 32768 ? pf_get_num_threads() : 1;
     float *partial = calloc((size_t)nt * 2 * C, sizeof(float));
     if (!partial) return pf_fail(PF_ENOMEM, "layernorm_backward: out of memory");
 #pragma omp parallel num_threads(nt)
@@ -37,7 +37,7 @@ pf_status pf_layernorm_backward(float *dinp, float *dw, float *db, const float *
         const int tid = pf_thread_num();
         float *pw = partial + (size_t)tid * 2 * C, *pb = pw + C;
 #pragma omp for schedule(static)
-        for (int64_t r = 0; r < R; r++) {
+        for (int64_t r = 0; r < rows; r++) {
             const float *x = inp + r * C, *d = dout + r * C;
             const float m = mean[r], rs = rstd[r];
             float g_mean = 0.0f, gx_mean = 0.0f;

@@ -3,14 +3,14 @@
 #include <math.h>
 #include <stdlib.h>
 #include "core/common.h"
-#include "layers/layers.h"
+#include "layers/loss.h"
 
-/* target (R, d) in place: each row minus its mean, divided by sqrt(var + 1e-6) with the
- * unbiased variance (divisor d - 1), exactly MAE's norm_pix_loss target; mu (R) and sigma (R)
+/* target (rows, d) in place: each row minus its mean, divided by sqrt(var + 1e-6) with the
+ * unbiased variance (divisor d - 1), exactly MAE's norm_pix_loss target; mu (rows) and sigma (rows)
  * receive each row's mean and that divisor when not NULL. */
-void pf_norm_pix_target_stats(float *target, float *mu, float *sigma, int64_t R, int64_t d) {
-#pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (R * d > 65536)
-    for (int64_t r = 0; r < R; r++) {
+void pf_norm_pix_target_stats(float *target, float *mu, float *sigma, int64_t rows, int64_t d) {
+#pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (rows * d > 65536)
+    for (int64_t r = 0; r < rows; r++) {
         float *t = target + r * d;
         double s = 0.0, v = 0.0;
         for (int64_t i = 0; i < d; i++) s += t[i];
@@ -24,8 +24,8 @@ void pf_norm_pix_target_stats(float *target, float *mu, float *sigma, int64_t R,
     }
 }
 
-/* target (R, d) in place: pf_norm_pix_target_stats without the statistics. */
-void pf_norm_pix_target(float *target, int64_t R, int64_t d) { pf_norm_pix_target_stats(target, NULL, NULL, R, d); }
+/* target (rows, d) in place: pf_norm_pix_target_stats without the statistics. */
+void pf_norm_pix_target(float *target, int64_t rows, int64_t d) { pf_norm_pix_target_stats(target, NULL, NULL, rows, d); }
 
 /* pred rows: pred_row0 leading rows per image are skipped (1 for a cls token), then N rows.
  * loss = sum_i w_i mean_d (pred_i - target_i)^2 / sum_i w_i over patches with w_i > 0
@@ -89,13 +89,13 @@ void pf_mae_loss_backward(float *dpred, const float *pred, const float *target, 
     free(w);
 }
 
-/* Mean cross-entropy of logits (R, K) against class indices targets (R); probs (R, K) keeps
+/* Mean cross-entropy of logits (rows, K) against class indices targets (rows); probs (rows, K) keeps
  * the softmax for backward. Targets are checked by the caller (0 <= t < K). */
 double pf_cross_entropy_forward(float *probs, const float *logits, const int64_t *targets,
-                                int64_t R, int64_t K) {
+                                int64_t rows, int64_t K) {
     double total = 0.0;
 #pragma omp parallel for schedule(static) reduction(+ : total) num_threads(pf_get_num_threads())
-    for (int64_t r = 0; r < R; r++) {
+    for (int64_t r = 0; r < rows; r++) {
         const float *l = logits + r * K;
         float *p = probs + r * K;
         float mx = -INFINITY;
@@ -108,15 +108,15 @@ double pf_cross_entropy_forward(float *probs, const float *logits, const int64_t
         for (int64_t k = 0; k < K; k++) p[k] = (float)(p[k] / sum);
         total += log(sum) + mx - l[targets[r]];
     }
-    return R ? total / R : 0.0;
+    return rows ? total / rows : 0.0;
 }
 
-/* dlogits (R, K) += dloss * (probs - onehot(targets)) / R. */
+/* dlogits (rows, K) += dloss * (probs - onehot(targets)) / rows. */
 void pf_cross_entropy_backward(float *dlogits, const float *probs, const int64_t *targets,
-                               int64_t R, int64_t K, float dloss) {
-    const float g = R ? dloss / (float)R : 0.0f;
-#pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (R * K > 65536)
-    for (int64_t r = 0; r < R; r++) {
+                               int64_t rows, int64_t K, float dloss) {
+    const float g = rows ? dloss / (float)rows : 0.0f;
+#pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (rows * K > 65536)
+    for (int64_t r = 0; r < rows; r++) {
         float *d = dlogits + r * K;
         const float *p = probs + r * K;
         for (int64_t k = 0; k < K; k++) d[k] += g * p[k];

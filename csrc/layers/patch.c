@@ -2,7 +2,7 @@
  *   im2col for the patch-embedding conv: (c, kh, kw), timm's weight (C, 3, p, p) flattened;
  *   patchify for MAE's reconstruction target: (p, q, c) = (kh, kw, c). */
 #include "core/common.h"
-#include "layers/layers.h"
+#include "layers/patch.h"
 
 /* images (B, 3, S, S) -> cols (B, n, 3*p*p) in (c, kh, kw) order for patches ids[b, j]
  * (row-major grid index; ids NULL: all G*G patches in grid order, n = G*G). */

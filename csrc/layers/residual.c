@@ -1,6 +1,6 @@
 /* residual.c: element-wise adds of the residual stream. */
 #include "core/common.h"
-#include "layers/layers.h"
+#include "layers/residual.h"
 
 /* out (n) = a + b. */
 void pf_add_forward(float *out, const float *a, const float *b, int64_t n) {

@@ -3,7 +3,7 @@
  *   decoder input: the kept tokens put back at their grid positions, mask tokens elsewhere. */
 #include <string.h>
 #include "core/common.h"
-#include "layers/layers.h"
+#include "layers/tokens.h"
 
 /* x (B, 1+n, C): x[b,0] = cls + pos[0]; x[b,1+j] = emb[b,j] + pos[1 + ids[b,j]].
  * emb (B, n, C); cls (C); pos (1+N, C); ids (B, n) grid indices (NULL: j itself). */

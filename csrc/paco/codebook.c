@@ -18,11 +18,11 @@ static void row_sq(float *sq, const float *a, int64_t n, int64_t d) {
     }
 }
 
-/* idx (R), dist (R): nearest of C (K, d) to each row of x (R, d). */
-pf_status pf_codebook_nearest(int64_t *idx, float *dist, const float *x, const float *C, int64_t R,
+/* idx (rows), dist (rows): nearest of C (K, d) to each row of x (rows, d). */
+pf_status pf_codebook_nearest(int64_t *idx, float *dist, const float *x, const float *C, int64_t rows,
                               int64_t K, int64_t d) {
     float *cn = pf_malloc((size_t)K * sizeof(float));
-    float *xn = pf_malloc((size_t)R * sizeof(float));
+    float *xn = pf_malloc((size_t)rows * sizeof(float));
     float *sc = pf_malloc((size_t)(NEAREST_ROWS * K) * sizeof(float));
     pf_status st = PF_OK;
     if (!cn || !xn || !sc) {
@@ -30,9 +30,9 @@ pf_status pf_codebook_nearest(int64_t *idx, float *dist, const float *x, const f
         goto done;
     }
     row_sq(cn, C, K, d);
-    row_sq(xn, x, R, d);
-    for (int64_t r0 = 0; r0 < R && st == PF_OK; r0 += NEAREST_ROWS) {
-        const int64_t rb = pf_min64(NEAREST_ROWS, R - r0);
+    row_sq(xn, x, rows, d);
+    for (int64_t r0 = 0; r0 < rows && st == PF_OK; r0 += NEAREST_ROWS) {
+        const int64_t rb = pf_min64(NEAREST_ROWS, rows - r0);
         st = pf_gemm(0, 1, rb, K, d, 1.0f, x + r0 * d, d, C, d, 0.0f, sc, K, PF_FP32); /* x C^T */
         if (st != PF_OK) break;
 #pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (rb * K > 65536)
@@ -53,11 +53,11 @@ done:
     return st;
 }
 
-/* t (R, d), idx (R, k), w (R, k) from logits (R, K) and C (K, d). */
+/* t (rows, d), idx (rows, k), w (rows, k) from logits (rows, K) and C (K, d). */
 void pf_topk_mixture_forward(float *t, int64_t *idx, float *w, const float *logits, const float *C,
-                             int64_t R, int64_t K, int64_t d, int64_t k, float tau, int hard) {
-#pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (R * K > 65536)
-    for (int64_t r = 0; r < R; r++) {
+                             int64_t rows, int64_t K, int64_t d, int64_t k, float tau, int hard) {
+#pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (rows * K > 65536)
+    for (int64_t r = 0; r < rows; r++) {
         const float *l = logits + r * K;
         int64_t *ix = idx + r * k;
         float *wr = w + r * k;
@@ -88,13 +88,13 @@ void pf_topk_mixture_forward(float *t, int64_t *idx, float *w, const float *logi
     }
 }
 
-/* dlogits (R, K) +=, dC (K, d) += from dt (R, d) through t = sum_j w_j C[idx_j]. */
+/* dlogits (rows, K) +=, dC (K, d) += from dt (rows, d) through t = sum_j w_j C[idx_j]. */
 void pf_topk_mixture_backward(float *dlogits, float *dC, const float *dt, const int64_t *idx,
-                              const float *w, const float *C, int64_t R, int64_t K, int64_t d,
+                              const float *w, const float *C, int64_t rows, int64_t K, int64_t d,
                               int64_t k, float tau) {
     if (dlogits) {
-#pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (R * k * d > 65536)
-        for (int64_t r = 0; r < R; r++) {
+#pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (rows * k * d > 65536)
+        for (int64_t r = 0; r < rows; r++) {
             const float *g = dt + r * d, *wr = w + r * k;
             const int64_t *ix = idx + r * k;
             double dw[64], s = 0.0; /* k <= 64, checked by the caller */
@@ -109,7 +109,7 @@ void pf_topk_mixture_backward(float *dlogits, float *dC, const float *dt, const 
         }
     }
     if (dC) /* rows may share codes: one pass, in order, keeps it deterministic */
-        for (int64_t r = 0; r < R; r++)
+        for (int64_t r = 0; r < rows; r++)
             for (int64_t j = 0; j < k; j++) {
                 float *cj = dC + idx[r * k + j] * d;
                 const float wj = w[r * k + j];
@@ -118,13 +118,13 @@ void pf_topk_mixture_backward(float *dlogits, float *dC, const float *dt, const 
             }
 }
 
-/* C (K, d), ema_count (K), ema_sum (K, d) updated from x (R, d) and assign (R). */
+/* C (K, d), ema_count (K), ema_sum (K, d) updated from x (rows, d) and assign (rows). */
 void pf_codebook_ema(float *C, float *ema_count, float *ema_sum, const float *x, const int64_t *assign,
-                     int64_t R, int64_t K, int64_t d, float decay, float eps) {
+                     int64_t rows, int64_t K, int64_t d, float decay, float eps) {
     for (int64_t i = 0; i < K * d; i++) ema_sum[i] *= decay;
     for (int64_t k = 0; k < K; k++) ema_count[k] *= decay;
     const float a = 1.0f - decay;
-    for (int64_t r = 0; r < R; r++) {
+    for (int64_t r = 0; r < rows; r++) {
         float *sum = ema_sum + assign[r] * d;
         const float *xr = x + r * d;
         ema_count[assign[r]] += a;
@@ -140,16 +140,16 @@ void pf_codebook_ema(float *C, float *ema_count, float *ema_sum, const float *x,
     }
 }
 
-/* Re-seed codes with ema_count < threshold * sum(ema_count) from rows of x (R, d). */
-int64_t pf_codebook_reseed(float *C, float *ema_count, float *ema_sum, const float *x, int64_t R,
+/* Re-seed codes with ema_count < threshold * sum(ema_count) from rows of x (rows, d). */
+int64_t pf_codebook_reseed(float *C, float *ema_count, float *ema_sum, const float *x, int64_t rows,
                            int64_t K, int64_t d, float threshold, uint64_t key) {
     double n = 0.0;
     for (int64_t k = 0; k < K; k++) n += ema_count[k];
     const float mean = (float)(n / K), floor_count = (float)(threshold * n);
     int64_t done = 0;
     for (int64_t k = 0; k < K; k++) {
-        if (!(ema_count[k] < floor_count) || R < 1) continue;
-        const float *xr = x + (int64_t)(pf_mix64(key ^ (uint64_t)k) % (uint64_t)R) * d;
+        if (!(ema_count[k] < floor_count) || rows < 1) continue;
+        const float *xr = x + (int64_t)(pf_mix64(key ^ (uint64_t)k) % (uint64_t)rows) * d;
         for (int64_t q = 0; q < d; q++) C[k * d + q] = xr[q], ema_sum[k * d + q] = xr[q] * mean;
         ema_count[k] = mean;
         done++;
@@ -157,16 +157,16 @@ int64_t pf_codebook_reseed(float *C, float *ema_count, float *ema_sum, const flo
     return done;
 }
 
-/* C (K, d) from x (R, d): distinct random rows, or k-means++ (D^2 sampling). */
-pf_status pf_codebook_init(float *C, const float *x, int64_t R, int64_t K, int64_t d, int kmeanspp,
+/* C (K, d) from x (rows, d): distinct random rows, or k-means++ (D^2 sampling). */
+pf_status pf_codebook_init(float *C, const float *x, int64_t rows, int64_t K, int64_t d, int kmeanspp,
                            uint64_t key) {
-    if (R < 1) return pf_fail(PF_EINVAL, "codebook init needs at least one patch");
+    if (rows < 1) return pf_fail(PF_EINVAL, "codebook init needs at least one patch");
     if (!kmeanspp) {
-        int64_t *perm = malloc((size_t)R * sizeof(int64_t));
+        int64_t *perm = malloc((size_t)rows * sizeof(int64_t));
         if (!perm) return pf_fail(PF_ENOMEM, "codebook: out of memory");
-        for (int64_t i = 0; i < R; i++) perm[i] = i;
-        for (int64_t k = 0; k < K; k++) { /* partial Fisher-Yates; wraps when R < K */
-            const int64_t i = k % R, j = i + (int64_t)(pf_mix64(key ^ (uint64_t)k) % (uint64_t)(R - i));
+        for (int64_t i = 0; i < rows; i++) perm[i] = i;
+        for (int64_t k = 0; k < K; k++) { /* partial Fisher-Yates; wraps when rows < K */
+            const int64_t i = k % rows, j = i + (int64_t)(pf_mix64(key ^ (uint64_t)k) % (uint64_t)(rows - i));
             const int64_t tmp = perm[i];
             perm[i] = perm[j], perm[j] = tmp;
             memcpy(C + k * d, x + perm[i] * d, (size_t)d * sizeof(float));
@@ -174,32 +174,32 @@ pf_status pf_codebook_init(float *C, const float *x, int64_t R, int64_t K, int64
         free(perm);
         return PF_OK;
     }
-    double *d2 = malloc((size_t)R * sizeof(double));
+    double *d2 = malloc((size_t)rows * sizeof(double));
     if (!d2) return pf_fail(PF_ENOMEM, "codebook: out of memory");
     for (int64_t k = 0; k < K; k++) {
         int64_t pick = 0;
         const uint64_t h = pf_mix64(key ^ (uint64_t)k);
         if (k == 0) {
-            pick = (int64_t)(h % (uint64_t)R);
+            pick = (int64_t)(h % (uint64_t)rows);
         } else {
             double total = 0.0;
-            for (int64_t r = 0; r < R; r++) total += d2[r];
+            for (int64_t r = 0; r < rows; r++) total += d2[r];
             if (total > 0.0) {
                 double u = (double)(h >> 11) * (1.0 / 9007199254740992.0) * total, acc = 0.0;
-                pick = R - 1;
-                for (int64_t r = 0; r < R; r++)
+                pick = rows - 1;
+                for (int64_t r = 0; r < rows; r++)
                     if ((acc += d2[r]) > u) {
                         pick = r;
                         break;
                     }
             } else {
-                pick = (int64_t)(h % (uint64_t)R);
+                pick = (int64_t)(h % (uint64_t)rows);
             }
         }
         const float *c = x + pick * d;
         memcpy(C + k * d, c, (size_t)d * sizeof(float));
-#pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (R * d > 65536)
-        for (int64_t r = 0; r < R; r++) {
+#pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (rows * d > 65536)
+        for (int64_t r = 0; r < rows; r++) {
             double s = 0.0;
             for (int64_t q = 0; q < d; q++) s += ((double)x[r * d + q] - c[q]) * ((double)x[r * d + q] - c[q]);
             if (k == 0 || s < d2[r]) d2[r] = s;

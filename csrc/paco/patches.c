@@ -4,10 +4,10 @@
 #include "layers/layers.h"
 #include "paco/patches.h"
 
-/* x (R, d) -> xn (R, d), mu (R), sigma (R): MAE's norm_pix_loss normalisation. */
-void pf_patch_stats(float *xn, float *mu, float *sigma, const float *x, int64_t R, int64_t d) {
-    if (xn != x) memcpy(xn, x, (size_t)(R * d) * sizeof(float));
-    pf_norm_pix_target_stats(xn, mu, sigma, R, d);
+/* x (rows, d) -> xn (rows, d), mu (rows), sigma (rows): MAE's norm_pix_loss normalisation. */
+void pf_patch_stats(float *xn, float *mu, float *sigma, const float *x, int64_t rows, int64_t d) {
+    if (xn != x) memcpy(xn, x, (size_t)(rows * d) * sizeof(float));
+    pf_norm_pix_target_stats(xn, mu, sigma, rows, d);
 }
 
 /* images (B, 3, S, S) in place; t (B, s, d) in (p, q, c) order; mu, sigma (B, s); subst (B, s). */

@@ -9,8 +9,8 @@
 #include <stdint.h>
 #include "pf.h"
 
-/* x (R, d) -> xn (R, d) = (x - mu) / sigma, mu (R), sigma (R) = sqrt(unbiased var + 1e-6). */
-void pf_patch_stats(float *xn, float *mu, float *sigma, const float *x, int64_t R, int64_t d);
+/* x (rows, d) -> xn (rows, d) = (x - mu) / sigma, mu (rows), sigma (rows) = sqrt(unbiased var + 1e-6). */
+void pf_patch_stats(float *xn, float *mu, float *sigma, const float *x, int64_t rows, int64_t d);
 /* images (B, 3, S, S) in place: patch subst[b, j] (grid index) = mu[b, j] + sigma[b, j] * t[b, j]
  * for t (B, s, d) in (p, q, c) order. */
 void pf_substitute(float *images, const float *t, const float *mu, const float *sigma,

@@ -51,7 +51,7 @@ static uint8_t *mask_from_ids(PyArrayObject *ids, npy_intp N) {
 
 /* ---------------------------------------------------------------- linear, layernorm, gelu */
 
-/* linear_forward(inp (R, IC), weight (OC, IC), bias (OC) | None, dtype) -> out (R, OC) */
+/* linear_forward(inp (rows, IC), weight (OC, IC), bias (OC) | None, dtype) -> out (rows, OC) */
 static PyObject *py_linear_forward(PyObject *self, PyObject *args) {
     PyObject *x_obj, *w_obj, *b_obj, *dt_obj;
     pf_dtype dt;
@@ -61,12 +61,12 @@ static PyObject *py_linear_forward(PyObject *self, PyObject *args) {
     PyArrayObject *w = x ? F32(w_obj, "weight", 2, SHP(-1, PyArray_DIM(x, 1)), 0) : NULL;
     PyArrayObject *bias = NULL;
     if (!w || (b_obj != Py_None && !(bias = F32(b_obj, "bias", 1, SHP(PyArray_DIM(w, 0)), 0)))) return NULL;
-    const npy_intp R = PyArray_DIM(x, 0), IC = PyArray_DIM(x, 1), OC = PyArray_DIM(w, 0);
-    PyArrayObject *out = new_f32(2, SHP(R, OC), 0);
+    const npy_intp rows = PyArray_DIM(x, 0), IC = PyArray_DIM(x, 1), OC = PyArray_DIM(w, 0);
+    PyArrayObject *out = new_f32(2, SHP(rows, OC), 0);
     if (!out) return NULL;
     float *pb = data_or_null(bias);
     pf_status st;
-    PF_NOGIL(st = pf_linear_forward(PyArray_DATA(out), PyArray_DATA(x), PyArray_DATA(w), pb, R, IC, OC, dt));
+    PF_NOGIL(st = pf_linear_forward(PyArray_DATA(out), PyArray_DATA(x), PyArray_DATA(w), pb, rows, IC, OC, dt));
     if (st != PF_OK) {
         Py_DECREF(out);
         return raise_status(st);
@@ -74,7 +74,7 @@ static PyObject *py_linear_forward(PyObject *self, PyObject *args) {
     return (PyObject *)out;
 }
 
-/* linear_backward(dout (R, OC), inp (R, IC), weight (OC, IC), dinp | None, dweight | None,
+/* linear_backward(dout (rows, OC), inp (rows, IC), weight (OC, IC), dinp | None, dweight | None,
  * dbias | None, dtype) -> None */
 static PyObject *py_linear_backward(PyObject *self, PyObject *args) {
     PyObject *d_obj, *x_obj, *w_obj, *dx_obj, *dw_obj, *db_obj, *dt_obj;
@@ -86,19 +86,19 @@ static PyObject *py_linear_backward(PyObject *self, PyObject *args) {
     PyArrayObject *x = F32(x_obj, "inp", 2, NULL, 0);
     PyArrayObject *w = x ? F32(w_obj, "weight", 2, SHP(-1, PyArray_DIM(x, 1)), 0) : NULL;
     if (!w) return NULL;
-    const npy_intp R = PyArray_DIM(x, 0), IC = PyArray_DIM(x, 1), OC = PyArray_DIM(w, 0);
-    PyArrayObject *d = F32(d_obj, "dout", 2, SHP(R, OC), 0), *dx, *dw, *db;
-    if (!d || !opt_f32(dx_obj, "dinp", 2, SHP(R, IC), &dx) || !opt_f32(dw_obj, "dweight", 2, SHP(OC, IC), &dw) ||
+    const npy_intp rows = PyArray_DIM(x, 0), IC = PyArray_DIM(x, 1), OC = PyArray_DIM(w, 0);
+    PyArrayObject *d = F32(d_obj, "dout", 2, SHP(rows, OC), 0), *dx, *dw, *db;
+    if (!d || !opt_f32(dx_obj, "dinp", 2, SHP(rows, IC), &dx) || !opt_f32(dw_obj, "dweight", 2, SHP(OC, IC), &dw) ||
         !opt_f32(db_obj, "dbias", 1, SHP(OC), &db))
         return NULL;
     float *pdx = data_or_null(dx), *pdw = data_or_null(dw), *pdb = data_or_null(db);
     pf_status st;
-    PF_NOGIL(st = pf_linear_backward(pdx, pdw, pdb, PyArray_DATA(d), PyArray_DATA(x), PyArray_DATA(w), R, IC, OC,
+    PF_NOGIL(st = pf_linear_backward(pdx, pdw, pdb, PyArray_DATA(d), PyArray_DATA(x), PyArray_DATA(w), rows, IC, OC,
                                      dt));
     return none_or_raise(st);
 }
 
-/* layernorm_forward(x (R, C), w (C), b (C), eps) -> (out (R, C), mean (R), rstd (R)) */
+/* layernorm_forward(x (rows, C), w (C), b (C), eps) -> (out (rows, C), mean (rows), rstd (rows)) */
 static PyObject *py_layernorm_forward(PyObject *self, PyObject *args) {
     PyObject *x_obj, *w_obj, *b_obj;
     float eps;
@@ -106,20 +106,20 @@ static PyObject *py_layernorm_forward(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOOf", &x_obj, &w_obj, &b_obj, &eps)) return NULL;
     PyArrayObject *x = F32(x_obj, "x", 2, NULL, 0);
     if (!x) return NULL;
-    const npy_intp R = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1);
+    const npy_intp rows = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1);
     PyArrayObject *w = F32(w_obj, "weight", 1, SHP(C), 0), *b = w ? F32(b_obj, "bias", 1, SHP(C), 0) : NULL;
     if (!b) return NULL;
-    PyArrayObject *out = new_f32(2, SHP(R, C), 0), *mean = new_f32(1, SHP(R), 0), *rstd = new_f32(1, SHP(R), 0);
+    PyArrayObject *out = new_f32(2, SHP(rows, C), 0), *mean = new_f32(1, SHP(rows), 0), *rstd = new_f32(1, SHP(rows), 0);
     if (!out || !mean || !rstd) {
         Py_XDECREF(out), Py_XDECREF(mean), Py_XDECREF(rstd);
         return NULL;
     }
     PF_NOGIL(pf_layernorm_forward(PyArray_DATA(out), PyArray_DATA(mean), PyArray_DATA(rstd), PyArray_DATA(x),
-                                  PyArray_DATA(w), PyArray_DATA(b), R, C, eps));
+                                  PyArray_DATA(w), PyArray_DATA(b), rows, C, eps));
     return Py_BuildValue("(NNN)", out, mean, rstd);
 }
 
-/* layernorm_backward(dout (R, C), x (R, C), w (C), mean (R), rstd (R), dx | None, dw | None,
+/* layernorm_backward(dout (rows, C), x (rows, C), w (C), mean (rows), rstd (rows), dx | None, dw | None,
  * db | None) -> None */
 static PyObject *py_layernorm_backward(PyObject *self, PyObject *args) {
     PyObject *d_obj, *x_obj, *w_obj, *m_obj, *r_obj, *dx_obj, *dw_obj, *db_obj;
@@ -128,17 +128,17 @@ static PyObject *py_layernorm_backward(PyObject *self, PyObject *args) {
         return NULL;
     PyArrayObject *x = F32(x_obj, "x", 2, NULL, 0);
     if (!x) return NULL;
-    const npy_intp R = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1);
-    PyArrayObject *d = F32(d_obj, "dout", 2, SHP(R, C), 0), *w = d ? F32(w_obj, "weight", 1, SHP(C), 0) : NULL;
-    PyArrayObject *mean = w ? F32(m_obj, "mean", 1, SHP(R), 0) : NULL;
-    PyArrayObject *rstd = mean ? F32(r_obj, "rstd", 1, SHP(R), 0) : NULL, *dx, *dw, *db;
-    if (!rstd || !opt_f32(dx_obj, "dx", 2, SHP(R, C), &dx) || !opt_f32(dw_obj, "dweight", 1, SHP(C), &dw) ||
+    const npy_intp rows = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1);
+    PyArrayObject *d = F32(d_obj, "dout", 2, SHP(rows, C), 0), *w = d ? F32(w_obj, "weight", 1, SHP(C), 0) : NULL;
+    PyArrayObject *mean = w ? F32(m_obj, "mean", 1, SHP(rows), 0) : NULL;
+    PyArrayObject *rstd = mean ? F32(r_obj, "rstd", 1, SHP(rows), 0) : NULL, *dx, *dw, *db;
+    if (!rstd || !opt_f32(dx_obj, "dx", 2, SHP(rows, C), &dx) || !opt_f32(dw_obj, "dweight", 1, SHP(C), &dw) ||
         !opt_f32(db_obj, "dbias", 1, SHP(C), &db))
         return NULL;
     pf_status st;
     PF_NOGIL(st = pf_layernorm_backward(data_or_null(dx), data_or_null(dw), data_or_null(db), PyArray_DATA(d),
                                         PyArray_DATA(x), PyArray_DATA(w), PyArray_DATA(mean), PyArray_DATA(rstd),
-                                        R, C));
+                                        rows, C));
     return none_or_raise(st);
 }
 
@@ -372,7 +372,7 @@ static PyObject *py_unshuffle_backward(PyObject *self, PyObject *args) {
 
 /* ---------------------------------------------------------------- losses */
 
-/* norm_pix_target(target (R, d), d >= 2) -> a copy with each row normalised (MAE's norm_pix_loss) */
+/* norm_pix_target(target (rows, d), d >= 2) -> a copy with each row normalised (MAE's norm_pix_loss) */
 static PyObject *py_norm_pix_target(PyObject *self, PyObject *x_obj) {
     (void)self;
     PyArrayObject *x = F32(x_obj, "target", 2, NULL, 0);
@@ -426,12 +426,12 @@ static PyObject *py_mae_loss_backward(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* targets (R) int64 in [0, K) of a cross-entropy call; 0 with an exception otherwise. */
-static int ce_targets(PyObject *obj, npy_intp R, npy_intp K, PyArrayObject **out) {
-    *out = I64(obj, "targets", 1, SHP(R));
+/* targets (rows) int64 in [0, K) of a cross-entropy call; 0 with an exception otherwise. */
+static int ce_targets(PyObject *obj, npy_intp rows, npy_intp K, PyArrayObject **out) {
+    *out = I64(obj, "targets", 1, SHP(rows));
     if (!*out) return 0;
     const int64_t *t = PyArray_DATA(*out);
-    for (npy_intp i = 0; i < R; i++)
+    for (npy_intp i = 0; i < rows; i++)
         if (t[i] < 0 || t[i] >= K) {
             PyErr_Format(PyExc_ValueError, "targets[%zd] = %lld is outside [0, %zd)", (Py_ssize_t)i,
                          (long long)t[i], (Py_ssize_t)K);
@@ -440,7 +440,7 @@ static int ce_targets(PyObject *obj, npy_intp R, npy_intp K, PyArrayObject **out
     return 1;
 }
 
-/* cross_entropy_forward(logits (R, K), targets (R) int64) -> (loss, probs (R, K)) */
+/* cross_entropy_forward(logits (rows, K), targets (rows) int64) -> (loss, probs (rows, K)) */
 static PyObject *py_cross_entropy_forward(PyObject *self, PyObject *args) {
     PyObject *l_obj, *t_obj;
     (void)self;
@@ -455,7 +455,7 @@ static PyObject *py_cross_entropy_forward(PyObject *self, PyObject *args) {
     return Py_BuildValue("(dN)", loss, probs);
 }
 
-/* cross_entropy_backward(probs (R, K), targets (R), dloss, dlogits (R, K)) -> None: dlogits += */
+/* cross_entropy_backward(probs (rows, K), targets (rows), dloss, dlogits (rows, K)) -> None: dlogits += */
 static PyObject *py_cross_entropy_backward(PyObject *self, PyObject *args) {
     PyObject *p_obj, *t_obj, *d_obj;
     float dloss;
@@ -499,17 +499,17 @@ static PyObject *py_mse_backward(PyObject *self, PyObject *args) {
 
 PyMethodDef pf_layers_methods[] = {
     {"linear_forward", py_linear_forward, METH_VARARGS,
-     "linear_forward(inp, weight, bias, dtype) -> out (R, OC) float32\n\n"
-     "inp (R, IC), weight (OC, IC), bias (OC,) | None, dtype 'fp32' | 'bf16': inp @ weight.T + bias."},
+     "linear_forward(inp, weight, bias, dtype) -> out (rows, OC) float32\n\n"
+     "inp (rows, IC), weight (OC, IC), bias (OC,) | None, dtype 'fp32' | 'bf16': inp @ weight.T + bias."},
     {"linear_backward", py_linear_backward, METH_VARARGS,
      "linear_backward(dout, inp, weight, dinp, dweight, dbias, dtype) -> None\n\n"
-     "dout (R, OC) -> dinp (R, IC), dweight (OC, IC), dbias (OC,) +=, each optional (None: skipped)."},
+     "dout (rows, OC) -> dinp (rows, IC), dweight (OC, IC), dbias (OC,) +=, each optional (None: skipped)."},
     {"layernorm_forward", py_layernorm_forward, METH_VARARGS,
-     "layernorm_forward(x, weight, bias, eps) -> (out (R, C), mean (R,), rstd (R,))\n\n"
-     "x (R, C), weight, bias (C,): LayerNorm over each row; mean and rstd kept for the backward."},
+     "layernorm_forward(x, weight, bias, eps) -> (out (rows, C), mean (rows,), rstd (rows,))\n\n"
+     "x (rows, C), weight, bias (C,): LayerNorm over each row; mean and rstd kept for the backward."},
     {"layernorm_backward", py_layernorm_backward, METH_VARARGS,
      "layernorm_backward(dout, x, weight, mean, rstd, dx, dweight, dbias) -> None\n\n"
-     "dout (R, C) -> dx (R, C), dweight, dbias (C,) +=, each optional (None: skipped)."},
+     "dout (rows, C) -> dx (rows, C), dweight, dbias (C,) +=, each optional (None: skipped)."},
     {"gelu_forward", py_gelu_forward, METH_O,
      "gelu_forward(x) -> out float32 of x's shape\n\nExact (erf) GELU, element-wise."},
     {"gelu_backward", py_gelu_backward, METH_VARARGS,
@@ -542,8 +542,8 @@ PyMethodDef pf_layers_methods[] = {
      "unshuffle_backward(dfull, ids_keep, dx, dmask_token, dpos) -> None\n\n"
      "dfull (B, 1+N, C) -> dx (B, 1+n, C), dmask_token (C,), dpos (1+N, C) | None +=."},
     {"norm_pix_target", py_norm_pix_target, METH_O,
-     "norm_pix_target(target) -> (R, d) float32\n\n"
-     "target (R, d): a copy with each row (x - mean) / sqrt(unbiased var + 1e-6) (MAE's norm_pix_loss)."},
+     "norm_pix_target(target) -> (rows, d) float32\n\n"
+     "target (rows, d): a copy with each row (x - mean) / sqrt(unbiased var + 1e-6) (MAE's norm_pix_loss)."},
     {"mae_loss_forward", py_mae_loss_forward, METH_VARARGS,
      "mae_loss_forward(pred, target, mask, row0) -> float\n\n"
      "pred (B, row0 + N, d), target (B, N, d), mask (B, N) uint8 (1 = removed): mean squared error over\n"
@@ -551,11 +551,11 @@ PyMethodDef pf_layers_methods[] = {
     {"mae_loss_backward", py_mae_loss_backward, METH_VARARGS,
      "mae_loss_backward(pred, target, mask, row0, dloss, dpred) -> None\n\ndpred (B, row0 + N, d) +=."},
     {"cross_entropy_forward", py_cross_entropy_forward, METH_VARARGS,
-     "cross_entropy_forward(logits, targets) -> (loss, probs (R, K))\n\n"
-     "logits (R, K), targets (R,) int64 in [0, K): the mean cross-entropy and the softmax."},
+     "cross_entropy_forward(logits, targets) -> (loss, probs (rows, K))\n\n"
+     "logits (rows, K), targets (rows,) int64 in [0, K): the mean cross-entropy and the softmax."},
     {"cross_entropy_backward", py_cross_entropy_backward, METH_VARARGS,
      "cross_entropy_backward(probs, targets, dloss, dlogits) -> None\n\n"
-     "dlogits (R, K) += dloss (probs - onehot) / R."},
+     "dlogits (rows, K) += dloss (probs - onehot) / rows."},
     {"mse_forward", py_mse_forward, METH_VARARGS,
      "mse_forward(x, target) -> float\n\nx, target of one shape: the mean squared difference."},
     {"mse_backward", py_mse_backward, METH_VARARGS,

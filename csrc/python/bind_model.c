@@ -173,13 +173,14 @@ static PyArrayObject *check_weights(PyObject *obj, npy_intp B, npy_intp N) {
 }
 
 /* The optional arrays of vit_forward for B images of N patches of length d: ids_restore (B, N)
- * int64, target (B, N, d) float32, weights (B, N) float32 (finite, >= 0); None -> NULL.
+ * int64, target (B, N, d) float32 (finite), weights (B, N) float32 (finite, >= 0); None -> NULL.
  * 0 with an exception on a bad one. */
 static int forward_options(PyObject *r_obj, PyObject *t_obj, PyObject *w_obj, npy_intp B, npy_intp N, npy_intp d,
                            PyArrayObject **restore, PyArrayObject **target, PyArrayObject **weights) {
     *restore = *target = *weights = NULL;
     if (r_obj != Py_None && !(*restore = I64(r_obj, "ids_restore", 2, SHP(B, N)))) return 0;
-    if (t_obj != Py_None && !(*target = F32(t_obj, "target", 3, SHP(B, N, d), 0))) return 0;
+    if (t_obj != Py_None && !((*target = F32(t_obj, "target", 3, SHP(B, N, d), 0)) && check_finite(*target, "target")))
+        return 0;
     if (w_obj != Py_None && !(*weights = check_weights(w_obj, B, N))) return 0;
     return 1;
 }

@@ -100,19 +100,19 @@ static PyObject *py_subst_positions(PyObject *self, PyObject *args) {
 
 /* ---------------------------------------------------------------- patch statistics and substitution */
 
-/* patch_stats(x (R, d)) -> (xn (R, d), mu (R), sigma (R)): MAE's norm_pix normalisation */
+/* patch_stats(x (rows, d)) -> (xn (rows, d), mu (rows), sigma (rows)): MAE's norm_pix normalisation */
 static PyObject *py_patch_stats(PyObject *self, PyObject *x_obj) {
     (void)self;
     PyArrayObject *x = F32(x_obj, "x", 2, NULL, 0);
     if (!x || !check_finite(x, "x")) return NULL;
-    const npy_intp R = PyArray_DIM(x, 0), d = PyArray_DIM(x, 1);
+    const npy_intp rows = PyArray_DIM(x, 0), d = PyArray_DIM(x, 1);
     if (d < 2) return PyErr_Format(PyExc_ValueError, "x rows need at least 2 values, got %zd", (Py_ssize_t)d);
-    PyArrayObject *xn = new_f32(2, SHP(R, d), 0), *mu = new_f32(1, SHP(R), 0), *sd = new_f32(1, SHP(R), 0);
+    PyArrayObject *xn = new_f32(2, SHP(rows, d), 0), *mu = new_f32(1, SHP(rows), 0), *sd = new_f32(1, SHP(rows), 0);
     if (!xn || !mu || !sd) {
         Py_XDECREF(xn), Py_XDECREF(mu), Py_XDECREF(sd);
         return NULL;
     }
-    PF_NOGIL(pf_patch_stats(PyArray_DATA(xn), PyArray_DATA(mu), PyArray_DATA(sd), PyArray_DATA(x), R, d));
+    PF_NOGIL(pf_patch_stats(PyArray_DATA(xn), PyArray_DATA(mu), PyArray_DATA(sd), PyArray_DATA(x), rows, d));
     return Py_BuildValue("(NNN)", xn, mu, sd);
 }
 
@@ -168,7 +168,7 @@ static PyArrayObject *check_codebook(PyObject *obj, npy_intp d, int writeable) {
     return C && check_finite(C, "codebook") ? C : NULL;
 }
 
-/* codebook_nearest(x (R, d), codebook (K, d)) -> (idx (R,) int64, dist (R,)) */
+/* codebook_nearest(x (rows, d), codebook (K, d)) -> (idx (rows,) int64, dist (rows,)) */
 static PyObject *py_codebook_nearest(PyObject *self, PyObject *args) {
     PyObject *x_obj, *c_obj;
     (void)self;
@@ -176,9 +176,9 @@ static PyObject *py_codebook_nearest(PyObject *self, PyObject *args) {
     PyArrayObject *x = F32(x_obj, "x", 2, NULL, 0);
     PyArrayObject *C = x && check_finite(x, "x") ? check_codebook(c_obj, PyArray_DIM(x, 1), 0) : NULL;
     if (!C) return NULL;
-    const npy_intp R = PyArray_DIM(x, 0), K = PyArray_DIM(C, 0), d = PyArray_DIM(x, 1);
-    PyArrayObject *idx = (PyArrayObject *)PyArray_EMPTY(1, (npy_intp *)SHP(R), NPY_INT64, 0);
-    PyArrayObject *dist = new_f32(1, SHP(R), 0);
+    const npy_intp rows = PyArray_DIM(x, 0), K = PyArray_DIM(C, 0), d = PyArray_DIM(x, 1);
+    PyArrayObject *idx = (PyArrayObject *)PyArray_EMPTY(1, (npy_intp *)SHP(rows), NPY_INT64, 0);
+    PyArrayObject *dist = new_f32(1, SHP(rows), 0);
     if (!idx || !dist) {
         Py_XDECREF(idx), Py_XDECREF(dist);
         return NULL;
@@ -187,7 +187,7 @@ static PyObject *py_codebook_nearest(PyObject *self, PyObject *args) {
     float *pd = PyArray_DATA(dist);
     const float *px = PyArray_DATA(x), *pc = PyArray_DATA(C);
     pf_status st;
-    PF_NOGIL(st = pf_codebook_nearest(pi, pd, px, pc, R, K, d));
+    PF_NOGIL(st = pf_codebook_nearest(pi, pd, px, pc, rows, K, d));
     if (st != PF_OK) {
         Py_DECREF(idx), Py_DECREF(dist);
         return raise_status(st);
@@ -208,7 +208,7 @@ static int check_topk(long k, npy_intp K, float tau) {
     return 1;
 }
 
-/* topk_mixture_forward(logits (R, K), codebook (K, d), k, tau, hard) -> (t (R, d), idx (R, k), w (R, k)) */
+/* topk_mixture_forward(logits (rows, K), codebook (K, d), k, tau, hard) -> (t (rows, d), idx (rows, k), w (rows, k)) */
 static PyObject *py_topk_mixture_forward(PyObject *self, PyObject *args) {
     PyObject *l_obj, *c_obj;
     long k;
@@ -218,23 +218,23 @@ static PyObject *py_topk_mixture_forward(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOlfp", &l_obj, &c_obj, &k, &tau, &hard)) return NULL;
     PyArrayObject *l = F32(l_obj, "logits", 2, NULL, 0);
     if (!l || !check_finite(l, "logits")) return NULL;
-    const npy_intp R = PyArray_DIM(l, 0), K = PyArray_DIM(l, 1);
+    const npy_intp rows = PyArray_DIM(l, 0), K = PyArray_DIM(l, 1);
     PyArrayObject *C = F32(c_obj, "codebook", 2, SHP(K, -1), 0);
     if (!C || !check_finite(C, "codebook") || !check_topk(k, K, tau)) return NULL;
     const npy_intp d = PyArray_DIM(C, 1);
-    PyArrayObject *t = new_f32(2, SHP(R, d), 0), *w = new_f32(2, SHP(R, k), 0);
-    PyArrayObject *idx = (PyArrayObject *)PyArray_EMPTY(2, (npy_intp *)SHP(R, k), NPY_INT64, 0);
+    PyArrayObject *t = new_f32(2, SHP(rows, d), 0), *w = new_f32(2, SHP(rows, k), 0);
+    PyArrayObject *idx = (PyArrayObject *)PyArray_EMPTY(2, (npy_intp *)SHP(rows, k), NPY_INT64, 0);
     if (!t || !w || !idx) {
         Py_XDECREF(t), Py_XDECREF(w), Py_XDECREF(idx);
         return NULL;
     }
     PF_NOGIL(pf_topk_mixture_forward(PyArray_DATA(t), PyArray_DATA(idx), PyArray_DATA(w), PyArray_DATA(l), PyArray_DATA(C),
-                                     R, K, d, k, tau, hard));
+                                     rows, K, d, k, tau, hard));
     return Py_BuildValue("(NNN)", t, idx, w);
 }
 
-/* topk_mixture_backward(dlogits (R, K) | None, dcodebook (K, d) | None, dt (R, d), idx (R, k),
- * w (R, k), codebook (K, d), tau): accumulate */
+/* topk_mixture_backward(dlogits (rows, K) | None, dcodebook (K, d) | None, dt (rows, d), idx (rows, k),
+ * w (rows, k), codebook (K, d), tau): accumulate */
 static PyObject *py_topk_mixture_backward(PyObject *self, PyObject *args) {
     PyObject *dl_obj, *dc_obj, *dt_obj, *i_obj, *w_obj, *c_obj;
     float tau;
@@ -244,13 +244,13 @@ static PyObject *py_topk_mixture_backward(PyObject *self, PyObject *args) {
     PyArrayObject *C = dt ? check_codebook(c_obj, PyArray_DIM(dt, 1), 0) : NULL;
     PyArrayObject *idx = C ? I64(i_obj, "idx", 2, SHP(PyArray_DIM(dt, 0), -1)) : NULL;
     if (!idx) return NULL;
-    const npy_intp R = PyArray_DIM(dt, 0), d = PyArray_DIM(dt, 1), K = PyArray_DIM(C, 0), k = PyArray_DIM(idx, 1);
-    PyArrayObject *w = F32(w_obj, "w", 2, SHP(R, k), 0), *dl, *dc;
-    if (!w || !check_topk(k, K, tau) || !check_index(idx, "idx", K) || !opt_f32(dl_obj, "dlogits", 2, SHP(R, K), &dl) ||
+    const npy_intp rows = PyArray_DIM(dt, 0), d = PyArray_DIM(dt, 1), K = PyArray_DIM(C, 0), k = PyArray_DIM(idx, 1);
+    PyArrayObject *w = F32(w_obj, "w", 2, SHP(rows, k), 0), *dl, *dc;
+    if (!w || !check_topk(k, K, tau) || !check_index(idx, "idx", K) || !opt_f32(dl_obj, "dlogits", 2, SHP(rows, K), &dl) ||
         !opt_f32(dc_obj, "dcodebook", 2, SHP(K, d), &dc))
         return NULL;
     float *pdl = data_or_null(dl), *pdc = data_or_null(dc);
-    PF_NOGIL(pf_topk_mixture_backward(pdl, pdc, PyArray_DATA(dt), PyArray_DATA(idx), PyArray_DATA(w), PyArray_DATA(C), R, K, d,
+    PF_NOGIL(pf_topk_mixture_backward(pdl, pdc, PyArray_DATA(dt), PyArray_DATA(idx), PyArray_DATA(w), PyArray_DATA(C), rows, K, d,
                                       k, tau));
     Py_RETURN_NONE;
 }
@@ -264,7 +264,7 @@ static int check_ema_state(PyObject *c_obj, PyObject *n_obj, PyObject *s_obj, np
     return *sum && check_finite(*cnt, "ema_count") && check_finite(*sum, "ema_sum");
 }
 
-/* codebook_ema(codebook, ema_count, ema_sum, x (R, d), assign (R), decay, eps): in place */
+/* codebook_ema(codebook, ema_count, ema_sum, x (rows, d), assign (rows), decay, eps): in place */
 static PyObject *py_codebook_ema(PyObject *self, PyObject *args) {
     PyObject *c_obj, *n_obj, *s_obj, *x_obj, *a_obj;
     float decay, eps;
@@ -278,13 +278,13 @@ static PyObject *py_codebook_ema(PyObject *self, PyObject *args) {
     if (!(decay > 0.0f && decay < 1.0f) || !(eps > 0.0f))
         return PyErr_Format(PyExc_ValueError, "decay must be in (0, 1) and eps positive, got %g, %g", (double)decay,
                             (double)eps);
-    const npy_intp R = PyArray_DIM(x, 0), K = PyArray_DIM(C, 0), d = PyArray_DIM(x, 1);
-    PF_NOGIL(pf_codebook_ema(PyArray_DATA(C), PyArray_DATA(cnt), PyArray_DATA(sum), PyArray_DATA(x), PyArray_DATA(a), R, K, d,
+    const npy_intp rows = PyArray_DIM(x, 0), K = PyArray_DIM(C, 0), d = PyArray_DIM(x, 1);
+    PF_NOGIL(pf_codebook_ema(PyArray_DATA(C), PyArray_DATA(cnt), PyArray_DATA(sum), PyArray_DATA(x), PyArray_DATA(a), rows, K, d,
                              decay, eps));
     Py_RETURN_NONE;
 }
 
-/* codebook_reseed(codebook, ema_count, ema_sum, x (R, d), threshold, key) -> codes re-seeded */
+/* codebook_reseed(codebook, ema_count, ema_sum, x (rows, d), threshold, key) -> codes re-seeded */
 static PyObject *py_codebook_reseed(PyObject *self, PyObject *args) {
     PyObject *c_obj, *n_obj, *s_obj, *x_obj;
     float threshold;
@@ -295,14 +295,14 @@ static PyObject *py_codebook_reseed(PyObject *self, PyObject *args) {
     if (!x || !check_finite(x, "x") || !check_ema_state(c_obj, n_obj, s_obj, PyArray_DIM(x, 1), &C, &cnt, &sum))
         return NULL;
     if (PyArray_DIM(x, 0) < 1) return PyErr_Format(PyExc_ValueError, "x must have at least one row");
-    const npy_intp R = PyArray_DIM(x, 0), K = PyArray_DIM(C, 0), d = PyArray_DIM(x, 1);
+    const npy_intp rows = PyArray_DIM(x, 0), K = PyArray_DIM(C, 0), d = PyArray_DIM(x, 1);
     int64_t n;
-    PF_NOGIL(n = pf_codebook_reseed(PyArray_DATA(C), PyArray_DATA(cnt), PyArray_DATA(sum), PyArray_DATA(x), R, K, d, threshold,
+    PF_NOGIL(n = pf_codebook_reseed(PyArray_DATA(C), PyArray_DATA(cnt), PyArray_DATA(sum), PyArray_DATA(x), rows, K, d, threshold,
                                     key));
     return PyLong_FromLongLong(n);
 }
 
-/* codebook_init(codebook (K, d), x (R, d), kmeanspp, key): in place */
+/* codebook_init(codebook (K, d), x (rows, d), kmeanspp, key): in place */
 static PyObject *py_codebook_init(PyObject *self, PyObject *args) {
     PyObject *c_obj, *x_obj;
     int pp;
@@ -314,9 +314,9 @@ static PyObject *py_codebook_init(PyObject *self, PyObject *args) {
     if (!C) return NULL;
     float *pc = PyArray_DATA(C);
     const float *px = PyArray_DATA(x);
-    const npy_intp R = PyArray_DIM(x, 0), K = PyArray_DIM(C, 0), d = PyArray_DIM(x, 1);
+    const npy_intp rows = PyArray_DIM(x, 0), K = PyArray_DIM(C, 0), d = PyArray_DIM(x, 1);
     pf_status st;
-    PF_NOGIL(st = pf_codebook_init(pc, px, R, K, d, pp, key));
+    PF_NOGIL(st = pf_codebook_init(pc, px, rows, K, d, pp, key));
     if (st != PF_OK) return raise_status(st);
     Py_RETURN_NONE;
 }
@@ -462,8 +462,8 @@ PyMethodDef pf_paco_methods[] = {
      "ids_keep) of the patches PaCo-FR substitutes, ascending, uniform over the s-subsets; row b is a pure\n"
      "function of (seed, step, indices[b]) (its own stream, not the masks'); seed and step modulo 2^64."},
     {"patch_stats", py_patch_stats, METH_O,
-     "patch_stats(x) -> (xn (R, d), mu (R,), sigma (R,)) float32\n\n"
-     "x (R, d): xn = (x - mu) / sigma per row, sigma = sqrt(unbiased var + 1e-6) (MAE's norm_pix)."},
+     "patch_stats(x) -> (xn (rows, d), mu (rows,), sigma (rows,)) float32\n\n"
+     "x (rows, d): xn = (x - mu) / sigma per row, sigma = sqrt(unbiased var + 1e-6) (MAE's norm_pix)."},
     {"substitute", py_substitute, METH_VARARGS,
      "substitute(images, t, mu, sigma, subst, p) -> None\n\n"
      "images (B, 3, S, S) in place: patch subst[b, j] (grid index) = mu[b, j] + sigma[b, j] * t[b, j];\n"
@@ -473,26 +473,26 @@ PyMethodDef pf_paco_methods[] = {
      "dt (B, s, 3*p*p) += sigma[b, j] * dcols[b, pos[b, j]] reordered from (c, kh, kw) to (p, q, c);\n"
      "dcols (B, n, 3*p*p), sigma (B, s), pos (B, s) int64 places within ids_keep."},
     {"codebook_nearest", py_codebook_nearest, METH_VARARGS,
-     "codebook_nearest(x, codebook) -> (idx (R,) int64, dist (R,) float32)\n\n"
-     "x (R, d), codebook (K, d): each row's nearest code and squared distance (ties to the lower index)."},
+     "codebook_nearest(x, codebook) -> (idx (rows,) int64, dist (rows,) float32)\n\n"
+     "x (rows, d), codebook (K, d): each row's nearest code and squared distance (ties to the lower index)."},
     {"topk_mixture_forward", py_topk_mixture_forward, METH_VARARGS,
-     "topk_mixture_forward(logits, codebook, k, tau, hard) -> (t (R, d), idx (R, k) int64, w (R, k))\n\n"
-     "logits (R, K), codebook (K, d): the k largest logits, w = softmax(top / tau), t = sum w C[idx]\n"
+     "topk_mixture_forward(logits, codebook, k, tau, hard) -> (t (rows, d), idx (rows, k) int64, w (rows, k))\n\n"
+     "logits (rows, K), codebook (K, d): the k largest logits, w = softmax(top / tau), t = sum w C[idx]\n"
      "(hard: t = C[idx[:, 0]], straight-through)."},
     {"topk_mixture_backward", py_topk_mixture_backward, METH_VARARGS,
      "topk_mixture_backward(dlogits, dcodebook, dt, idx, w, codebook, tau) -> None\n\n"
-     "dt (R, d) -> dlogits (R, K) | None, dcodebook (K, d) | None += through the soft mixture."},
+     "dt (rows, d) -> dlogits (rows, K) | None, dcodebook (K, d) | None += through the soft mixture."},
     {"codebook_ema", py_codebook_ema, METH_VARARGS,
      "codebook_ema(codebook, ema_count, ema_sum, x, assign, decay, eps) -> None\n\n"
-     "EMA k-means in place: codebook (K, d), ema_count (K,), ema_sum (K, d) from x (R, d) and assign (R,)\n"
+     "EMA k-means in place: codebook (K, d), ema_count (K,), ema_sum (K, d) from x (rows, d) and assign (rows,)\n"
      "int64; codebook = ema_sum / Laplace-smoothed ema_count."},
     {"codebook_reseed", py_codebook_reseed, METH_VARARGS,
      "codebook_reseed(codebook, ema_count, ema_sum, x, threshold, key) -> int\n\n"
-     "Codes whose ema_count < threshold * sum(ema_count) take a random row of x (R, d) (chosen from key);\n"
+     "Codes whose ema_count < threshold * sum(ema_count) take a random row of x (rows, d) (chosen from key);\n"
      "returns how many were re-seeded."},
     {"codebook_init", py_codebook_init, METH_VARARGS,
      "codebook_init(codebook, x, kmeanspp, key) -> None\n\n"
-     "codebook (K, d) in place from rows of x (R, d): K random distinct rows, or k-means++ seeding."},
+     "codebook (K, d) in place from rows of x (rows, d): K random distinct rows, or k-means++ seeding."},
     {"affinity_loss_forward", py_affinity_loss_forward, METH_VARARGS,
      "affinity_loss_forward(ys, yt, valid) -> (loss, diff (B, T, T), zs (B, T, C), norms (B, T))\n\n"
      "ys, yt (B, T, C) student and teacher tokens, valid (B, T) uint8 | None: mean over images of the mean\n"

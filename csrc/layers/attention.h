@@ -1,0 +1,15 @@
+/* attention.h: multi-head self-attention over fused qkv (timm's [q|k|v] layout), forward and backward.
+ * rows: the row count, C the width; backward functions accumulate (+=) into gradients (layers/layers.h). */
+#ifndef PF_LAYERS_ATTENTION_H
+#define PF_LAYERS_ATTENTION_H
+
+#include <stdint.h>
+#include "pf.h"
+
+pf_status pf_attention_forward(float *out, float *att, const float *qkv, int64_t B, int64_t T,
+                               int64_t C, int64_t NH, pf_dtype dt);
+pf_status pf_attention_backward(float *dqkv, const float *dout, const float *qkv,
+                                const float *att, int64_t B, int64_t T, int64_t C, int64_t NH,
+                                pf_dtype dt);
+
+#endif

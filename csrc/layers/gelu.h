@@ -1,0 +1,12 @@
+/* gelu.h: exact (erf) GELU, elementwise, forward and backward.
+ * rows: the row count, C the width; backward functions accumulate (+=) into gradients (layers/layers.h). */
+#ifndef PF_LAYERS_GELU_H
+#define PF_LAYERS_GELU_H
+
+#include <stdint.h>
+#include "pf.h"
+
+void pf_gelu_forward(float *out, const float *inp, int64_t n);
+void pf_gelu_backward(float *dinp, const float *inp, const float *dout, int64_t n);
+
+#endif

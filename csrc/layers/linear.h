@@ -1,0 +1,15 @@
+/* linear.h: fully connected layer: out (rows, OC) = inp (rows, IC) W^T + b, and its backward.
+ * rows: the row count, C the width; backward functions accumulate (+=) into gradients (layers/layers.h). */
+#ifndef PF_LAYERS_LINEAR_H
+#define PF_LAYERS_LINEAR_H
+
+#include <stdint.h>
+#include "pf.h"
+
+pf_status pf_linear_forward(float *out, const float *inp, const float *weight, const float *bias,
+                            int64_t rows, int64_t IC, int64_t OC, pf_dtype dt);
+pf_status pf_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                             const float *inp, const float *weight, int64_t rows, int64_t IC,
+                             int64_t OC, pf_dtype dt);
+
+#endif
