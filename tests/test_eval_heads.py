@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import pacofr
-from pacofr.eval import heads as H
+from pacofr import heads as H
 from pacofr.eval.finetune import FitConfig, encode, encoder_of, fit
 from pacofr.optim import layer_decay_scales
 from conftest import assert_close

@@ -18,7 +18,7 @@ MAX_FILE, MAX_FUNCTION = 600, 60
 # bottom to top: a module may import its own layer and the layers below it, never one above
 LAYERS = [
     ["_C", "_version", "_threads", "_io", "_checks", "config", "runtime", "ops", "posembed", "data", "ref"],
-    ["model"],
+    ["model", "heads"],
     ["checkpoint"],
     ["regions", "masking"],
     ["optim"],
@@ -246,9 +246,10 @@ def test_only_model_py_touches_the_engine_handle():
     assert [str(p.relative_to(ROOT)) for p in files if pattern.search(p.read_text())] == []
 
 
-def test_the_training_loop_never_calls_the_c_core():
-    """train/ drives models (Model, PacoFR) and the optimizer; it never calls pacofr._C itself."""
-    offenders = [str(p.relative_to(ROOT)) for p in (PKG / "train").rglob("*.py")
+def test_training_and_evaluation_never_call_the_c_core():
+    """train/ and eval/ drive models (Model, PacoFR, the heads) and the optimizer; they never
+    call pacofr._C themselves."""
+    offenders = [str(p.relative_to(ROOT)) for d in ("train", "eval") for p in (PKG / d).rglob("*.py")
                  if re.search(r"\b_C\b", p.read_text())]
     assert offenders == []
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..model import Model, create_model
 from ..optim import AdamW, cosine_lr, layer_decay_scales
-from . import heads as H
+from .. import heads as H
 
 TASKS = ("alignment", "parsing", "identity")
 MODES = ("linear", "finetune")

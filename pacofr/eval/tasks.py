@@ -13,7 +13,7 @@ from ..data.loader import normalize_images
 from ..data.synth import synthface_at
 from . import alignment, parsing, quality, recognition
 from .finetune import FitConfig, encode, encoder_of, fit
-from .heads import embeddings
+from ..heads import embeddings
 
 SPLIT_SEEDS = {"pretrain": 0, "train": 1, "test": 2}
 

@@ -11,7 +11,7 @@ parameters). Token 0 is the cls token; tokens 1..N are the patches in grid order
 """
 import numpy as np
 
-from .. import _C
+from . import _C
 
 
 class Linear:
