@@ -26,6 +26,8 @@ from .config import ViTConfig
 from .model import Model
 
 FORMAT_VERSION = 1
+MAX_HEADER = 100 << 20   # bytes of a safetensors header (or a config file) beyond which a file is not ours
+ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 MODEL_TYPE = "pacofr_mae_vit"
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -60,22 +62,67 @@ def save_state(state, path, metadata=None):
     atomic_write_bytes(path, st.save(arrays, metadata=meta))
 
 
-def load_state(path):
-    """A safetensors file -> name -> array (int64 or float32). ValueError naming the file when it is
-    missing, truncated, or not safetensors."""
-    st = _safetensors()
-    path = Path(path)
+def _json(raw, path):
+    """Parsed JSON, or ValueError naming the file (bad bytes, syntax, or absurd nesting)."""
     try:
-        data = path.read_bytes()
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError(f"{path}: not valid JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+def read_header(path):
+    """A safetensors file's header, read without its data -> (name -> {dtype, shape, data_offsets},
+    file size). ValueError naming the file when it is a folder, truncated, padded, not
+    safetensors, or describes tensors its bytes cannot hold."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: a folder, not a safetensors weights file")
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            n = int.from_bytes(f.read(8), "little") if size >= 8 else 0
+            raw = f.read(n) if 0 < n <= min(MAX_HEADER, size - 8) else b""
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such weights file") from None
-    if len(data) < 8:
-        raise ValueError(f"{path}: not a safetensors file ({len(data)} bytes, truncated or empty)")
-    header_len = int.from_bytes(data[:8], "little")
-    if header_len <= 0 or 8 + header_len > len(data) or data[8:9] != b"{":
-        raise ValueError(f"{path}: not a safetensors file (bad header: truncated, or another format)")
+    if size < 8:
+        raise ValueError(f"{path}: not a safetensors file ({size} bytes, truncated or empty)")
+    if not raw.startswith(b"{"):
+        raise ValueError(f"{path}: not a safetensors file ({size} bytes; bad header: truncated, or another format)")
+    header = _json(raw, path)
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: not a safetensors file (its header is not a JSON object)")
+    header.pop("__metadata__", None)
+    end = 0
+    for name, info in header.items():
+        shape, offsets = (info.get("shape"), info.get("data_offsets")) if isinstance(info, dict) else (None, None)
+        ok = (isinstance(info, dict) and info.get("dtype") in ITEMSIZE and isinstance(shape, list)
+              and all(isinstance(v, int) and v >= 0 for v in shape) and isinstance(offsets, list) and len(offsets) == 2
+              and all(isinstance(v, int) for v in offsets) and 0 <= offsets[0] <= offsets[1])
+        if not ok or offsets[1] - offsets[0] != int(np.prod(shape, dtype=object)) * ITEMSIZE[info["dtype"]]:
+            raise ValueError(f"{path}: tensor {name!r} has a bad header entry {str(info)[:200]}")
+        end = max(end, offsets[1])
+    if 8 + n + end != size:
+        raise ValueError(f"{path}: not a safetensors file of its header's size: {size} bytes, the header describes "
+                         f"{8 + n + end} (truncated or padded)")
+    return header, size
+
+
+def load_state(path, expect=None):
+    """A safetensors file -> name -> array (int64 or float32). The header is read and checked
+    first (and against ``expect``, name -> shape, when given), so no more than it declares is
+    ever read. ValueError naming the file when it is missing, truncated, not safetensors, or
+    holds other shapes than expected."""
+    st = _safetensors()
+    path = Path(path)
+    header, _ = read_header(path)
+    if expect is not None and set(header) != set(expect):
+        raise ValueError(f"{path}: state dict does not match the model: missing {sorted(set(expect) - set(header))[:8]}, "
+                         f"unexpected {sorted(set(header) - set(expect))[:8]}")
+    for name, shape in (expect or {}).items():
+        if tuple(header[name]["shape"]) != tuple(shape):
+            raise ValueError(f"{path}: {name}: expected shape {tuple(shape)}, got {tuple(header[name]['shape'])}")
     try:
-        state = st.load(data)
+        state = st.load(path.read_bytes())
     except Exception as exc:  # safetensors raises its own SafetensorError
         raise ValueError(f"{path}: corrupt safetensors file: {exc}") from None
     return {k: _stored(v) for k, v in state.items()}
@@ -93,12 +140,15 @@ def save_model(model, folder):
 
 def read_config(folder):
     path = Path(folder) / CONFIG
+    if path.is_dir():
+        raise ValueError(f"{path}: a folder, not a config file")
     try:
-        doc = json.loads(path.read_text())
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no config.json (is {folder} a pacofr model folder?)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not valid JSON: {exc}") from None
+    if len(raw) > MAX_HEADER:
+        raise ValueError(f"{path}: {len(raw)} bytes, too large for a model config")
+    doc = _json(raw, path)
     if not isinstance(doc, dict) or doc.get("model_type") != MODEL_TYPE:
         raise ValueError(f"{path}: not a pacofr model config (model_type {doc.get('model_type') if isinstance(doc, dict) else None!r})")
     if doc.get("format_version", 0) > FORMAT_VERSION:
@@ -123,8 +173,9 @@ def load_model(folder, dtype=None):
             raise FileNotFoundError(f"{run_checkpoints}: the run has no checkpoint yet")
         return model
     config, saved_dtype = read_config(folder)
+    read_header(Path(folder) / WEIGHTS)   # checked before the model's buffers are allocated
     model = Model(config, dtype=dtype or saved_dtype)
-    state = load_state(Path(folder) / WEIGHTS)
+    state = load_state(Path(folder) / WEIGHTS, {t.name: t.shape for t in model.tensors})
     try:
         model.load_state_dict(state, strict=True)
     except ValueError as exc:
@@ -203,13 +254,16 @@ def verify(folder):
     """ValueError naming the file when a checkpoint folder is incomplete or corrupt."""
     folder = Path(folder)
     try:
-        manifest = json.loads((folder / "manifest.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        manifest = _json((folder / "manifest.json").read_bytes(), folder / "manifest.json")
+    except OSError as exc:
         raise ValueError(f"{folder}: no readable manifest.json ({exc})") from None
+    if not isinstance(manifest, dict) or not all(isinstance(v, dict) and {"bytes", "sha256"} <= set(v)
+                                                 for v in manifest.values()):
+        raise ValueError(f"{folder / 'manifest.json'}: not a checkpoint manifest (name -> bytes, sha256)")
     for name, info in manifest.items():
         f = folder / name
-        if not f.is_file():
-            raise ValueError(f"{f}: missing")
+        if Path(name).name != name or not f.is_file():
+            raise ValueError(f"{f}: missing (or not a file of the checkpoint folder)")
         if f.stat().st_size != info["bytes"] or _sha256(f) != info["sha256"]:
             raise ValueError(f"{f}: corrupt (size or SHA-256 differs from manifest.json)")
 
@@ -221,7 +275,7 @@ def load_checkpoint(folder):
     model = load_model(folder)
     opt = load_state(folder / "optimizer.safetensors")
     paco = load_state(folder / "paco.safetensors")
-    state = json.loads((folder / "state.json").read_text())
+    state = _json((folder / "state.json").read_bytes(), folder / "state.json")
     return model, opt, paco, state
 
 
@@ -232,7 +286,7 @@ def latest_checkpoint(out, loader=load_checkpoint):
     for folder in reversed(dirs):
         try:
             return folder, loader(folder)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, MemoryError) as exc:
             warnings.warn(f"checkpoint {folder} is unusable ({exc}); falling back to the previous one",
                           RuntimeWarning, stacklevel=2)
     if dirs:

@@ -10,6 +10,13 @@ def check_fields(cls, d, what):
         raise ValueError(f"unknown {what} fields: {', '.join(unknown)}")
 
 
+# Largest sizes a config may ask for: beyond them a size is a typo, and an overflow or a huge
+# allocation would follow (2^31 parameters is 8 GiB of float32, four buffers of it to train).
+LIMITS = {"img_size": 8192, "patch_size": 256, "embed_dim": 16384, "depth": 1024, "num_heads": 1024,
+          "decoder_embed_dim": 16384, "decoder_depth": 1024, "decoder_num_heads": 1024, "codebook_size": 1 << 20,
+          "belief_hidden": 1 << 16, "mlp_ratio": 64, "num_patches": 1 << 16, "params": 1 << 31}
+
+
 @dataclass(frozen=True)
 class ViTConfig:
     """A MAE-style ViT encoder-decoder. mlp_ratio 4, LayerNorm eps 1e-6, exact GELU, a cls
@@ -36,6 +43,13 @@ class ViTConfig:
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < (0 if "depth" in field else 1):
                 raise ValueError(f"{field} must be a positive int, got {value!r}")
+            if value > LIMITS[field]:
+                raise ValueError(f"{field} must be at most {LIMITS[field]}, got {value}")
+        for field in ("learned_pos", "norm_pix_loss", "encoder_only"):
+            if not isinstance(getattr(self, field), bool):
+                raise TypeError(f"{field} must be true or false, got {getattr(self, field)!r}")
+        if not isinstance(self.name, str):
+            raise TypeError(f"name must be a string, got {self.name!r}")
         if self.img_size % self.patch_size:
             raise ValueError(f"img_size {self.img_size} must be a multiple of patch_size {self.patch_size}")
         if self.embed_dim % self.num_heads:
@@ -47,10 +61,28 @@ class ViTConfig:
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{field} must be a non-negative int, got {value!r}")
+            if value > LIMITS[field]:
+                raise ValueError(f"{field} must be at most {LIMITS[field]}, got {value}")
         if self.codebook_size and (self.encoder_only or self.belief_hidden < 1):
             raise ValueError("a codebook needs the decoder (encoder_only=False) and belief_hidden >= 1")
-        if not self.mlp_ratio > 0:
-            raise ValueError(f"mlp_ratio must be positive, got {self.mlp_ratio!r}")
+        if isinstance(self.mlp_ratio, bool) or not isinstance(self.mlp_ratio, (int, float)):
+            raise TypeError(f"mlp_ratio must be a number, got {self.mlp_ratio!r}")
+        if not 0 < self.mlp_ratio <= LIMITS["mlp_ratio"] or int(self.embed_dim * self.mlp_ratio) < 1:
+            raise ValueError(f"mlp_ratio must be in (0, {LIMITS['mlp_ratio']}] with a hidden width of at least 1, "
+                             f"got {self.mlp_ratio!r}")
+        if self.num_patches > LIMITS["num_patches"]:
+            raise ValueError(f"img_size / patch_size = {self.grid_size} gives {self.num_patches} patches, more than "
+                             f"{LIMITS['num_patches']}")
+        if self.approx_params() > LIMITS["params"]:
+            raise ValueError(f"this config has about {self.approx_params():.3g} parameters, more than "
+                             f"{LIMITS['params']:.3g} (a typo in a size?)")
+
+    def approx_params(self):
+        """About how many parameters the model holds (blocks, embeddings, codebook): a size check."""
+        C, Cd, d = self.embed_dim, self.decoder_embed_dim, self.patch_dim
+        enc = self.depth * (4 + 2 * self.mlp_ratio) * C * C + (d + self.num_patches + 2) * C
+        dec = 0 if self.encoder_only else self.decoder_depth * (4 + 2 * self.mlp_ratio) * Cd * Cd + (C + d + self.num_patches) * Cd
+        return enc + dec + self.codebook_size * (d + self.belief_hidden) + d * self.belief_hidden
 
     @property
     def grid_size(self):

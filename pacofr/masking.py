@@ -60,10 +60,9 @@ def make_masks(kind, batch_size, grid, ratio, seed, step, regions=None, indices=
     if B < 0:
         raise ValueError(f"batch_size must be >= 0, got {B}")
     G = check_grid(grid, MAX_MASK_GRID)
-    try:
-        r = float(ratio)
-    except (TypeError, ValueError):
-        raise TypeError(f"ratio must be a number, got {type(ratio).__name__}") from None
+    if isinstance(ratio, (bool, np.bool_)) or not isinstance(ratio, (int, float, np.integer, np.floating)):
+        raise TypeError(f"ratio must be a number, got {type(ratio).__name__} {ratio!r}")
+    r = float(ratio)
     if not 0.0 <= r < 1.0:
         raise ValueError(f"ratio must be in [0, 1), got {ratio}")
     N = G * G
@@ -78,6 +77,8 @@ def make_masks(kind, batch_size, grid, ratio, seed, step, regions=None, indices=
         idx = np.ascontiguousarray(idx, np.int64)
     reg = _regions(regions, B, N)
     n_mask = num_masked(r, N)
+    if n_mask >= N:
+        raise ValueError(f"ratio {r} removes round({r} x {N}) = {n_mask} of the {N} patches: nothing would be kept")
     if kind == "random":
         return _C.mask_random(idx, G, n_mask, seed, step)
     if kind == "block":

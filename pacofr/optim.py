@@ -14,14 +14,16 @@ class AdamW:
     """
 
     def __init__(self, model, lr, weight_decay=0.05, betas=(0.9, 0.95), eps=1e-8, clip_grad_norm=None):
-        if not lr >= 0:
-            raise ValueError(f"lr must be >= 0, got {lr!r}")
-        if not weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
-        if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
-            raise ValueError(f"betas must lie in [0, 1), got {betas!r}")
-        if clip_grad_norm is not None and not clip_grad_norm > 0:
-            raise ValueError(f"clip_grad_norm must be positive or None, got {clip_grad_norm!r}")
+        _check_lr(lr)
+        if not 0 <= _number(weight_decay, "weight_decay") < math.inf:
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+        if not 0 < _number(eps, "eps") < math.inf:
+            raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
+        if (not isinstance(betas, (tuple, list)) or len(betas) != 2
+                or not all(0 <= _number(b, "betas") < 1 for b in betas)):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
+        if clip_grad_norm is not None and not 0 < _number(clip_grad_norm, "clip_grad_norm") < math.inf:
+            raise ValueError(f"clip_grad_norm must be a finite positive number or None, got {clip_grad_norm!r}")
         self.model = model
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
@@ -39,19 +41,23 @@ class AdamW:
         of accumulated micro-batches); returns the gradient norm when clipping (else None).
         ``lr_scale``: float32 (num tensors,) learning-rate factors, one per entry of
         ``model.tensors`` (layer-wise decay, ``layer_decay_scales``); None: all 1."""
+        _check_lr(self.lr)
+        scale = _number(grad_scale, "grad_scale")
+        if not 0 < scale < math.inf:
+            raise ValueError(f"grad_scale must be a finite positive number, got {grad_scale!r}")
+        norm = self.model.grad_norm() * scale   # checked before anything changes: a NaN never reaches the weights
+        if not math.isfinite(norm):
+            raise FloatingPointError(f"gradient norm is {norm} at optimizer step {self.step_count + 1}: "
+                                     f"the gradients hold NaN or Inf; the parameters are left as they were")
         self.step_count += 1
-        scale = float(grad_scale)
         self.last_grad_norm = None
         if self.clip_grad_norm is not None:
-            norm = self.model.grad_norm() * scale
-            if not math.isfinite(norm):
-                raise FloatingPointError(f"gradient norm is {norm} at optimizer step {self.step_count}")
             self.last_grad_norm = norm
             scale *= min(1.0, self.clip_grad_norm / (norm + 1e-6))
         b1, b2 = self.betas
         self.model.adamw_step(self.m, self.v, lr=self.lr, beta1=b1, beta2=b2, eps=self.eps,
-                      weight_decay=self.weight_decay, bias_correction1=1.0 - b1 ** self.step_count,
-                      bias_correction2=1.0 - b2 ** self.step_count, grad_scale=scale, lr_scale=lr_scale)
+                              weight_decay=self.weight_decay, bias_correction1=1.0 - b1 ** self.step_count,
+                              bias_correction2=1.0 - b2 ** self.step_count, grad_scale=scale, lr_scale=lr_scale)
         return self.last_grad_norm
 
     def state_dict(self):
@@ -66,6 +72,18 @@ class AdamW:
             getattr(self, key)[...] = arr
         self.step_count = int(state["step"])
         self.lr = float(state.get("lr", self.lr))
+
+
+def _number(value, name):
+    """value as a float: a real number (not a bool, a string or an array), else TypeError."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
+def _check_lr(lr):
+    if not 0 <= _number(lr, "lr") < math.inf:
+        raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
 
 
 def layer_decay_scales(model, decay):

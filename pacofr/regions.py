@@ -62,6 +62,7 @@ NOSE_BASE_OUT = 0.06
 NOSE_DOWN = 0.03
 MOUTH_SCALE = 1.2
 JAW_WIDTH = 0.20
+MAX_COORD_FACTOR = 100   # landmarks farther than this many image sizes from the origin are data errors
 
 # ellipse vertices, symmetric under reflection about either axis (so a flip maps them onto themselves)
 _EYE_ANGLES = (np.arange(16)[:, None] * 2 + 1) * np.pi / 16
@@ -179,6 +180,10 @@ def region_map_from_landmarks(landmarks, size, grid):
     if (isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, float, np.integer, np.floating))
             or not 0 < size < np.inf):
         raise ValueError(f"size must be a positive number, got {size!r}")
+    far = np.abs(lm).max(initial=0.0)
+    if far > MAX_COORD_FACTOR * size:
+        raise ValueError(f"landmarks must lie near the {size} px image (|coordinate| <= {MAX_COORD_FACTOR} x size), "
+                         f"got a coordinate of magnitude {far:.3g}")
     corners = np.linalg.norm(lm[:, 45] - lm[:, 36], axis=-1)
     if (corners <= 0).any():
         raise ValueError(f"landmarks[{int(np.argmax(corners <= 0))}]: outer eye corners 36 and 45 coincide")

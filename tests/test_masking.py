@@ -2,7 +2,7 @@
 the C core against its NumPy twin (pacofr/ref/masking.py), and every bad-argument path."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 import pacofr
 from pacofr import _C
@@ -230,6 +230,8 @@ def test_exact_counts_and_consistent_indices(kind, G):
     N = G * G
     for ratio in RATIOS:
         n_mask = n_mask_of(ratio, N)
+        if n_mask >= N:   # nothing kept: an error (test_a_ratio_that_keeps_nothing_raises)
+            continue
         mask, keep, restore = M.make_masks(kind, 6, G, ratio, seed=1, step=2)
         assert mask.dtype == np.uint8 and keep.dtype == np.int64 and restore.dtype == np.int64
         assert mask.shape == (6, N) and keep.shape == (6, N - n_mask) and restore.shape == (6, N)
@@ -257,8 +259,8 @@ def test_mae_gather_roundtrip():
 
 def test_ratio_rounding_and_edges():
     assert M.num_masked(0.75, 196) == 147 and M.num_masked(0.75, 16) == 12
-    mask, keep, _ = M.make_masks("random", 3, 1, 0.6, 0, 0)    # round(0.6) = 1 = N: all removed
-    assert mask.tolist() == [[1]] * 3 and keep.shape == (3, 0)
+    with pytest.raises(ValueError, match="nothing would be kept"):   # round(0.6) = 1 = N (issue 13: was width 0)
+        M.make_masks("random", 3, 1, 0.6, 0, 0)
     for kind in M.KINDS:
         mask, keep, restore = M.make_masks(kind, 0, 14, 0.75, 0, 0)
         assert mask.shape == (0, 196) and keep.shape == (0, 49) and restore.shape == (0, 196)
@@ -402,6 +404,8 @@ def test_block_masks_are_rectangles_and_coherent():
 def test_twin_matches_c_bit_for_bit(kind, synth):
     for G in (1, 2, 4, 7, 14):
         for ratio in RATIOS:
+            if n_mask_of(ratio, G * G) >= G * G:
+                continue
             idx = [0, 5, -3, 2 ** 40, 123456789]
             regions = R.region_map(G)
             got = M.make_masks(kind, 5, G, ratio, 2 ** 63 + 5, 17, indices=idx)
@@ -422,6 +426,7 @@ def test_twin_matches_c_bit_for_bit(kind, synth):
        data=st.data())
 def test_twin_and_invariants_property(kind, G, ratio, seed, step, B, data):
     N = G * G
+    assume(n_mask_of(ratio, N) < N)   # keeping nothing raises (test_a_ratio_that_keeps_nothing_raises)
     regions = np.array(data.draw(st.lists(st.integers(0, 12), min_size=B * N, max_size=B * N)),
                        np.int64).reshape(B, N)
     indices = np.array(data.draw(st.lists(st.integers(-2 ** 63, 2 ** 63 - 1), min_size=B, max_size=B)), np.int64)
@@ -647,3 +652,12 @@ def test_subst_positions_check_their_arguments():
     before = idx.copy()
     _C.subst_positions(0, 0, idx, 4, 2)
     np.testing.assert_array_equal(idx, before)
+
+
+@pytest.mark.parametrize("kind", M.KINDS)
+def test_a_ratio_that_keeps_nothing_raises(kind):
+    """Issue 13: a ratio rounding to every patch removed gave a width-0 ids_keep."""
+    with pytest.raises(ValueError, match=r"ratio 0.9 removes round\(0.9 x 4\) = 4 of the 4 patches: nothing"):
+        M.make_masks(kind, 3, 2, 0.9, seed=0, step=0)
+    with pytest.raises(TypeError, match="ratio must be a number, got str '0.5'"):
+        M.make_masks(kind, 3, 2, "0.5", seed=0, step=0)

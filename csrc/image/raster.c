@@ -72,10 +72,10 @@ static void cover_row(uint8_t *coverage, int64_t W, int64_t y, const float *v, i
             /* sub-columns at x - 0.25 and x + 0.25 inside [xs[k], xs[k+1]) */
             for (int sc = 0; sc < 2; sc++) {
                 const float off = -0.25f + 0.5f * sc;
-                int64_t x0 = (int64_t)ceilf(xs[k] - off), x1 = (int64_t)ceilf(xs[k + 1] - off) - 1;
-                if (x0 < 0) x0 = 0;
-                if (x1 > W - 1) x1 = W - 1;
-                for (int64_t x = x0; x <= x1; x++) coverage[x]++;
+                /* clamp in float before the cast: a far-away vertex must not overflow int64 */
+                const float fx0 = fmaxf(0.0f, ceilf(xs[k] - off)), fx1 = fminf((float)(W - 1), ceilf(xs[k + 1] - off) - 1.0f);
+                if (!(fx0 <= fx1)) continue;
+                for (int64_t x = (int64_t)fx0; x <= (int64_t)fx1; x++) coverage[x]++;
             }
         }
     }
@@ -110,8 +110,9 @@ static void paint(float *img, uint8_t *labels, int64_t S, const float *rec, int6
         if (n < 3 || n > MAX_VERTS || at > len) continue;
         float ymin = v[1], ymax = v[1];
         for (int i = 1; i < n; i++) ymin = fminf(ymin, v[2 * i + 1]), ymax = fmaxf(ymax, v[2 * i + 1]);
-        const int64_t y0 = (int64_t)fmaxf(0.0f, floorf(ymin)), y1 = (int64_t)fminf((float)(S - 1), ceilf(ymax));
-        for (int64_t y = y0; y <= y1; y++) {
+        const float fy0 = fmaxf(0.0f, floorf(ymin)), fy1 = fminf((float)(S - 1), ceilf(ymax));
+        if (!(fy0 <= fy1)) continue; /* off the image (or NaN): clamped in float, never cast out of range */
+        for (int64_t y = (int64_t)fy0; y <= (int64_t)fy1; y++) {
             cover_row(coverage, S, y, v, n);
             for (int64_t x = 0; x < S; x++) {
                 if (!coverage[x]) continue;

@@ -1,5 +1,6 @@
 /* bind_gemm.c: csrc/gemm for Python: pf_gemm, the back-end and micro-kernel choice, and the
  * C side of pacofr.build_info(). */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 #include "python/args.h"
@@ -44,9 +45,10 @@ static PyObject *py_gemm(PyObject *self, PyObject *args, PyObject *kwargs) {
                                      &out_obj, &trans_a, &trans_b, &alpha, &beta, &dtype_obj))
         return NULL;
     if (dtype_obj && !parse_dtype(dtype_obj, &dtype)) return NULL;
-    if (!isfinite(alpha) || !isfinite(beta)) {
-        char msg[128];
-        PyOS_snprintf(msg, sizeof msg, "alpha and beta must be finite, got alpha=%g beta=%g", alpha, beta);
+    if (!(fabs(alpha) <= FLT_MAX) || !(fabs(beta) <= FLT_MAX)) { /* they run as float32 */
+        char msg[160];
+        PyOS_snprintf(msg, sizeof msg, "alpha and beta must be finite, got alpha=%g beta=%g (they run as float32: "
+                      "|x| <= %g)", alpha, beta, (double)FLT_MAX);
         PyErr_SetString(PyExc_ValueError, msg);
         return NULL;
     }

@@ -1,15 +1,20 @@
 """What a pre-training run reports: metrics.jsonl (one JSON object per logged step),
 TensorBoard events when tensorboardX is installed, and a tqdm progress bar."""
 import json
+import os
 import time
 from pathlib import Path
+
+from .._io import atomic_write_bytes
 
 BAR_KEYS = ("loss", "rec", "sc", "usage", "images_per_s")
 
 
 class Metrics:
     """metrics.jsonl and TensorBoard events. Lines past ``resume_step`` (a run killed after
-    logging them) are dropped: they will be written again."""
+    logging them) are dropped, by an atomic rewrite: they will be written again. Each line is
+    appended by one write() to a file opened O_APPEND, so a kill -9 leaves whole lines (and a
+    torn last line, should the disk fill, is dropped on resume)."""
 
     def __init__(self, out, resume_step):
         self.path = Path(out) / "metrics.jsonl"
@@ -21,8 +26,8 @@ class Metrics:
                         keep.append(line)
                 except json.JSONDecodeError:
                     break  # a torn last line from a killed run
-            self.path.write_text("".join(k + "\n" for k in keep))
-        self.f = open(self.path, "a")
+            atomic_write_bytes(self.path, "".join(k + "\n" for k in keep).encode())
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         self.tb = None
         try:
             from tensorboardX import SummaryWriter
@@ -31,15 +36,14 @@ class Metrics:
             pass
 
     def write(self, row):
-        self.f.write(json.dumps(row) + "\n")
-        self.f.flush()
+        os.write(self.fd, (json.dumps(row) + "\n").encode())
         if self.tb is not None:
             for k, v in row.items():
                 if isinstance(v, (int, float)) and k != "step":
                     self.tb.add_scalar(k, v, row["step"])
 
     def close(self):
-        self.f.close()
+        os.close(self.fd)
         if self.tb is not None:
             self.tb.close()
 

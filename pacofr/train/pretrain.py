@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import checkpoint, runtime
+from .._io import atomic_write_bytes
 from ..data import SynthFace
 from ..data.augment import AugmentConfig
 from ..data.datasets import ImageFolder, LandmarkFaces, open_landmark_faces
@@ -195,7 +196,6 @@ def pretrain(config=None, eval_hook=None, progress=True, stop_after=None, **over
                          f"it, or choose another out folder")
     if resume:
         _resume(run)
-    with open(run.out / "pretrain_config.json", "w") as f:
-        json.dump(cfg.to_dict(), f, indent=1)
+    atomic_write_bytes(run.out / "pretrain_config.json", json.dumps(cfg.to_dict(), indent=1).encode())
     _loop(run, eval_hook, progress, stop_after)
     return PretrainResult(out=run.out, model=run.model, step=run.pos.step, metrics=run.last)
