@@ -409,14 +409,15 @@ CELEBAMASK_PARTS = ("neck", "skin", "cloth", "r_ear", "l_ear", "r_brow", "l_brow
                     "mouth", "l_lip", "u_lip", "hair", "eye_g", "hat", "ear_r", "neck_l")
 
 
-def check_int(value, name, low, high=None):
-    """value as a Python int in [low, high] (numpy integers too; floats, strings and bools
-    are refused), else TypeError / ValueError naming the argument."""
+def check_int(value, name, low=None, high=None):
+    """value as a Python int in [low, high] (None: unbounded; numpy integers too; floats,
+    strings and bools are refused), else TypeError / ValueError naming the argument."""
     if isinstance(value, (bool, np.bool_)) or not hasattr(type(value), "__index__"):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
     value = value.__index__()
-    if value < low or (high is not None and value > high):
-        raise ValueError(f"{name} must be in [{low}, {'inf' if high is None else high}], got {value}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name} must be in [{'-inf' if low is None else low}, {'inf' if high is None else high}], "
+                         f"got {value}")
     return value
 
 
