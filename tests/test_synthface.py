@@ -64,6 +64,61 @@ def test_bad_arguments():
         SynthFace(num_images=10)[10]
 
 
+@pytest.mark.parametrize("kwargs,err,msg", [
+    ({"size": 100.7}, TypeError, "size must be an integer, got float"),
+    ({"size": True}, TypeError, "size must be an integer, got bool"),
+    ({"size": "112"}, TypeError, "size must be an integer, got str"),
+    ({"num_images": 1.5}, TypeError, "num_images must be an integer, got float"),
+    ({"num_images": 0}, ValueError, r"num_images must be in \[1, "),
+    ({"num_images": 2 ** 64}, ValueError, r"num_images must be in \[1, "),
+    ({"seed": 2.5}, TypeError, "seed must be an integer, got float"),
+    ({"seed": -1}, ValueError, r"seed must be in \[0, inf\], got -1"),
+    ({"seed": False}, TypeError, "seed must be an integer, got bool"),
+    ({"num_identities": 3.0}, TypeError, "num_identities must be an integer"),
+    ({"num_identities": 0}, ValueError, r"num_identities must be in \[1, "),
+])
+def test_constructor_refuses_non_integers_and_out_of_range_instead_of_truncating(kwargs, err, msg):
+    with pytest.raises(err, match=msg):
+        SynthFace(**kwargs)
+
+
+def test_constructor_accepts_numpy_integers():
+    ds = SynthFace(seed=np.int64(3), size=np.int32(64), num_images=np.uint16(20), num_identities=np.int8(2))
+    assert (ds.seed, ds.size, ds.num_images, ds.num_identities) == (3, 64, 20, 2)
+    assert all(type(v) is int for v in (ds.seed, ds.size, ds.num_images, ds.num_identities))
+
+
+def test_indexing_refuses_floats_bools_and_out_of_range():
+    ds = SynthFace(size=64, num_images=10)
+    for bad, err, msg in [(1.5, TypeError, "index must be an integer, got float"),
+                          (True, TypeError, "index must be an integer, got bool"),
+                          (-1, ValueError, r"index must be in \[0, 10\) \(num_images\), got -1"),
+                          (10, IndexError, r"index must be in \[0, 10\)")]:
+        with pytest.raises(err, match=msg):
+            ds[bad]
+    assert isinstance(pytest.raises(ValueError, ds.__getitem__, 10).value, sf.IndexOutOfRange)
+    np.testing.assert_array_equal(ds[np.int64(2)]["image"], ds[2]["image"])
+
+
+def test_render_batch_refuses_floats_bools_and_out_of_range():
+    ds = SynthFace(size=64, num_images=10)
+    for bad, err, msg in [([0.5], TypeError, "indices must be integers, got dtype float64"),
+                          ([1, True], TypeError, "indices must be integers, got a bool"),
+                          (np.array([True]), TypeError, "indices must be integers, got dtype bool"),
+                          ([1, -2], ValueError, r"indices\[1\] must be in \[0, 10\)"),
+                          ([3, 10], IndexError, r"indices\[1\] must be in \[0, 10\)"),
+                          ([], ValueError, "needs at least one index"),
+                          ("3", TypeError, "indices must be integers")]:
+        with pytest.raises(err, match=msg):
+            ds.render_batch(bad)
+    with pytest.raises(TypeError, match="chunk must be an integer"):
+        ds.render_batch([1], chunk=2.5)
+    with pytest.raises(ValueError, match=r"chunk must be in \[1, inf\]"):
+        ds.render_batch([1], chunk=0)
+    with pytest.raises(TypeError, match="i must be an integer"):
+        ds.image_params(1.5)
+
+
 def test_subsets_and_five_points(batch):
     for k, a in enumerate(batch["attributes"]):
         assert set(a["subsets"]) == set(sf.SUBSETS)

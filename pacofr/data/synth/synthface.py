@@ -16,12 +16,21 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ... import _C
+from ..formats import check_int
 from ..schemes import SCHEMES
 from . import geometry as g
 
 SUBSETS = ("large_pose", "expression", "illumination", "occlusion", "blur")
 OCCLUDERS = ("none", "sunglasses", "face_mask", "hand", "hat", "blob")
 HAIR_STYLES = ("short", "fringe", "swept", "bald", "long", "long_fringe")
+
+
+INT64_MAX = 2 ** 63 - 1
+
+
+class IndexOutOfRange(IndexError, ValueError):
+    """An image index outside [0, num_images): an IndexError (so iteration stops) and a
+    ValueError (as every bad argument)."""
 
 
 def subsets_of(a):
@@ -103,15 +112,23 @@ class SynthFace:
     under an occluder), ``parsing`` uint8 (S, S) (LaPa-11), ``identity`` int and ``attributes``
     (yaw, pitch, roll in degrees, expression values, illumination, occluder, blur, and
     ``subsets``: large_pose, expression, illumination, occlusion, blur);
-    ``render_batch(indices)`` stacks them (attributes as a list of dicts)."""
+    ``render_batch(indices)`` stacks them (attributes as a list of dicts).
+
+    Arguments must be integers (Python or NumPy, never bools or floats; TypeError naming the
+    argument otherwise) in range (ValueError): seed >= 0, 64 <= size <= 256, num_images >= 1,
+    num_identities >= 1 or None (num_images // 10). An index outside [0, num_images) raises
+    ``IndexOutOfRange`` (an IndexError and a ValueError)."""
 
     def __init__(self, seed=0, size=112, num_images=10000, num_identities=None):
+        seed = check_int(seed, "seed", 0)
+        size = check_int(size, "size")
         if not 64 <= size <= 256:
             raise ValueError(f"size must be between 64 and 256, got {size}")
-        if num_images < 1:
-            raise ValueError(f"num_images must be positive, got {num_images}")
-        self.seed, self.size, self.num_images = int(seed), int(size), int(num_images)
-        self.num_identities = int(num_identities or max(1, num_images // 10))
+        num_images = check_int(num_images, "num_images", 1, INT64_MAX)
+        if num_identities is not None:
+            num_identities = check_int(num_identities, "num_identities", 1, INT64_MAX)
+        self.seed, self.size, self.num_images = seed, size, num_images
+        self.num_identities = num_identities or max(1, num_images // 10)
         self._identities = {}  # identity id -> (params, neutral 3-D landmarks); a bounded cache
 
     def __len__(self):
@@ -122,17 +139,42 @@ class SynthFace:
                 f"num_identities={self.num_identities})")
 
     def __getitem__(self, i):
-        if not 0 <= i < self.num_images:
-            raise IndexError(f"index {i} out of range for {self.num_images} images")
+        i = self._index(i, "index")
         b = self.render_batch([i])
         return {k: v[0] for k, v in b.items()}
 
+    def _index(self, i, name):
+        i = check_int(i, name)
+        if not 0 <= i < self.num_images:
+            raise IndexOutOfRange(f"{name} must be in [0, {self.num_images}) (num_images), got {i}")
+        return i
+
+    def _indices(self, indices):
+        """render_batch's indices -> list of ints in range, else TypeError / ValueError."""
+        if isinstance(indices, (list, tuple)) and any(isinstance(i, (bool, np.bool_)) for i in indices):
+            raise TypeError("indices must be integers, got a bool")
+        try:
+            arr = np.asarray(indices)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise TypeError(f"indices must be integers: {exc}") from None
+        if arr.size == 0:
+            raise ValueError("render_batch needs at least one index")
+        if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError(f"indices must be integers, got dtype {arr.dtype}")
+        flat = arr.ravel()
+        bad = np.flatnonzero((flat < 0) | (flat >= self.num_images))
+        if bad.size:
+            raise IndexOutOfRange(f"indices[{bad[0]}] must be in [0, {self.num_images}) (num_images), "
+                                  f"got {flat[bad[0]]}")
+        return [int(i) for i in flat]
+
     # ---- parameters
     def identity_of(self, i):
-        return int(np.random.default_rng([self.seed, 0x5EED, int(i)]).integers(self.num_identities))
+        i = check_int(i, "i", 0)
+        return int(np.random.default_rng([self.seed, 0x5EED, i]).integers(self.num_identities))
 
     def identity_params(self, ident):
-        rng = np.random.default_rng([self.seed, 0x1D, int(ident)])
+        rng = np.random.default_rng([self.seed, 0x1D, check_int(ident, "ident", 0)])
         shape = g.identity_shape(rng)
         tone = SKIN_TONES[rng.integers(len(SKIN_TONES))] * rng.uniform(0.93, 1.05, 3)
         hair = HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))] * rng.uniform(0.85, 1.15)
@@ -156,7 +198,7 @@ class SynthFace:
         return hit
 
     def image_params(self, i):
-        rng = np.random.default_rng([self.seed, int(i)])
+        rng = np.random.default_rng([self.seed, check_int(i, "i", 0)])
         large = rng.random() < 0.2
         yaw = rng.uniform(-70, 70) if large else rng.normal(0, 12)
         return {"yaw": float(np.clip(yaw, -70, 70)), "pitch": float(np.clip(rng.normal(0, 10), -35, 35)),
@@ -409,14 +451,12 @@ class SynthFace:
     def render_batch(self, indices, chunk=32):
         """Render images ``indices`` -> dict of stacked arrays (``attributes`` a list of dicts).
         Chunks of ``chunk`` images are painted in C on a worker thread while Python composes the
-        next chunk's scene; the result does not depend on ``chunk``."""
-        indices = [int(i) for i in np.asarray(indices, np.int64).ravel()]
-        for i in indices:
-            if not 0 <= i < self.num_images:
-                raise IndexError(f"index {i} out of range for {self.num_images} images")
-        if not indices:
-            raise ValueError("render_batch needs at least one index")
-        parts = [indices[k:k + chunk] for k in range(0, len(indices), max(1, int(chunk)))]
+        next chunk's scene; the result does not depend on ``chunk``. TypeError / ValueError
+        (``IndexOutOfRange`` for a range) naming ``indices`` or ``chunk`` unless indices are
+        one or more integers in [0, num_images) and chunk a positive integer."""
+        indices = self._indices(indices)
+        chunk = check_int(chunk, "chunk", 1)
+        parts = [indices[k:k + chunk] for k in range(0, len(indices), chunk)]
         if len(parts) == 1:
             args, truth = self._scene_batch(parts[0])
             painted, truths = [self._paint(*args)], [truth]
