@@ -74,7 +74,9 @@ class ViTConfig:
             raise ValueError(f"img_size / patch_size = {self.grid_size} gives {self.num_patches} patches, more than "
                              f"{LIMITS['num_patches']}")
         if self.approx_params() > LIMITS["params"]:
-            raise ValueError(f"this config has about {self.approx_params():.3g} parameters, more than "
+            sizes = ", ".join(f"{k}={getattr(self, k)}" for k in ("embed_dim", "depth", "decoder_embed_dim",
+                                                                    "decoder_depth", "mlp_ratio", "codebook_size"))
+            raise ValueError(f"this config ({sizes}) has about {self.approx_params():.3g} parameters, more than "
                              f"{LIMITS['params']:.3g} (a typo in a size?)")
 
     def approx_params(self):
