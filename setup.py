@@ -4,6 +4,9 @@ oneDNN (Debian's libdnnl-dev) is linked when a probe program compiles and links 
 otherwise the extension builds with the portable GEMM back end only and says so, here and in
 pacofr.build_info(). PACOFR_DNNL=0 forces the portable build, PACOFR_DNNL=1 makes a missing
 oneDNN an error. DNNL_ROOT points at a oneDNN install outside the default paths.
+PACOFR_SANITIZE=1 builds with AddressSanitizer and UndefinedBehaviorSanitizer (float-cast-overflow
+included, every report fatal) for .ci/sanitize; such a build needs the ASan runtime preloaded
+into Python (LD_PRELOAD), so never install it as the normal build.
 """
 import os
 import sys
@@ -14,6 +17,8 @@ import numpy
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
+SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fsanitize=float-cast-overflow",
+                  "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g", "-O1"]
 PROBE = "#include <dnnl.h>\nint main(void) { return dnnl_version()->major < 2; }\n"
 
 
@@ -52,6 +57,11 @@ class BuildExt(build_ext):
                 ext.include_dirs += inc
                 ext.library_dirs += lib
                 ext.runtime_library_dirs += [d for d in lib if os.path.isdir(d)]
+        if os.environ.get("PACOFR_SANITIZE") == "1":
+            for ext in self.extensions:  # after -O3, so -O1 wins
+                ext.extra_compile_args += SANITIZE_FLAGS
+                ext.extra_link_args += SANITIZE_FLAGS
+            print("pacofr: building with " + " ".join(SANITIZE_FLAGS), file=sys.stderr)
         if found:
             print("pacofr: building with oneDNN", file=sys.stderr)
         else:
