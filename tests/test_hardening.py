@@ -181,3 +181,14 @@ def test_metrics_log_is_rewritten_atomically_on_resume(tmp_path):
     assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2, 3]
     assert os.stat(path).st_ino != inode                      # replaced, not rewritten in place
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("nearest", [False, True])
+def test_warp_with_an_astronomic_matrix_gives_the_fill_without_an_integer_overflow(nearest):
+    """Source positions of 1e300 px were cast to int64 (undefined; UBSan's float-cast-overflow
+    in .ci/sanitize): now every pixel whose neighbours all lie outside is the fill, decided
+    in float. In-range warps are unchanged (test_align, test_augment)."""
+    src = np.full((1, 8, 8, 3), 200, np.uint8)
+    M = np.array([[[1e300, 0, 0], [0, 1e300, 0]]], np.float64)
+    out = fast(_C.warp, src, M, 4, 4, nearest, 7)
+    assert (out[0, 1:, 1:] == 7).all() and out[0, 0, 0, 0] == 200   # (0, 0) maps to (0, 0)

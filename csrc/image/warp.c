@@ -14,6 +14,12 @@ static void warp_one(uint8_t *dst, int64_t dh, int64_t dw, const uint8_t *src, i
         for (int64_t x = 0; x < dw; x++) {
             const double sx = M[0] * x + M[1] * y + M[2], sy = M[3] * x + M[4] * y + M[5];
             uint8_t *o = row + x * C;
+            if (!(sx > -1.0 && sx < (double)sw && sy > -1.0 && sy < (double)sh)) {
+                /* every neighbour is outside (or the matrix sent it to NaN / far away): the fill,
+                 * decided before any float -> int cast */
+                for (int64_t c = 0; c < C; c++) o[c] = fill;
+                continue;
+            }
             if (nearest) {
                 const int64_t ix = (int64_t)floor(sx + 0.5), iy = (int64_t)floor(sy + 0.5);
                 const int inside = ix >= 0 && ix < sw && iy >= 0 && iy < sh;
