@@ -143,9 +143,7 @@ class Model:
         """The encoder alone: (B, 1 + N, C) tokens after the final norm, on all patches, or
         (B, 1 + n, C) on the patches ids_keep (B, n) only. The activations stay cached for
         ``encoder_backward()``."""
-        if ids_keep is None:
-            return _C.vit_encode(self._h, images)
-        return _C.vit_encode_ids(self._h, images, ids_keep)
+        return _C.vit_encode(self._h, images, ids_keep)
 
     def encoder_backward(self, dout):
         """Accumulate (+=) the gradients of the last ``encode()`` given dout (B, 1 + N, C),

@@ -278,55 +278,29 @@ static PyArrayObject *new_tokens(const pf_vit *m, npy_intp B, npy_intp T) {
     return new_f32(3, SHP(B, T, pf_vit_get_config(m)->embed_dim), 0);
 }
 
-/* vit_encode(h, images (B, 3, S, S)) -> (B, 1+N, C) */
-static PyObject *py_vit_encode(PyObject *self, PyObject *args) {
-    PyObject *cap, *im_obj;
+/* vit_encode(h, images (B, 3, S, S), ids (B, n) | None = None) -> (B, 1+N, C) on every patch, or
+ * (B, 1+n, C) on the patches ids only */
+static PyObject *py_vit_encode(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kw[] = {"h", "images", "ids", NULL};
+    PyObject *cap, *im_obj, *ids_obj = Py_None;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OO:vit_encode", &cap, &im_obj)) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|O:vit_encode", kw, &cap, &im_obj, &ids_obj)) return NULL;
     model_box *b = box(cap);
     if (!b) return NULL;
     PyObject *result = NULL;
-    PyArrayObject *im = check_images(im_obj, b->m), *out = NULL;
+    PyArrayObject *im = check_images(im_obj, b->m), *ids = NULL, *out = NULL;
     if (!im) goto done;
     const pf_vit_config *c = pf_vit_get_config(b->m);
     const npy_intp B = PyArray_DIM(im, 0), G = c->img_size / c->patch_size;
-    if (!(out = new_tokens(b->m, B, 1 + G * G))) goto done;
-    const float *pim = PyArray_DATA(im);
-    float *pout = PyArray_DATA(out);
-    pf_status st;
-    pf_vit *m = b->m;
-    PF_NOGIL(st = pf_vit_encode(m, pim, B, pout));
-    if (st != PF_OK) {
-        Py_CLEAR(out);
-        raise_status(st);
-    }
-    result = (PyObject *)out;
-done:
-    unbox(b);
-    return result;
-}
-
-/* vit_encode_ids(h, images (B, 3, S, S), ids (B, n)) -> (B, 1+n, C): the encoder on kept patches */
-static PyObject *py_vit_encode_ids(PyObject *self, PyObject *args) {
-    PyObject *cap, *im_obj, *ids_obj;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "OOO:vit_encode_ids", &cap, &im_obj, &ids_obj)) return NULL;
-    model_box *b = box(cap);
-    if (!b) return NULL;
-    PyObject *result = NULL;
-    PyArrayObject *im = check_images(im_obj, b->m), *out = NULL;
-    if (!im) goto done;
-    const npy_intp B = PyArray_DIM(im, 0);
-    PyArrayObject *ids = I64(ids_obj, "ids", 2, SHP(B, -1));
-    if (!ids) goto done;
-    const npy_intp n = PyArray_DIM(ids, 1);
+    if (ids_obj != Py_None && !(ids = I64(ids_obj, "ids", 2, SHP(B, -1)))) goto done;
+    const npy_intp n = ids ? PyArray_DIM(ids, 1) : G * G;
     if (!(out = new_tokens(b->m, B, 1 + n))) goto done;
     const float *pim = PyArray_DATA(im);
-    const int64_t *pids = PyArray_DATA(ids);
+    const int64_t *pids = ids ? PyArray_DATA(ids) : NULL;
     float *pout = PyArray_DATA(out);
     pf_status st;
     pf_vit *m = b->m;
-    PF_NOGIL(st = pf_vit_encode_ids(m, pim, pids, B, n, pout));
+    PF_NOGIL(st = pids ? pf_vit_encode_ids(m, pim, pids, B, n, pout) : pf_vit_encode(m, pim, B, pout));
     if (st != PF_OK) {
         Py_CLEAR(out);
         raise_status(st);
@@ -338,7 +312,7 @@ done:
 }
 
 /* vit_encoder_backward(h, dout (B, 1+n, C), dcols (B, n, 3*p*p) | None) -> None: gradients of
- * the last encode / encode_ids from a gradient on its output (fine-tuning). */
+ * the last vit_encode from a gradient on its output (fine-tuning). */
 static PyObject *py_vit_encoder_backward(PyObject *self, PyObject *args) {
     PyObject *cap, *d_obj, *dc_obj;
     (void)self;
@@ -465,14 +439,13 @@ PyMethodDef pf_model_methods[] = {
      "vit_latent(h) -> (B, 1+n, C) float32\n\nA copy of the last forward's encoder output (after its norm)."},
     {"vit_pred", py_vit_pred, METH_O,
      "vit_pred(h) -> (B, N, d) float32\n\nA copy of the last forward's decoder prediction, grid order, no cls row."},
-    {"vit_encode", py_vit_encode, METH_VARARGS,
-     "vit_encode(h, images) -> (B, 1+N, C) float32\n\nimages (B, 3, S, S): the encoder on every patch, after its norm."},
-    {"vit_encode_ids", py_vit_encode_ids, METH_VARARGS,
-     "vit_encode_ids(h, images, ids) -> (B, 1+n, C) float32\n\n"
-     "images (B, 3, S, S), ids (B, n) int64: the encoder on the patches ids only."},
+    {"vit_encode", (PyCFunction)(void (*)(void))py_vit_encode, METH_VARARGS | METH_KEYWORDS,
+     "vit_encode(h, images, ids=None) -> (B, 1+N, C) or (B, 1+n, C) float32\n\n"
+     "images (B, 3, S, S): the encoder, after its norm, on every patch, or on the patches ids (B, n) int64\n"
+     "only. The activations stay for vit_encoder_backward."},
     {"vit_encoder_backward", py_vit_encoder_backward, METH_VARARGS,
      "vit_encoder_backward(h, dout, dcols) -> None\n\n"
-     "dout (B, 1+n, C): the gradient on the last encode / encode_ids output -> parameter gradients +=;\n"
+     "dout (B, 1+n, C): the gradient on the last vit_encode output -> parameter gradients +=;\n"
      "dcols (B, n, 3*p*p) | None += the patches' pixel gradients in im2col (c, kh, kw) order."},
     {"grad_norm", py_grad_norm, METH_O,
      "grad_norm(h) -> float\n\nThe global l2 norm of every trainable gradient (double accumulation)."},
