@@ -16,9 +16,15 @@ from .regions import COMPONENTS, region_map
 __all__ = ["KINDS", "MAX_MASK_GRID", "make_masks", "num_masked", "subst_positions"]
 
 KINDS = ("random", "block", "structured")
+U64 = (1 << 64) - 1
 MAX_MASK_GRID = 4096     # csrc/paco/masking.h PF_MASK_MAX_GRID
 
 # ---------------------------------------------------------------- masks
+
+def _u64(value, name):
+    """An integer key (seed, step) as the C generator's uint64: negative ones wrap, as in C."""
+    return as_index(value, name) & U64
+
 
 def num_masked(ratio, num_patches):
     """round(ratio * N): how many patches every row of a mask removes."""
@@ -66,8 +72,7 @@ def make_masks(kind, batch_size, grid, ratio, seed, step, regions=None, indices=
     if not 0.0 <= r < 1.0:
         raise ValueError(f"ratio must be in [0, 1), got {ratio}")
     N = G * G
-    mask64 = (1 << 64) - 1
-    seed, step = as_index(seed, "seed") & mask64, as_index(step, "step") & mask64
+    seed, step = _u64(seed, "seed"), _u64(step, "step")
     if indices is None:
         idx = np.arange(B, dtype=np.int64)
     else:
@@ -92,8 +97,7 @@ def subst_positions(seed, step, indices, n_keep, count):
     uniform over subsets; row b is a pure function of (seed, step, indices[b]), drawn by the
     same counter-based generator as the masks under its own salt (csrc/paco/masking.c; the
     NumPy twin is ``pacofr.ref.masking.subst_positions``)."""
-    mask64 = (1 << 64) - 1
-    seed, step = as_index(seed, "seed") & mask64, as_index(step, "step") & mask64
+    seed, step = _u64(seed, "seed"), _u64(step, "step")
     n_keep, count = as_index(n_keep, "n_keep"), as_index(count, "count")
     if not 0 <= count <= n_keep:
         raise ValueError(f"count must be in [0, n_keep = {n_keep}], got {count}")

@@ -6,6 +6,7 @@ return a finite result. A crash (the child dies), a hang (the timeout), a foreig
 message naming nothing, or a NaN result fails the test with the case that did it.
 
 Bounded for CI: the sum of the max_examples below is 2,400 cases (about a minute)."""
+import functools
 import multiprocessing as mp
 import os
 import re
@@ -244,6 +245,7 @@ def test_fuzz_adamw(box, lr, eps, wd, betas, clip, scale, nan_grad):
         check(box, names, "adamw", scale, lr=lr, eps=eps, weight_decay=wd, betas=betas, clip_grad_norm=clip)
 
 
+@functools.lru_cache(maxsize=None)
 def _num_params_tiny():
     import pacofr
     return pacofr.create_model("pacofr_test_tiny").flat_params.size

@@ -74,7 +74,7 @@ def test_backward_options_by_keyword(setup):
 
 def test_bad_options_raise(setup):
     m, x, p, G, mask, ids_keep, ids_restore = setup
-    N, n, d = G * G, ids_keep.shape[1], 3 * p * p
+    N, d = G * G, 3 * p * p
     bad = ids_restore.copy()
     bad[1, [ids_keep[1, 0], ids_keep[1, 1]]] = bad[1, [ids_keep[1, 1], ids_keep[1, 0]]]
     with pytest.raises(ValueError, match=r"ids_restore does not match ids_keep: ids_restore\[1, "):

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..model import Model, create_model
 from ..optim import AdamW, cosine_lr, layer_decay_scales
@@ -226,7 +227,6 @@ def _train(encoder, head, images, feats, targets, weights, cfg, progress, log_ev
     weights = None if weights is None else np.asarray(weights)
     history, bar = [], None
     if progress:
-        from tqdm.auto import tqdm
         bar = tqdm(total=cfg.steps, desc=f"{cfg.task} {cfg.mode}", leave=False)
     batches = _batches(len(images), cfg.batch_size, cfg.seed)
     for step in range(cfg.steps):

@@ -5,6 +5,8 @@ import os
 import time
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from .._io import atomic_write_bytes
 
 BAR_KEYS = ("loss", "rec", "sc", "usage", "images_per_s")
@@ -77,7 +79,6 @@ def progress_bar(enabled, total, initial, name):
     """A tqdm bar (None when disabled)."""
     if not enabled:
         return None
-    from tqdm.auto import tqdm
     return tqdm(total=total, initial=initial, desc=f"pretrain {name}", unit="step", dynamic_ncols=True)
 
 
