@@ -54,6 +54,24 @@ pf_status pf_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                   float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                   float beta, float *C, int64_t ldc, pf_dtype dtype);
 
+/* The general form: operands may already be bf16 (bit patterns, uint16_t), a bias row may
+ * be added, and dtype says how the product is computed (PF_FP32 needs fp32 operands).
+ *   C[M,N] = alpha * op(A) @ op(B) + bias[N] (every row) + beta * C
+ * bias needs alpha == 1. A bf16 operand is used as is; an fp32 one is rounded (PF_BF16). */
+typedef struct {
+    int64_t M, N, K;
+    int trans_a, trans_b;
+    const void *A, *B;  /* float *, or uint16_t * where a_bf16 / b_bf16 */
+    int a_bf16, b_bf16;
+    int64_t lda, ldb;
+    float alpha, beta;
+    const float *bias;  /* (N) or NULL */
+    float *C;
+    int64_t ldc;
+    pf_dtype dtype;
+} pf_gemm_args;
+pf_status pf_gemm_ex(const pf_gemm_args *g);
+
 pf_status pf_set_gemm_backend(pf_gemm_backend backend);
 pf_gemm_backend pf_get_gemm_backend(void);
 int pf_have_dnnl(void);
@@ -68,6 +86,11 @@ const char *pf_get_portable_kernel(void);
 const char *pf_dnnl_version(void);                  /* "2.6.3" or NULL */
 const char *pf_dnnl_isa(void);                      /* e.g. "avx512_core_amx" */
 const char *pf_dnnl_matmul_impl(pf_dtype dtype);    /* e.g. "brg:avx512_core_amx_bf16" */
+/* The bare oneDNN matmul for the benchmark: dst (M, N) = src (M, K) @ wei (K, N) (weights
+ * stored (N, K) when trans_b), created once, buffers allocated once, run reps times;
+ * *seconds gets the median time of one run. dst_bf16: a bf16 destination. */
+pf_status pf_dnnl_bare_matmul(int64_t M, int64_t N, int64_t K, int trans_b, pf_dtype dtype,
+                              int dst_bf16, int reps, double *seconds);
 
 /* ---- bf16 (bf16.c) ----
  * x[n] -> y[n]: each value rounded to the nearest bf16 (ties to even) and widened back to

@@ -41,3 +41,56 @@ def set_gemm_backend(name):
 
 def get_gemm_backend():
     return _C.get_gemm_backend()
+
+
+_DTYPE_CHOICES = {}
+
+
+def _median_time(fn, reps):
+    import time
+    fn()  # warm-up: builds and caches the oneDNN primitive
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def choose_dtype(requested="auto", width=192, hidden=768, rows=3200, reps=5, margin=1.15):
+    """The dtype to train in and why, as ``(dtype, reason)``.
+
+    ``"fp32"`` and ``"bf16"`` are returned as asked. ``"auto"`` times this CPU: the MLP's
+    first product (``rows`` x ``width`` @ ``width`` x ``hidden``, as the model runs it, with
+    bf16 weights converted beforehand) in fp32 and in bf16, interleaved, median of ``reps``;
+    bf16 is chosen when it is at least ``margin`` times faster. A CPU without bf16
+    instructions (oneDNN falls back to rounding and fp32 arithmetic) gets fp32 without
+    timing. The answer is kept for the process (per shape and thread count).
+    """
+    if requested in ("fp32", "bf16"):
+        return requested, f"{requested} as requested"
+    if requested != "auto":
+        raise ValueError(f"dtype must be 'auto', 'fp32' or 'bf16', got {requested!r}")
+    import numpy as np
+    key = (width, hidden, rows, _C.get_num_threads(), _C.get_gemm_backend())
+    if key in _DTYPE_CHOICES:
+        return _DTYPE_CHOICES[key]
+    info = build_info()
+    impl = info["matmul_impl_bf16"] or "unavailable"
+    if info["gemm_backend"] != "dnnl" or impl.startswith(("ref", "unavailable")):
+        choice = ("fp32", f"fp32: no bf16 matrix kernel on this CPU (oneDNN isa {info['isa']}, bf16 matmul "
+                          f"'{impl}'); bf16 would only round the inputs and compute in fp32")
+    else:
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((rows, width)).astype(np.float32)
+        w = rng.standard_normal((hidden, width)).astype(np.float32)
+        w16 = (w.view(np.uint32) >> 16).astype(np.uint16)
+        out = np.empty((rows, hidden), np.float32)
+        t32 = _median_time(lambda: _C.gemm(x, w, out, trans_b=True), reps)
+        t16 = _median_time(lambda: _C.gemm(x, w16, out, trans_b=True, dtype="bf16"), reps)
+        speedup = t32 / t16
+        dtype = "bf16" if speedup >= margin else "fp32"
+        choice = (dtype, f"{dtype}: bf16 matrix products run {speedup:.2f}x the fp32 speed on this CPU "
+                         f"({impl}, {_C.get_num_threads()} threads; bf16 is used from {margin:.2f}x)")
+    _DTYPE_CHOICES[key] = choice
+    return choice

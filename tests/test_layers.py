@@ -102,7 +102,8 @@ def test_gelu_against_torch(rng, torch):
 # ---------------------------------------------------------------- attention
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("B,T,C,NH", [(2, 5, 8, 2), (3, 17, 48, 3), (1, 50, 64, 1)])
+@pytest.mark.parametrize("B,T,C,NH", [(2, 5, 8, 2), (3, 17, 48, 3), (1, 50, 64, 1), (1, 1, 6, 2), (2, 33, 21, 3),
+                                    (2, 50, 192, 3), (1, 197, 128, 4)])
 def test_attention(rng, dtype, B, T, C, NH):
     qkv, dout = rand(rng, B, T, 3 * C), rand(rng, B, T, C)
     out, att = _C.attention_forward(qkv, NH, dtype)

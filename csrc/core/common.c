@@ -1,5 +1,6 @@
 /* common.c: per-thread error messages and the process-wide thread count. */
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include "core/common.h"
@@ -36,4 +37,40 @@ int64_t pf_first_nonfinite(const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++)
         if (!isfinite(x[i]) && i < first) first = i;
     return first == n ? -1 : first;
+}
+
+typedef struct {
+    void *buf[PF_TLS_SLOTS];
+    size_t bytes[PF_TLS_SLOTS];
+} tls_buffers;
+
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+
+/* pthread key destructor: a thread's buffers go with the thread. */
+static void tls_release(void *p) {
+    tls_buffers *t = p;
+    for (int i = 0; i < PF_TLS_SLOTS; i++) free(t->buf[i]);
+    free(t);
+}
+static void tls_key_init(void) { (void)pthread_key_create(&tls_key, tls_release); }
+
+/* The calling thread's buffer for slot, grown to at least bytes (common.h). */
+void *pf_tls_buffer(int slot, size_t bytes) {
+    pthread_once(&tls_once, tls_key_init);
+    tls_buffers *t = pthread_getspecific(tls_key);
+    if (!t) {
+        if (!(t = calloc(1, sizeof *t))) return NULL;
+        if (pthread_setspecific(tls_key, t) != 0) {
+            free(t);
+            return NULL;
+        }
+    }
+    if (t->bytes[slot] < bytes) {
+        free(t->buf[slot]);
+        t->bytes[slot] = 0;
+        if (!(t->buf[slot] = pf_malloc(bytes))) return NULL;
+        t->bytes[slot] = bytes;
+    }
+    return t->buf[slot];
 }

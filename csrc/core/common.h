@@ -29,6 +29,12 @@ static inline void *pf_malloc(size_t n) {
     return aligned_alloc(PF_ALIGN, rounded ? rounded : PF_ALIGN);
 }
 
+/* Per-calling-thread scratch buffers, kept between calls and grown on demand (a fresh
+ * megabyte per call costs page faults): slot's buffer of at least bytes, 64-byte aligned,
+ * valid until the same thread asks for that slot again; NULL when out of memory. */
+enum { PF_TLS_ATTENTION, PF_TLS_LINEAR, PF_TLS_SLOTS };
+void *pf_tls_buffer(int slot, size_t bytes);
+
 /* This thread's number inside an OpenMP team (0 outside one, or without OpenMP). */
 static inline int pf_thread_num(void) {
 #ifdef _OPENMP

@@ -176,3 +176,40 @@ pf_status pf_gemm_portable(int trans_a, int trans_b, int64_t M, int64_t N, int64
     free(g.Ap);
     return PF_OK;
 }
+
+/* rows x cols bf16 bits (row stride ld) -> dense fp32 (exact). */
+static void widen(const uint16_t *x, int64_t rows, int64_t cols, int64_t ld, float *y) {
+#pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (rows * cols > 65536)
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) {
+            const uint32_t u = (uint32_t)x[r * ld + c] << 16;
+            memcpy(y + r * cols + c, &u, sizeof u);
+        }
+}
+
+/* pf_gemm_ex on the portable back end (gemm_portable.h). */
+pf_status pf_gemm_portable_ex(const pf_gemm_args *g, int nthreads) {
+    const int64_t a_rows = g->trans_a ? g->K : g->M, a_cols = g->trans_a ? g->M : g->K;
+    const int64_t b_rows = g->trans_b ? g->N : g->K, b_cols = g->trans_b ? g->K : g->N;
+    float *a32 = g->a_bf16 ? pf_malloc((size_t)(a_rows * a_cols) * sizeof(float)) : NULL;
+    float *b32 = g->b_bf16 ? pf_malloc((size_t)(b_rows * b_cols) * sizeof(float)) : NULL;
+    pf_status st = PF_OK;
+    if ((g->a_bf16 && !a32) || (g->b_bf16 && !b32)) {
+        st = pf_fail(PF_ENOMEM, "gemm: cannot allocate fp32 copies of bf16 operands");
+        goto done;
+    }
+    if (a32) widen(g->A, a_rows, a_cols, g->lda, a32);
+    if (b32) widen(g->B, b_rows, b_cols, g->ldb, b32);
+    st = pf_gemm_portable(g->trans_a, g->trans_b, g->M, g->N, g->K, g->alpha, a32 ? a32 : g->A,
+                          a32 ? a_cols : g->lda, b32 ? b32 : g->B, b32 ? b_cols : g->ldb, g->beta, g->C,
+                          g->ldc, g->dtype == PF_BF16, nthreads);
+    if (st == PF_OK && g->bias) {
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (g->M * g->N > 65536)
+        for (int64_t i = 0; i < g->M; i++)
+            for (int64_t j = 0; j < g->N; j++) g->C[i * g->ldc + j] += g->bias[j];
+    }
+done:
+    free(a32);
+    free(b32);
+    return st;
+}

@@ -1,39 +1,110 @@
 /* attention.c: multi-head self-attention core (full, unmasked, scaled dot product).
  *
  * qkv (B, T, 3C) holds [q | k | v], each C wide with the NH heads contiguous (timm's fused
- * qkv). Work is split over (b, h) pairs across threads; each pair's products are small
- * single-threaded GEMMs (pf_gemm runs on one thread inside a parallel region). */
+ * qkv). Work is split over (b, h) pairs across threads. Each pair runs fused: its q, k, v
+ * are copied into padded tiles of the thread's workspace, and the scores go from the
+ * product through the softmax to the value product without leaving cache; the
+ * probabilities are written once to att for backward. Attention computes in fp32 whatever
+ * the model's dtype: its products are small, and the softmax wants the precision. */
 #include <math.h>
 #include <string.h>
 #include "core/common.h"
 #include "layers/attention.h"
-#include "layers/vec_kernels.h"
+#include "layers/vecmath.h"
+
+#define AK_MR 8 /* rows of a register block in the attention products */
+
+/* One head's padded tiles inside a thread's workspace. Tx: T rounded up to a multiple of
+ * the vector width and AK_MR; Tm: T rounded up to AK_MR; hx: hs rounded up to the width. */
+typedef struct {
+    int64_t Tx, Tm, hx;
+    float *q, *k, *v, *dout, *o, *dv; /* Tx x hx */
+    float *kt, *vt;                   /* hx x Tx */
+    float *s, *dp;                    /* Tx x Tx */
+} ak_tiles;
+
+/* n rounded up to a multiple of m. */
+static int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+/* The tiles of a (T, hs) head for vectors of w floats, carved from ws (NULL: sizes only). */
+static ak_tiles ak_layout(int64_t T, int64_t hs, int64_t w, float *ws) {
+    ak_tiles t = {.Tx = round_up(T, w > AK_MR ? w : AK_MR), .Tm = round_up(T, AK_MR), .hx = round_up(hs, w)};
+    const int64_t th = t.Tx * t.hx, tt = t.Tx * t.Tx;
+    float **slots[] = {&t.q, &t.k, &t.v, &t.dout, &t.o, &t.dv, &t.kt, &t.vt, &t.s, &t.dp};
+    const int64_t sizes[] = {th, th, th, th, th, th, th, th, tt, tt};
+    int64_t used = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        *slots[i] = ws ? ws + used : NULL;
+        used += round_up(sizes[i], 16); /* every tile starts on a cache line */
+    }
+    return t;
+}
+
+/* Floats of one thread's workspace for a (T, hs) head with w-float vectors. */
+static int64_t ak_ws_floats(int64_t T, int64_t hs, int64_t w) {
+    const ak_tiles t = ak_layout(T, hs, w, NULL);
+    return 8 * round_up(t.Tx * t.hx, 16) + 2 * round_up(t.Tx * t.Tx, 16);
+}
+
+#if defined(__x86_64__)
+#define AK_SUFFIX avx512
+#define AK_ATTR __attribute__((target("avx512f")))
+#define AK_W 16
+#include "attention_kernels.inc"
+#define AK_SUFFIX avx2
+#define AK_ATTR __attribute__((target("avx2,fma")))
+#define AK_W 8
+#include "attention_kernels.inc"
+#endif
+#define AK_SUFFIX generic
+#define AK_ATTR
+#define AK_W 4
+#include "attention_kernels.inc"
+
+typedef void (*head_fwd_fn)(float *, float *, const float *, int64_t, int64_t, int64_t, float, float *);
+typedef void (*head_bwd_fn)(float *, const float *, const float *, const float *, int64_t, int64_t,
+                            int64_t, float, float *);
+typedef struct {
+    int w;
+    head_fwd_fn fwd;
+    head_bwd_fn bwd;
+} ak_kernels;
+
+/* The head kernels of the best ISA this CPU runs. */
+static ak_kernels ak_pick(void) {
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("avx512f")) return (ak_kernels){16, head_fwd_avx512, head_bwd_avx512};
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return (ak_kernels){8, head_fwd_avx2, head_bwd_avx2};
+#endif
+    return (ak_kernels){4, head_fwd_generic, head_bwd_generic};
+}
+
+/* nt workspaces of ak_ws_floats floats each, the calling thread's (kept between calls). */
+static float *ak_alloc(int nt, int64_t T, int64_t hs, int w, int64_t *per_thread) {
+    *per_thread = ak_ws_floats(T, hs, w);
+    return pf_tls_buffer(PF_TLS_ATTENTION, (size_t)(nt * *per_thread) * sizeof(float));
+}
 
 /* out (B, T, C) = concat_h softmax(q_h k_h^T / sqrt(hs)) v_h; att (B, NH, T, T) keeps the
- * probabilities for backward. */
+ * probabilities for backward. dt is accepted for symmetry: attention runs in fp32. */
 pf_status pf_attention_forward(float *out, float *att, const float *qkv, int64_t B, int64_t T,
                                int64_t C, int64_t NH, pf_dtype dt) {
-    const int64_t hs = C / NH, C3 = 3 * C;
+    (void)dt;
+    const int64_t hs = C / NH;
     const float scale = 1.0f / sqrtf((float)hs);
-    const pf_vec_kernels *vk = pf_vec();
-    int failed = 0;
-    pf_status st = PF_OK;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(pf_get_num_threads())
+    const ak_kernels ak = ak_pick();
+    const int nt = (int)pf_min64(pf_get_num_threads(), pf_max64(1, B * NH));
+    int64_t per;
+    float *ws = ak_alloc(nt, T, hs, ak.w, &per);
+    if (!ws) return pf_fail(PF_ENOMEM, "attention_forward: out of memory");
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
     for (int64_t bh = 0; bh < B * NH; bh++) {
         const int64_t b = bh / NH, h = bh % NH;
-        const float *q = qkv + b * T * C3 + h * hs, *k = q + C, *v = q + 2 * C;
-        float *a = att + bh * T * T;
-        pf_status s = pf_gemm(0, 1, T, T, hs, scale, q, C3, k, C3, 0.0f, a, T, dt);
-        if (s == PF_OK) {
-            vk->softmax_rows(a, T, T);
-            s = pf_gemm(0, 0, T, hs, T, 1.0f, a, T, v, C3, 0.0f, out + b * T * C + h * hs, C, dt);
-        }
-        if (s != PF_OK) {
-#pragma omp critical(pf_attention_error)
-            if (!failed) failed = 1, st = s;
-        }
+        ak.fwd(out + b * T * C + h * hs, att + bh * T * T, qkv + b * T * 3 * C + h * hs, T, hs, C, scale,
+               ws + pf_thread_num() * per);
     }
-    return st;
+    return PF_OK;
 }
 
 /* dqkv (B, T, 3C) += gradients of q, k, v from dout (B, T, C), using qkv and att.
@@ -43,42 +114,19 @@ pf_status pf_attention_forward(float *out, float *att, const float *qkv, int64_t
 pf_status pf_attention_backward(float *dqkv, const float *dout, const float *qkv,
                                 const float *att, int64_t B, int64_t T, int64_t C, int64_t NH,
                                 pf_dtype dt) {
-    const int64_t hs = C / NH, C3 = 3 * C;
+    (void)dt;
+    const int64_t hs = C / NH;
     const float scale = 1.0f / sqrtf((float)hs);
-    const int nt = pf_get_num_threads();
-    float *scratch = pf_malloc((size_t)nt * T * T * sizeof(float));
-    if (!scratch) return pf_fail(PF_ENOMEM, "attention_backward: out of memory");
-    int failed = 0;
-    pf_status st = PF_OK;
-#pragma omp parallel num_threads(nt)
-    {
-        const int tid = pf_thread_num();
-        float *dP = scratch + (size_t)tid * T * T;
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t bh = 0; bh < B * NH; bh++) {
-            const int64_t b = bh / NH, h = bh % NH;
-            const float *q = qkv + b * T * C3 + h * hs, *k = q + C, *v = q + 2 * C;
-            float *dq = dqkv + b * T * C3 + h * hs, *dk = dq + C, *dv = dq + 2 * C;
-            const float *P = att + bh * T * T, *dO = dout + b * T * C + h * hs;
-            pf_status s = pf_gemm(0, 1, T, T, hs, 1.0f, dO, C, v, C3, 0.0f, dP, T, dt);
-            if (s == PF_OK) s = pf_gemm(1, 0, T, hs, T, 1.0f, P, T, dO, C, 1.0f, dv, C3, dt);
-            if (s == PF_OK) {
-                for (int64_t i = 0; i < T; i++) {
-                    float *dpr = dP + i * T;
-                    const float *pr = P + i * T;
-                    float dot = 0.0f;
-                    for (int64_t j = 0; j < T; j++) dot += dpr[j] * pr[j];
-                    for (int64_t j = 0; j < T; j++) dpr[j] = pr[j] * (dpr[j] - dot);
-                }
-                s = pf_gemm(0, 0, T, hs, T, scale, dP, T, k, C3, 1.0f, dq, C3, dt);
-            }
-            if (s == PF_OK) s = pf_gemm(1, 0, T, hs, T, scale, dP, T, q, C3, 1.0f, dk, C3, dt);
-            if (s != PF_OK) {
-#pragma omp critical(pf_attention_error)
-                if (!failed) failed = 1, st = s;
-            }
-        }
+    const ak_kernels ak = ak_pick();
+    const int nt = (int)pf_min64(pf_get_num_threads(), pf_max64(1, B * NH));
+    int64_t per;
+    float *ws = ak_alloc(nt, T, hs, ak.w, &per);
+    if (!ws) return pf_fail(PF_ENOMEM, "attention_backward: out of memory");
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+    for (int64_t bh = 0; bh < B * NH; bh++) {
+        const int64_t b = bh / NH, h = bh % NH;
+        ak.bwd(dqkv + b * T * 3 * C + h * hs, dout + b * T * C + h * hs, qkv + b * T * 3 * C + h * hs,
+               att + bh * T * T, T, hs, C, scale, ws + pf_thread_num() * per);
     }
-    free(scratch);
-    return st;
+    return PF_OK;
 }

@@ -1,20 +1,22 @@
-/* linear.c: y = x W^T + b with timm's (out, in) weight layout. */
+/* linear.c: y = x W^T + b with timm's (out, in) weight layout.
+ *
+ * In bf16 the weight's bf16 copy (w16, made once per forward by the model) goes to the
+ * GEMM as it is, the bias is added inside the GEMM, and backward converts dout to bf16
+ * once for both of its products. */
 #include <string.h>
+#include "core/bf16.h"
 #include "core/common.h"
 #include "layers/linear.h"
 
-/* out (rows, OC) = inp (rows, IC) @ weight (OC, IC)^T + bias (OC); bias may be NULL. */
-pf_status pf_linear_forward(float *out, const float *inp, const float *weight, const float *bias,
-                            int64_t rows, int64_t IC, int64_t OC, pf_dtype dt) {
-    TRY(pf_gemm(0, 1, rows, OC, IC, 1.0f, inp, IC, weight, IC, 0.0f, out, OC, dt));
-    if (bias) {
-#pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (rows * OC > 65536)
-        for (int64_t r = 0; r < rows; r++) {
-            float *o = out + r * OC;
-            for (int64_t c = 0; c < OC; c++) o[c] += bias[c];
-        }
-    }
-    return PF_OK;
+/* out (rows, OC) = inp (rows, IC) @ weight (OC, IC)^T + bias (OC); bias may be NULL;
+ * w16: weight's bf16 bits or NULL (read when dt is bf16). */
+pf_status pf_linear_forward(float *out, const float *inp, const float *weight, const uint16_t *w16,
+                            const float *bias, int64_t rows, int64_t IC, int64_t OC, pf_dtype dt) {
+    const int use16 = dt == PF_BF16 && w16;
+    const pf_gemm_args g = {.M = rows, .N = OC, .K = IC, .trans_b = 1, .A = inp, .B = use16 ? (const void *)w16 : weight,
+                            .b_bf16 = use16, .lda = IC, .ldb = IC, .alpha = 1.0f, .bias = bias, .C = out,
+                            .ldc = OC, .dtype = dt};
+    return pf_gemm_ex(&g);
 }
 
 /* dbias (OC) += column sums of dout (rows, OC): each thread owns a band of columns. */
@@ -35,10 +37,28 @@ static void column_sums(float *dbias, const float *dout, int64_t rows, int64_t O
 /* dinp (rows, IC) += dout (rows, OC) @ weight (OC, IC); dweight (OC, IC) += dout^T @ inp;
  * dbias (OC) += sum over rows of dout. Any gradient pointer may be NULL. */
 pf_status pf_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                             const float *inp, const float *weight, int64_t rows, int64_t IC,
-                             int64_t OC, pf_dtype dt) {
-    if (dinp) TRY(pf_gemm(0, 0, rows, IC, OC, 1.0f, dout, OC, weight, IC, 1.0f, dinp, IC, dt));
-    if (dweight) TRY(pf_gemm(1, 0, OC, IC, rows, 1.0f, dout, OC, inp, IC, 1.0f, dweight, IC, dt));
+                             const float *inp, const float *weight, const uint16_t *w16, int64_t rows,
+                             int64_t IC, int64_t OC, pf_dtype dt) {
+    const void *d = dout;
+    int d16 = 0;
+    if (dt == PF_BF16 && dinp && dweight) { /* two products read dout: convert it once */
+        uint16_t *buf = pf_tls_buffer(PF_TLS_LINEAR, (size_t)(rows * OC) * sizeof(uint16_t));
+        if (!buf) return pf_fail(PF_ENOMEM, "linear_backward: out of memory for a bf16 copy of dout");
+        pf_to_bf16(dout, buf, rows * OC);
+        d = buf, d16 = 1;
+    }
+    const int use16 = dt == PF_BF16 && w16;
+    if (dinp) {
+        const pf_gemm_args g = {.M = rows, .N = IC, .K = OC, .A = d, .a_bf16 = d16, .B = use16 ? (const void *)w16 : weight,
+                                .b_bf16 = use16, .lda = OC, .ldb = IC, .alpha = 1.0f, .beta = 1.0f, .C = dinp,
+                                .ldc = IC, .dtype = dt};
+        TRY(pf_gemm_ex(&g));
+    }
+    if (dweight) {
+        const pf_gemm_args g = {.M = OC, .N = IC, .K = rows, .trans_a = 1, .A = d, .a_bf16 = d16, .B = inp,
+                                .lda = OC, .ldb = IC, .alpha = 1.0f, .beta = 1.0f, .C = dweight, .ldc = IC, .dtype = dt};
+        TRY(pf_gemm_ex(&g));
+    }
     if (dbias) column_sums(dbias, dout, rows, OC);
     return PF_OK;
 }

@@ -6,10 +6,12 @@
 #include <stdint.h>
 #include "pf.h"
 
-/* One transformer block's parameters (or gradients: same layout). */
+/* One transformer block's parameters (or gradients: same layout). The *_w16 are the matrix
+ * weights' bf16 copies, set by the model in bf16 (NULL otherwise, and in gradients). */
 typedef struct {
     float *ln1_w, *ln1_b, *qkv_w, *qkv_b, *proj_w, *proj_b;
     float *ln2_w, *ln2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+    const uint16_t *qkv_w16, *proj_w16, *fc1_w16, *fc2_w16;
 } pf_block_params;
 
 /* One block's cached activations, BT = B*T rows of width C (hidden H = mlp width). */

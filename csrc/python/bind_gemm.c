@@ -33,52 +33,94 @@ static PyArrayObject *gemm_out(PyObject *out_obj, npy_intp M, npy_intp N, double
     return out;
 }
 
-/* gemm(a (M, K) | (K, M), b (K, N) | (N, K), out (M, N) | None, ...) -> out (M, N) */
+/* A gemm operand: a 2-D C-contiguous float32 array, or uint16 (bf16 bit patterns). */
+static PyArrayObject *operand(PyObject *obj, const char *name, const char *hint, int *is_bf16) {
+    *is_bf16 = PyArray_Check(obj) && PyArray_TYPE((PyArrayObject *)obj) == NPY_UINT16;
+    return *is_bf16 ? check_arr(obj, name, NPY_UINT16, 2, NULL, 0, hint) : check_f32(obj, name, 2, 0, hint);
+}
+
+/* alpha and beta run as float32: finite and in range, else ValueError (0). */
+static int check_scalars(double alpha, double beta) {
+    if (fabs(alpha) <= FLT_MAX && fabs(beta) <= FLT_MAX) return 1;
+    char msg[160];
+    PyOS_snprintf(msg, sizeof msg, "alpha and beta must be finite, got alpha=%g beta=%g (they run as float32: "
+                  "|x| <= %g)", alpha, beta, (double)FLT_MAX);
+    PyErr_SetString(PyExc_ValueError, msg);
+    return 0;
+}
+
+/* op(a) (M, K) and op(b) (K, N) agree on K, else ValueError (0). */
+static int check_inner(PyArrayObject *a, PyArrayObject *b, int ta, int tb, pf_gemm_args *g) {
+    g->M = PyArray_DIM(a, ta ? 1 : 0), g->K = PyArray_DIM(a, ta ? 0 : 1);
+    const npy_intp Kb = PyArray_DIM(b, tb ? 1 : 0);
+    g->N = PyArray_DIM(b, tb ? 0 : 1);
+    if (g->K == Kb) return 1;
+    PyErr_Format(PyExc_ValueError,
+                 "inner dimensions differ: op(a) is %zd x %zd (trans_a=%s) but op(b) is %zd x %zd (trans_b=%s)",
+                 (Py_ssize_t)g->M, (Py_ssize_t)g->K, ta ? "True" : "False", (Py_ssize_t)Kb, (Py_ssize_t)g->N,
+                 tb ? "True" : "False");
+    return 0;
+}
+
+/* gemm(a (M, K) | (K, M), b (K, N) | (N, K), out (M, N) | None, ..., bias (N) | None) -> out */
 static PyObject *py_gemm(PyObject *self, PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"a", "b", "out", "trans_a", "trans_b", "alpha", "beta", "dtype", NULL};
-    PyObject *a_obj, *b_obj, *out_obj = Py_None, *dtype_obj = NULL;
+    static char *kwlist[] = {"a", "b", "out", "trans_a", "trans_b", "alpha", "beta", "dtype", "bias", NULL};
+    PyObject *a_obj, *b_obj, *out_obj = Py_None, *dtype_obj = NULL, *bias_obj = Py_None;
     int trans_a = 0, trans_b = 0;
     double alpha = 1.0, beta = 0.0;
-    pf_dtype dtype = PF_FP32;
+    pf_gemm_args g = {.dtype = PF_FP32};
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|OppddO:gemm", kwlist, &a_obj, &b_obj,
-                                     &out_obj, &trans_a, &trans_b, &alpha, &beta, &dtype_obj))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|OppddOO:gemm", kwlist, &a_obj, &b_obj, &out_obj,
+                                     &trans_a, &trans_b, &alpha, &beta, &dtype_obj, &bias_obj))
         return NULL;
-    if (dtype_obj && !parse_dtype(dtype_obj, &dtype)) return NULL;
-    if (!(fabs(alpha) <= FLT_MAX) || !(fabs(beta) <= FLT_MAX)) { /* they run as float32 */
-        char msg[160];
-        PyOS_snprintf(msg, sizeof msg, "alpha and beta must be finite, got alpha=%g beta=%g (they run as float32: "
-                      "|x| <= %g)", alpha, beta, (double)FLT_MAX);
-        PyErr_SetString(PyExc_ValueError, msg);
-        return NULL;
-    }
-    PyArrayObject *a = check_f32(a_obj, "a", 2, 0, " (pass trans_a=True instead of a.T, or np.ascontiguousarray(a))");
+    if ((dtype_obj && !parse_dtype(dtype_obj, &g.dtype)) || !check_scalars(alpha, beta)) return NULL;
+    PyArrayObject *a = operand(a_obj, "a", " (pass trans_a=True instead of a.T, or np.ascontiguousarray(a))", &g.a_bf16);
     if (!a) return NULL;
-    PyArrayObject *b = check_f32(b_obj, "b", 2, 0, " (pass trans_b=True instead of b.T, or np.ascontiguousarray(b))");
-    if (!b) return NULL;
-    const npy_intp M = PyArray_DIM(a, trans_a ? 1 : 0), K = PyArray_DIM(a, trans_a ? 0 : 1);
-    const npy_intp Kb = PyArray_DIM(b, trans_b ? 1 : 0), N = PyArray_DIM(b, trans_b ? 0 : 1);
-    if (K != Kb) {
-        PyErr_Format(PyExc_ValueError,
-                     "inner dimensions differ: op(a) is %zd x %zd (trans_a=%s) but op(b) is %zd x %zd (trans_b=%s)",
-                     (Py_ssize_t)M, (Py_ssize_t)K, trans_a ? "True" : "False", (Py_ssize_t)Kb,
-                     (Py_ssize_t)N, trans_b ? "True" : "False");
+    PyArrayObject *b = operand(b_obj, "b", " (pass trans_b=True instead of b.T, or np.ascontiguousarray(b))", &g.b_bf16);
+    if (!b || !check_inner(a, b, trans_a, trans_b, &g)) return NULL;
+    if ((g.a_bf16 || g.b_bf16) && g.dtype != PF_BF16) {
+        PyErr_SetString(PyExc_ValueError, "uint16 (bf16) operands need dtype='bf16'");
         return NULL;
     }
-    PyArrayObject *out = gemm_out(out_obj, M, N, beta, a, b);
+    PyArrayObject *bias = NULL;
+    if (!opt_f32(bias_obj, "bias", 1, SHP(g.N), &bias)) return NULL;
+    if (bias && alpha != 1.0) {
+        PyErr_SetString(PyExc_ValueError, "a bias needs alpha == 1");
+        return NULL;
+    }
+    PyArrayObject *out = gemm_out(out_obj, g.M, g.N, beta, a, b);
     if (!out) return NULL;
-    const float *pa = PyArray_DATA(a), *pb = PyArray_DATA(b);
-    float *pc = PyArray_DATA(out);
-    const int64_t lda = PyArray_DIM(a, 1) ? PyArray_DIM(a, 1) : 1;
-    const int64_t ldb = PyArray_DIM(b, 1) ? PyArray_DIM(b, 1) : 1;
-    const int64_t ldc = N ? N : 1;
+    g.trans_a = trans_a, g.trans_b = trans_b, g.alpha = (float)alpha, g.beta = (float)beta;
+    g.A = PyArray_DATA(a), g.B = PyArray_DATA(b), g.C = PyArray_DATA(out), g.bias = data_or_null(bias);
+    g.lda = PyArray_DIM(a, 1) ? PyArray_DIM(a, 1) : 1;
+    g.ldb = PyArray_DIM(b, 1) ? PyArray_DIM(b, 1) : 1;
+    g.ldc = g.N ? g.N : 1;
     pf_status st;
-    PF_NOGIL(st = pf_gemm(trans_a, trans_b, M, N, K, (float)alpha, pa, lda, pb, ldb, (float)beta, pc, ldc, dtype));
+    PF_NOGIL(st = pf_gemm_ex(&g));
     if (st != PF_OK) {
         Py_DECREF(out);
         return raise_status(st);
     }
     return (PyObject *)out;
+}
+
+/* dnnl_bare_matmul(M, N, K, trans_b=False, dtype='fp32', dst_bf16=False, reps=7) -> seconds */
+static PyObject *py_dnnl_bare_matmul(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"M", "N", "K", "trans_b", "dtype", "dst_bf16", "reps", NULL};
+    long long M, N, K;
+    int trans_b = 0, dst_bf16 = 0, reps = 7;
+    PyObject *dtype_obj = NULL;
+    pf_dtype dtype = PF_FP32;
+    double secs = 0.0;
+    (void)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "LLL|pOpi:dnnl_bare_matmul", kwlist, &M, &N, &K, &trans_b,
+                                     &dtype_obj, &dst_bf16, &reps))
+        return NULL;
+    if (dtype_obj && !parse_dtype(dtype_obj, &dtype)) return NULL;
+    pf_status st;
+    PF_NOGIL(st = pf_dnnl_bare_matmul(M, N, K, trans_b, dtype, dst_bf16, reps, &secs));
+    if (st != PF_OK) return raise_status(st);
+    return PyFloat_FromDouble(secs);
 }
 
 /* set_gemm_backend('dnnl' | 'portable') -> None */
@@ -149,10 +191,16 @@ static PyObject *py_build_info(PyObject *self, PyObject *unused) {
 
 PyMethodDef pf_gemm_methods[] = {
     {"gemm", (PyCFunction)(void (*)(void))py_gemm, METH_VARARGS | METH_KEYWORDS,
-     "gemm(a, b, out=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, dtype='fp32') -> out (M, N)\n\n"
+     "gemm(a, b, out=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, dtype='fp32', bias=None)\n"
+     "-> out (M, N)\n\n"
      "out = alpha * op(a) @ op(b) + beta * out on 2-D C-contiguous float32 arrays: op(a) (M, K) is a, or\n"
      "a.T when trans_a; op(b) (K, N) likewise. out None: a new array (beta must be 0). dtype 'bf16':\n"
-     "a and b rounded to bf16, fp32 accumulation."},
+     "a and b rounded to bf16, fp32 accumulation; a uint16 a or b holds bf16 bit patterns, used as\n"
+     "they are. bias (N,) float32 is added to every row (alpha must be 1)."},
+    {"dnnl_bare_matmul", (PyCFunction)(void (*)(void))py_dnnl_bare_matmul, METH_VARARGS | METH_KEYWORDS,
+     "dnnl_bare_matmul(M, N, K, trans_b=False, dtype='fp32', dst_bf16=False, reps=7) -> float\n\n"
+     "Median seconds of oneDNN's matmul (M, K) @ (K, N) created once, buffers allocated once, run reps\n"
+     "times: the bare primitive that benchmarks/bench_gemm.py sets pacofr's matmul against."},
     {"set_gemm_backend", py_set_gemm_backend, METH_O,
      "set_gemm_backend(backend) -> None\n\nbackend 'dnnl' (oneDNN; RuntimeError when built without it) or 'portable'."},
     {"get_gemm_backend", py_get_gemm_backend, METH_NOARGS,

@@ -66,7 +66,7 @@ static PyObject *py_linear_forward(PyObject *self, PyObject *args) {
     if (!out) return NULL;
     float *pb = data_or_null(bias);
     pf_status st;
-    PF_NOGIL(st = pf_linear_forward(PyArray_DATA(out), PyArray_DATA(x), PyArray_DATA(w), pb, rows, IC, OC, dt));
+    PF_NOGIL(st = pf_linear_forward(PyArray_DATA(out), PyArray_DATA(x), PyArray_DATA(w), NULL, pb, rows, IC, OC, dt));
     if (st != PF_OK) {
         Py_DECREF(out);
         return raise_status(st);
@@ -93,7 +93,7 @@ static PyObject *py_linear_backward(PyObject *self, PyObject *args) {
         return NULL;
     float *pdx = data_or_null(dx), *pdw = data_or_null(dw), *pdb = data_or_null(db);
     pf_status st;
-    PF_NOGIL(st = pf_linear_backward(pdx, pdw, pdb, PyArray_DATA(d), PyArray_DATA(x), PyArray_DATA(w), rows, IC, OC,
+    PF_NOGIL(st = pf_linear_backward(pdx, pdw, pdb, PyArray_DATA(d), PyArray_DATA(x), PyArray_DATA(w), NULL, rows, IC, OC,
                                      dt));
     return none_or_raise(st);
 }

@@ -2,6 +2,7 @@
 ``main_pretrain``): configuration, data, model, optimizer and PaCo-FR state, resume, the loop
 over ``engine.train_one_step``, previews, the eval hook and checkpoints with exact resume."""
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from ..data.augment import AugmentConfig
 from ..data.datasets import ImageFolder, LandmarkFaces, open_landmark_faces
 from ..data.loader import Loader
 from ..data.synth import Downscaled, synthface_at
+from ..config import get_config
 from ..model import create_model
 from ..optim import AdamW
 from ..paco import PacoFR
@@ -22,7 +24,7 @@ from .preview import save_preview
 
 # fields that may change when a run is resumed (the rest must match the checkpoint's)
 RESUMABLE_CHANGES = {"steps", "log_every", "preview_every", "checkpoint_every", "keep_checkpoints", "eval_every",
-                     "threads", "out"}
+                     "threads", "out", "dtype"}
 
 
 @dataclass
@@ -84,11 +86,34 @@ def _augment(cfg):
                          contrast=0.0, saturation=0.0, grayscale=0.0, blur=0.0)
 
 
+def _dtype(cfg, out):
+    """cfg.dtype resolved ("auto": calibrated on this CPU, or the dtype this run folder's
+    runtime.json recorded, so a resumed run keeps its dtype); the choice and its reason go
+    to stderr and, with build_info(), to out/runtime.json."""
+    recorded = out / "runtime.json"
+    if cfg.dtype == "auto" and recorded.exists():
+        try:
+            dtype = json.loads(recorded.read_text())["dtype"]
+        except (ValueError, KeyError, OSError):
+            dtype = None
+        if dtype in ("fp32", "bf16"):
+            print(f"pacofr pretrain: {dtype}: kept from this run's start ({recorded})", file=sys.stderr)
+            return dtype
+    vit = cfg.model if not isinstance(cfg.model, str) else get_config(cfg.model)
+    tokens = 1 + max(1, int(vit.num_patches * (1 - cfg.mask_ratio)))
+    dtype, why = runtime.choose_dtype(cfg.dtype, width=vit.embed_dim, hidden=int(vit.embed_dim * vit.mlp_ratio),
+                                      rows=cfg.batch_size * tokens)
+    print(f"pacofr pretrain: {why}", file=sys.stderr)
+    info = {"dtype": dtype, "dtype_reason": why, "build_info": runtime.build_info()}
+    atomic_write_bytes(recorded, json.dumps(info, indent=1).encode())
+    return dtype
+
+
 def _setup(cfg):
     """Model, data, optimizer and PaCo-FR state of a fresh run."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    model = create_model(cfg.model, seed=cfg.seed, dtype=cfg.dtype, norm_pix_loss=cfg.norm_pix,
+    model = create_model(cfg.model, seed=cfg.seed, dtype=_dtype(cfg, out), norm_pix_loss=cfg.norm_pix,
                          codebook_size=cfg.codebook_size if cfg.uses_codebook else 0,
                          belief_hidden=cfg.belief_hidden)
     dataset = make_dataset(cfg, model.config.img_size)
