@@ -70,10 +70,10 @@ def _paco_stepper(model, cfg, incubation_steps):
     return run, paco.times, paco.update_teacher
 
 
-def pacofr_step(name, preset, images, incubation):
+def pacofr_step(name, preset, images, incubation, dtype="fp32"):
     from pacofr.train import make_config
     cfg = make_config(preset, model=name, batch_size=len(images))
-    model = pacofr.create_model(name, codebook_size=cfg.codebook_size if cfg.uses_codebook else 0,
+    model = pacofr.create_model(name, dtype=dtype, codebook_size=cfg.codebook_size if cfg.uses_codebook else 0,
                                 belief_hidden=cfg.belief_hidden)
     opt = pacofr.AdamW(model, lr=cfg.base_lr(), weight_decay=cfg.weight_decay, betas=cfg.betas,
                        clip_grad_norm=cfg.clip_grad)
@@ -168,6 +168,8 @@ VARIANTS = {
     "pacofr MAE": lambda n, im: pacofr_step(n, "mae", im, False),
     "torch MAE eager fp32": torch_mae_step,
     "pacofr PaCo-FR, incubation": lambda n, im: pacofr_step(n, "pacofr", im, True),
+    "pacofr PaCo-FR bf16": lambda n, im: pacofr_step(n, "pacofr", im, False, "bf16"),
+    "pacofr MAE bf16": lambda n, im: pacofr_step(n, "mae", im, False, "bf16"),
 }
 
 
