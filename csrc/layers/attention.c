@@ -50,15 +50,18 @@ static int64_t ak_ws_floats(int64_t T, int64_t hs, int64_t w) {
 #define AK_SUFFIX avx512
 #define AK_ATTR __attribute__((target("avx512f")))
 #define AK_W 16
+#define AK_NV 2
 #include "attention_kernels.inc"
 #define AK_SUFFIX avx2
 #define AK_ATTR __attribute__((target("avx2,fma")))
 #define AK_W 8
+#define AK_NV 1
 #include "attention_kernels.inc"
 #endif
 #define AK_SUFFIX generic
 #define AK_ATTR
 #define AK_W 4
+#define AK_NV 1
 #include "attention_kernels.inc"
 
 typedef void (*head_fwd_fn)(float *, float *, const float *, int64_t, int64_t, int64_t, float, float *);
