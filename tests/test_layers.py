@@ -292,3 +292,34 @@ def test_layer_bad_arguments(rng):
         ro = np.zeros((4, 6), f32)
         ro.setflags(write=False)
         _C.gelu_backward(x, x, ro)
+
+
+# ---------------------------------------------------------------- bf16 outputs (a bf16 model's GEMM inputs)
+
+def _bits(x):
+    from pacofr.ref.gemm import round_bf16
+    return (round_bf16(np.asarray(x, np.float32)).view(np.uint32) >> 16).astype(np.uint16)
+
+
+def _as_f32(bits):
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def test_bf16_outputs_are_the_fp32_outputs_rounded(rng):
+    """LayerNorm, GELU and attention writing bf16 bits: exactly the fp32 kernel's values
+    rounded to nearest even, and within bf16's half-ulp of the float64 twin."""
+    x, w, b = rand(rng, 37, 48), rand(rng, 48), rand(rng, 48)
+    out16, mean16, rstd16 = _C.layernorm_forward(x, w, b, 1e-6, True)
+    out, mean, rstd = _C.layernorm_forward(x, w, b, 1e-6)
+    assert out16.dtype == np.uint16 and out16.shape == out.shape
+    np.testing.assert_array_equal(out16, _bits(out))
+    np.testing.assert_array_equal(mean16, mean), np.testing.assert_array_equal(rstd16, rstd)
+    want = ref.layernorm_forward(x.astype(float), w.astype(float), b.astype(float))[0]
+    assert_close(_as_f32(out16), want, 2.0 ** -8)
+    g = rand(rng, 5, 1031, scale=3.0)
+    np.testing.assert_array_equal(_C.gelu_forward(g, True), _bits(_C.gelu_forward(g)))
+    assert_close(_as_f32(_C.gelu_forward(g, True)), ref.gelu_forward(g.astype(float)), 2.0 ** -8)
+    qkv = rand(rng, 2, 33, 3 * 21)
+    a16, att16 = _C.attention_forward(qkv, 3, "bf16", True)
+    a32, att32 = _C.attention_forward(qkv, 3, "bf16")
+    np.testing.assert_array_equal(a16, _bits(a32)), np.testing.assert_array_equal(att16, att32)

@@ -124,6 +124,31 @@ def test_bf16_loss_close_to_fp32(golden):
     assert l16 != l32  # bf16 really ran
 
 
+def test_bf16_gradients_close_to_fp32(golden):
+    """bf16 matrix products (weights once per forward, LayerNorm / GELU / attention outputs
+    handed on as bf16) give every gradient within bf16's precision of fp32's."""
+    grads = {}
+    for dtype in ("fp32", "bf16"):
+        m = golden_model(golden, dtype=dtype)
+        m.zero_grad()
+        m.forward(golden["images"], golden["ids_keep"])
+        m.backward()
+        grads[dtype] = {t.name: m.grad(t.name).copy() for t in m.tensors}
+    for name, g32 in grads["fp32"].items():
+        g16 = grads["bf16"][name]
+        err = np.linalg.norm(g16 - g32) / max(np.linalg.norm(g32), 1e-12)
+        assert err < 3e-2, f"{name}: relative error {err:.3g}"
+    assert any(not np.array_equal(grads["bf16"][n], g) for n, g in grads["fp32"].items())  # bf16 really ran
+
+
+def test_changing_dtype_drops_the_forward(golden):
+    m = golden_model(golden)
+    m.forward(golden["images"], golden["ids_keep"])
+    m.dtype = "bf16"  # the cached activations are fp32: backward must not read them as bf16
+    with pytest.raises(ValueError, match="needs a forward"):
+        m.backward()
+
+
 def test_bf16_training_lowers_loss_like_fp32():
     """200 steps on one fixed batch (memorisation): bf16 follows the fp32 curve."""
     rng = np.random.default_rng(0)

@@ -10,6 +10,7 @@
 #include <string.h>
 #include "core/common.h"
 #include "layers/attention.h"
+#include "core/bf16.h"
 #include "layers/vecmath.h"
 
 #define AK_MR 8 /* rows of a register block in the attention products */
@@ -64,7 +65,7 @@ static int64_t ak_ws_floats(int64_t T, int64_t hs, int64_t w) {
 #define AK_NV 1
 #include "attention_kernels.inc"
 
-typedef void (*head_fwd_fn)(float *, float *, const float *, int64_t, int64_t, int64_t, float, float *);
+typedef void (*head_fwd_fn)(float *, uint16_t *, float *, const float *, int64_t, int64_t, int64_t, float, float *);
 typedef void (*head_bwd_fn)(float *, const float *, const float *, const float *, int64_t, int64_t,
                             int64_t, float, float *);
 typedef struct {
@@ -89,11 +90,10 @@ static float *ak_alloc(int nt, int64_t T, int64_t hs, int w, int64_t *per_thread
     return pf_tls_buffer(PF_TLS_ATTENTION, (size_t)(nt * *per_thread) * sizeof(float));
 }
 
-/* out (B, T, C) = concat_h softmax(q_h k_h^T / sqrt(hs)) v_h; att (B, NH, T, T) keeps the
- * probabilities for backward. dt is accepted for symmetry: attention runs in fp32. */
-pf_status pf_attention_forward(float *out, float *att, const float *qkv, int64_t B, int64_t T,
-                               int64_t C, int64_t NH, pf_dtype dt) {
-    (void)dt;
+/* out (B, T, C) = concat_h softmax(q_h k_h^T / sqrt(hs)) v_h, as fp32 (out) or bf16 bits
+ * (out16, when out is NULL); att (B, NH, T, T) keeps the probabilities for backward. */
+static pf_status forward(float *out, uint16_t *out16, float *att, const float *qkv, int64_t B, int64_t T,
+                         int64_t C, int64_t NH) {
     const int64_t hs = C / NH;
     const float scale = 1.0f / sqrtf((float)hs);
     const ak_kernels ak = ak_pick();
@@ -103,11 +103,25 @@ pf_status pf_attention_forward(float *out, float *att, const float *qkv, int64_t
     if (!ws) return pf_fail(PF_ENOMEM, "attention_forward: out of memory");
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
     for (int64_t bh = 0; bh < B * NH; bh++) {
-        const int64_t b = bh / NH, h = bh % NH;
-        ak.fwd(out + b * T * C + h * hs, att + bh * T * T, qkv + b * T * 3 * C + h * hs, T, hs, C, scale,
-               ws + pf_thread_num() * per);
+        const int64_t b = bh / NH, h = bh % NH, o = b * T * C + h * hs;
+        ak.fwd(out ? out + o : NULL, out ? NULL : out16 + o, att + bh * T * T, qkv + b * T * 3 * C + h * hs, T, hs,
+               C, scale, ws + pf_thread_num() * per);
     }
     return PF_OK;
+}
+
+/* out (B, T, C) = concat_h softmax(q_h k_h^T / sqrt(hs)) v_h; att (B, NH, T, T) keeps the
+ * probabilities for backward. dt is accepted for symmetry: attention runs in fp32. */
+pf_status pf_attention_forward(float *out, float *att, const float *qkv, int64_t B, int64_t T,
+                               int64_t C, int64_t NH, pf_dtype dt) {
+    (void)dt;
+    return forward(out, NULL, att, qkv, B, T, C, NH);
+}
+
+/* The same with out (B, T, C) written as bf16 bits, for a bf16 GEMM to read. */
+pf_status pf_attention_forward16(uint16_t *out16, float *att, const float *qkv, int64_t B, int64_t T,
+                                 int64_t C, int64_t NH) {
+    return forward(NULL, out16, att, qkv, B, T, C, NH);
 }
 
 /* dqkv (B, T, 3C) += gradients of q, k, v from dout (B, T, C), using qkv and att.

@@ -7,6 +7,8 @@
 #include "pf.h"
 
 void pf_gelu_forward(float *out, const float *inp, int64_t n);
+/* The same with the output as bf16 bits, for a bf16 GEMM to read. */
+void pf_gelu_forward16(uint16_t *out16, const float *inp, int64_t n);
 void pf_gelu_backward(float *dinp, const float *inp, const float *dout, int64_t n);
 
 #endif

@@ -1,12 +1,14 @@
 /* layernorm.c: LayerNorm over the last dimension (timm: eps 1e-6, biased variance). */
 #include <math.h>
 #include <string.h>
+#include "core/bf16.h"
 #include "core/common.h"
 #include "layers/layernorm.h"
 
-/* out (rows, C) = (inp - mean) * rstd * w + b; mean, rstd (rows) are kept for backward. */
-void pf_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
-                          const float *b, int64_t rows, int64_t C, float eps) {
+/* out (rows, C) = (inp - mean) * rstd * w + b, written as fp32 (out) or as bf16 bits (out16,
+ * when out is NULL); mean, rstd (rows) are kept for backward. */
+static void forward(float *out, uint16_t *out16, float *mean, float *rstd, const float *inp, const float *w,
+                    const float *b, int64_t rows, int64_t C, float eps) {
 #pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (rows * C > 32768)
     for (int64_t r = 0; r < rows; r++) {
         const float *x = inp + r * C;
@@ -16,11 +18,29 @@ void pf_layernorm_forward(float *out, float *mean, float *rstd, const float *inp
         double v = 0.0;
         for (int64_t c = 0; c < C; c++) v += (double)(x[c] - m) * (x[c] - m);
         const float rs = (float)(1.0 / sqrt(v / C + eps));
-        float *o = out + r * C;
-        for (int64_t c = 0; c < C; c++) o[c] = (x[c] - m) * rs * w[c] + b[c];
+        if (out) {
+            float *o = out + r * C;
+            for (int64_t c = 0; c < C; c++) o[c] = (x[c] - m) * rs * w[c] + b[c];
+        } else {
+            uint16_t *o = out16 + r * C;
+#pragma omp simd
+            for (int64_t c = 0; c < C; c++) o[c] = pf_bf16_bits((x[c] - m) * rs * w[c] + b[c]);
+        }
         mean[r] = m;
         rstd[r] = rs;
     }
+}
+
+/* out (rows, C) = (inp - mean) * rstd * w + b; mean, rstd (rows) are kept for backward. */
+void pf_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                          const float *b, int64_t rows, int64_t C, float eps) {
+    forward(out, NULL, mean, rstd, inp, w, b, rows, C, eps);
+}
+
+/* The same, the output written as bf16 bits (the next consumer is a bf16 GEMM). */
+void pf_layernorm_forward16(uint16_t *out16, float *mean, float *rstd, const float *inp, const float *w,
+                            const float *b, int64_t rows, int64_t C, float eps) {
+    forward(NULL, out16, mean, rstd, inp, w, b, rows, C, eps);
 }
 
 /* dinp (rows, C) += dL/dinp; dw, db (C) += sums over rows (per-thread partials, then reduced).

@@ -9,12 +9,13 @@
 #include "layers/linear.h"
 
 /* out (rows, OC) = inp (rows, IC) @ weight (OC, IC)^T + bias (OC); bias may be NULL;
- * w16: weight's bf16 bits or NULL (read when dt is bf16). */
-pf_status pf_linear_forward(float *out, const float *inp, const float *weight, const uint16_t *w16,
-                            const float *bias, int64_t rows, int64_t IC, int64_t OC, pf_dtype dt) {
-    const int use16 = dt == PF_BF16 && w16;
-    const pf_gemm_args g = {.M = rows, .N = OC, .K = IC, .trans_b = 1, .A = inp, .B = use16 ? (const void *)w16 : weight,
-                            .b_bf16 = use16, .lda = IC, .ldb = IC, .alpha = 1.0f, .bias = bias, .C = out,
+ * w16 / in16: weight's / inp's bf16 bits or NULL (read when dt is bf16). */
+pf_status pf_linear_forward(float *out, const float *inp, const uint16_t *in16, const float *weight,
+                            const uint16_t *w16, const float *bias, int64_t rows, int64_t IC, int64_t OC,
+                            pf_dtype dt) {
+    const int use16 = dt == PF_BF16 && w16, x16 = dt == PF_BF16 && in16;
+    const pf_gemm_args g = {.M = rows, .N = OC, .K = IC, .trans_b = 1, .A = x16 ? (const void *)in16 : inp,
+                            .a_bf16 = x16, .B = use16 ? (const void *)w16 : weight, .b_bf16 = use16, .lda = IC, .ldb = IC, .alpha = 1.0f, .bias = bias, .C = out,
                             .ldc = OC, .dtype = dt};
     return pf_gemm_ex(&g);
 }
@@ -37,8 +38,8 @@ static void column_sums(float *dbias, const float *dout, int64_t rows, int64_t O
 /* dinp (rows, IC) += dout (rows, OC) @ weight (OC, IC); dweight (OC, IC) += dout^T @ inp;
  * dbias (OC) += sum over rows of dout. Any gradient pointer may be NULL. */
 pf_status pf_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                             const float *inp, const float *weight, const uint16_t *w16, int64_t rows,
-                             int64_t IC, int64_t OC, pf_dtype dt) {
+                             const float *inp, const uint16_t *in16, const float *weight, const uint16_t *w16,
+                             int64_t rows, int64_t IC, int64_t OC, pf_dtype dt) {
     const void *d = dout;
     int d16 = 0;
     if (dt == PF_BF16 && dinp && dweight) { /* two products read dout: convert it once */
@@ -55,8 +56,9 @@ pf_status pf_linear_backward(float *dinp, float *dweight, float *dbias, const fl
         TRY(pf_gemm_ex(&g));
     }
     if (dweight) {
-        const pf_gemm_args g = {.M = OC, .N = IC, .K = rows, .trans_a = 1, .A = d, .a_bf16 = d16, .B = inp,
-                                .lda = OC, .ldb = IC, .alpha = 1.0f, .beta = 1.0f, .C = dweight, .ldc = IC, .dtype = dt};
+        const int x16 = dt == PF_BF16 && in16;
+        const pf_gemm_args g = {.M = OC, .N = IC, .K = rows, .trans_a = 1, .A = d, .a_bf16 = d16,
+                                .B = x16 ? (const void *)in16 : inp, .b_bf16 = x16, .lda = OC, .ldb = IC, .alpha = 1.0f, .beta = 1.0f, .C = dweight, .ldc = IC, .dtype = dt};
         TRY(pf_gemm_ex(&g));
     }
     if (dbias) column_sums(dbias, dout, rows, OC);

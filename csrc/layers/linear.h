@@ -6,11 +6,13 @@
 #include <stdint.h>
 #include "pf.h"
 
-/* w16: the weight's bf16 bit patterns (used when dt is bf16), or NULL: the GEMM rounds weight. */
-pf_status pf_linear_forward(float *out, const float *inp, const float *weight, const uint16_t *w16,
-                            const float *bias, int64_t rows, int64_t IC, int64_t OC, pf_dtype dt);
+/* w16: the weight's bf16 bit patterns (used when dt is bf16), or NULL: the GEMM rounds weight.
+ * in16: the input as bf16 bits (dt bf16; inp is then not read), or NULL. */
+pf_status pf_linear_forward(float *out, const float *inp, const uint16_t *in16, const float *weight,
+                            const uint16_t *w16, const float *bias, int64_t rows, int64_t IC, int64_t OC,
+                            pf_dtype dt);
 pf_status pf_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                             const float *inp, const float *weight, const uint16_t *w16, int64_t rows,
-                             int64_t IC, int64_t OC, pf_dtype dt);
+                             const float *inp, const uint16_t *in16, const float *weight, const uint16_t *w16,
+                             int64_t rows, int64_t IC, int64_t OC, pf_dtype dt);
 
 #endif

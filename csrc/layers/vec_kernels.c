@@ -1,5 +1,6 @@
 /* vec_kernels.c: element-wise kernels (GELU, softmax) compiled for AVX-512, AVX2+FMA and the
  * baseline; pf_vec() hands out the best set this CPU runs. erf and exp come from vecmath.h. */
+#include "core/bf16.h"
 #include "core/common.h"
 #include "layers/vec_kernels.h"
 #include "layers/vecmath.h"
@@ -20,10 +21,10 @@
 #include "vec_kernels.inc"
 
 #if defined(__x86_64__)
-static const pf_vec_kernels avx512 = {"avx512", gelu_fwd_avx512, gelu_bwd_avx512, softmax_rows_avx512};
-static const pf_vec_kernels avx2 = {"avx2", gelu_fwd_avx2, gelu_bwd_avx2, softmax_rows_avx2};
+static const pf_vec_kernels avx512 = {"avx512", gelu_fwd_avx512, gelu_fwd16_avx512, gelu_bwd_avx512, softmax_rows_avx512};
+static const pf_vec_kernels avx2 = {"avx2", gelu_fwd_avx2, gelu_fwd16_avx2, gelu_bwd_avx2, softmax_rows_avx2};
 #endif
-static const pf_vec_kernels generic = {"generic", gelu_fwd_generic, gelu_bwd_generic, softmax_rows_generic};
+static const pf_vec_kernels generic = {"generic", gelu_fwd_generic, gelu_fwd16_generic, gelu_bwd_generic, softmax_rows_generic};
 
 /* The element-wise kernels of the best ISA this CPU runs (chosen once). */
 const pf_vec_kernels *pf_vec(void) {

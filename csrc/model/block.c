@@ -32,19 +32,29 @@ int64_t pf_block_acts_floats(pf_block_dims d) {
 /* a's pointers -> consecutive slices of base (pf_block_acts_floats(d) floats). */
 void pf_block_acts_bind(pf_block_acts *a, float *base, pf_block_dims d) { carve(a, base, d); }
 
+/* In bf16 the GEMM inputs ln1, atty, ln2, gelu are kept as bf16 bits in their slots (half of
+ * each slot): their producers write them so and their products (forward, and dW in backward)
+ * read them so. This is that view of slot x (NULL in fp32). */
+static uint16_t *as16(float *x, pf_dtype dt) { return dt == PF_BF16 ? (uint16_t *)x : NULL; }
+
 /* x (BT, C) -> a->out (BT, C), caching what backward reads. */
 pf_status pf_block_forward(pf_block_acts *a, const float *x, const pf_block_params *p,
                            pf_block_dims d, pf_dtype dt) {
     const int64_t BT = d.B * d.T, C = d.C;
-    PROF(PF_PROF_LN_FWD, pf_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, p->ln1_w, p->ln1_b, BT, C, LN_EPS));
-    PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(a->qkv, a->ln1, p->qkv_w, p->qkv_w16, p->qkv_b, BT, C, 3 * C, dt)));
-    PROF(PF_PROF_ATTN_FWD, TRY(pf_attention_forward(a->atty, a->att, a->qkv, d.B, d.T, C, d.NH, dt)));
-    PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(a->res1, a->atty, p->proj_w, p->proj_w16, p->proj_b, BT, C, C, dt)));
+    uint16_t *ln1 = as16(a->ln1, dt), *atty = as16(a->atty, dt), *ln2 = as16(a->ln2, dt), *gelu = as16(a->gelu, dt);
+    if (ln1) PROF(PF_PROF_LN_FWD, pf_layernorm_forward16(ln1, a->ln1_mean, a->ln1_rstd, x, p->ln1_w, p->ln1_b, BT, C, LN_EPS));
+    else PROF(PF_PROF_LN_FWD, pf_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, p->ln1_w, p->ln1_b, BT, C, LN_EPS));
+    PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(a->qkv, a->ln1, ln1, p->qkv_w, p->qkv_w16, p->qkv_b, BT, C, 3 * C, dt)));
+    if (atty) PROF(PF_PROF_ATTN_FWD, TRY(pf_attention_forward16(atty, a->att, a->qkv, d.B, d.T, C, d.NH)));
+    else PROF(PF_PROF_ATTN_FWD, TRY(pf_attention_forward(a->atty, a->att, a->qkv, d.B, d.T, C, d.NH, dt)));
+    PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(a->res1, a->atty, atty, p->proj_w, p->proj_w16, p->proj_b, BT, C, C, dt)));
     PROF(PF_PROF_RESIDUAL, pf_add_inplace(a->res1, x, BT * C));
-    PROF(PF_PROF_LN_FWD, pf_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res1, p->ln2_w, p->ln2_b, BT, C, LN_EPS));
-    PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(a->fc1, a->ln2, p->fc1_w, p->fc1_w16, p->fc1_b, BT, C, d.H, dt)));
-    PROF(PF_PROF_GELU_FWD, pf_gelu_forward(a->gelu, a->fc1, BT * d.H));
-    PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(a->out, a->gelu, p->fc2_w, p->fc2_w16, p->fc2_b, BT, d.H, C, dt)));
+    if (ln2) PROF(PF_PROF_LN_FWD, pf_layernorm_forward16(ln2, a->ln2_mean, a->ln2_rstd, a->res1, p->ln2_w, p->ln2_b, BT, C, LN_EPS));
+    else PROF(PF_PROF_LN_FWD, pf_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res1, p->ln2_w, p->ln2_b, BT, C, LN_EPS));
+    PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(a->fc1, a->ln2, ln2, p->fc1_w, p->fc1_w16, p->fc1_b, BT, C, d.H, dt)));
+    if (gelu) PROF(PF_PROF_GELU_FWD, pf_gelu_forward16(gelu, a->fc1, BT * d.H));
+    else PROF(PF_PROF_GELU_FWD, pf_gelu_forward(a->gelu, a->fc1, BT * d.H));
+    PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(a->out, a->gelu, gelu, p->fc2_w, p->fc2_w16, p->fc2_b, BT, d.H, C, dt)));
     PROF(PF_PROF_RESIDUAL, pf_add_inplace(a->out, a->res1, BT * C));
     return PF_OK;
 }
@@ -66,18 +76,18 @@ pf_status pf_block_backward(float *dx, pf_block_params *g, const float *dout, co
 
     /* MLP branch: out = res1 + fc2(gelu(fc1(ln2(res1)))) */
     memcpy(dres1, dout, (size_t)(BT * C) * sizeof(float));
-    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dgelu, g->fc2_w, g->fc2_b, dout, a->gelu, p->fc2_w, p->fc2_w16, BT, H, C, dt)));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dgelu, g->fc2_w, g->fc2_b, dout, a->gelu, as16(a->gelu, dt), p->fc2_w, p->fc2_w16, BT, H, C, dt)));
     PROF(PF_PROF_GELU_BWD, pf_gelu_backward(dfc1, a->fc1, dgelu, BT * H));
-    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dln, g->fc1_w, g->fc1_b, dfc1, a->ln2, p->fc1_w, p->fc1_w16, BT, C, H, dt)));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dln, g->fc1_w, g->fc1_b, dfc1, a->ln2, as16(a->ln2, dt), p->fc1_w, p->fc1_w16, BT, C, H, dt)));
     PROF(PF_PROF_LN_BWD, TRY(pf_layernorm_backward(dres1, g->ln2_w, g->ln2_b, dln, a->res1, p->ln2_w,
                                                    a->ln2_mean, a->ln2_rstd, BT, C)));
 
     /* attention branch: res1 = x + proj(attn(qkv(ln1(x)))) */
     PROF(PF_PROF_RESIDUAL, pf_add_inplace(dx, dres1, BT * C));
     memset(dln, 0, (size_t)(BT * C) * sizeof(float));
-    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(datty, g->proj_w, g->proj_b, dres1, a->atty, p->proj_w, p->proj_w16, BT, C, C, dt)));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(datty, g->proj_w, g->proj_b, dres1, a->atty, as16(a->atty, dt), p->proj_w, p->proj_w16, BT, C, C, dt)));
     PROF(PF_PROF_ATTN_BWD, TRY(pf_attention_backward(dqkv, datty, a->qkv, a->att, d.B, d.T, C, d.NH, dt)));
-    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dln, g->qkv_w, g->qkv_b, dqkv, a->ln1, p->qkv_w, p->qkv_w16, BT, C, 3 * C, dt)));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dln, g->qkv_w, g->qkv_b, dqkv, a->ln1, as16(a->ln1, dt), p->qkv_w, p->qkv_w16, BT, C, 3 * C, dt)));
     PROF(PF_PROF_LN_BWD, TRY(pf_layernorm_backward(dx, g->ln1_w, g->ln1_b, dln, x, p->ln1_w, a->ln1_mean,
                                                    a->ln1_rstd, BT, C)));
     return PF_OK;

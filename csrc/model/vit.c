@@ -232,7 +232,11 @@ int64_t pf_vit_num_params(const pf_vit *m) { return m->nparams; }
 float *pf_vit_params(pf_vit *m) { return m->params; }
 float *pf_vit_grads(pf_vit *m) { return m->grads; }
 void pf_vit_zero_grad(pf_vit *m) { memset(m->grads, 0, (size_t)m->nparams * sizeof(float)); }
-void pf_vit_set_dtype(pf_vit *m, pf_dtype dt) { m->dtype = dt; }
+/* A new dtype drops the cached forward: its activations are laid out for the old one. */
+void pf_vit_set_dtype(pf_vit *m, pf_dtype dt) {
+    if (dt != m->dtype) m->have_forward = FWD_NONE;
+    m->dtype = dt;
+}
 int64_t pf_vit_acts_bytes(const pf_vit *m) { return m->acts_floats * (int64_t)sizeof(float); }
 
 /* ---------------------------------------------------------------- activations */
@@ -353,7 +357,7 @@ static pf_status encoder_forward(pf_vit *m, const float *images, const int64_t *
     const int64_t C = c->embed_dim, T = 1 + n;
     const pf_block_dims E = enc_dims(m, B, n);
     PROF(PF_PROF_TOKENS, pf_im2col(m->cols, images, ids, B, n, c->img_size, c->patch_size));
-    PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(m->emb, m->cols, m->P.patch_w, w16(m, m->P.patch_w), m->P.patch_b, B * n, m->d, C, m->dtype)));
+    PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(m->emb, m->cols, NULL, m->P.patch_w, w16(m, m->P.patch_w), m->P.patch_b, B * n, m->d, C, m->dtype)));
     PROF(PF_PROF_TOKENS, pf_tokens_forward(m->x0, m->emb, m->P.cls, m->P.pos, ids, B, n, C));
     const float *x = m->x0;
     for (int l = 0; l < c->depth; l++) {
@@ -439,7 +443,7 @@ static void set_loss_mask(pf_vit *m, const int64_t *ids_keep, const int64_t *ids
 static pf_status decoder_forward(pf_vit *m, int64_t B, int64_t n) {
     const pf_vit_config *c = &m->cfg;
     const int64_t N = m->N, T = 1 + n, Cd = c->dec_embed_dim, N1 = 1 + N;
-    PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(m->dec_in, m->enc_out, m->P.dec_embed_w, w16(m, m->P.dec_embed_w), m->P.dec_embed_b,
+    PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(m->dec_in, m->enc_out, NULL, m->P.dec_embed_w, w16(m, m->P.dec_embed_w), m->P.dec_embed_b,
                                                    B * T, c->embed_dim, Cd, m->dtype)));
     PROF(PF_PROF_TOKENS, pf_unshuffle_forward(m->full0, m->dec_in, m->P.mask_token, m->P.dec_pos, m->ids, m->mask, B, n, N, Cd));
     const pf_block_dims D = dec_dims(m, B);
@@ -449,7 +453,7 @@ static pf_status decoder_forward(pf_vit *m, int64_t B, int64_t n) {
         x = m->dec[l].out;
     }
     PROF(PF_PROF_LN_FWD, pf_layernorm_forward(m->dn, m->dn_mean, m->dn_rstd, x, m->P.dec_norm_w, m->P.dec_norm_b, B * N1, Cd, LN_EPS));
-    PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(m->pred, m->dn, m->P.dec_pred_w, w16(m, m->P.dec_pred_w), m->P.dec_pred_b, B * N1, Cd, m->d, m->dtype)));
+    PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(m->pred, m->dn, NULL, m->P.dec_pred_w, w16(m, m->P.dec_pred_w), m->P.dec_pred_b, B * N1, Cd, m->d, m->dtype)));
     return PF_OK;
 }
 
@@ -539,7 +543,7 @@ static pf_status encoder_backward(pf_vit *m, float *g, float *spare, const int64
 
     memset(spare, 0, (size_t)(B * n * C) * sizeof(float));
     PROF(PF_PROF_TOKENS, pf_tokens_backward(spare, dP->cls, c->learned_pos ? dP->pos : NULL, g, ids, B, n, C));
-    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dcols, dP->patch_w, dP->patch_b, spare, m->cols, P->patch_w, w16(m, P->patch_w), B * n, d, C, m->dtype)));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dcols, dP->patch_w, dP->patch_b, spare, m->cols, NULL, P->patch_w, w16(m, P->patch_w), B * n, d, C, m->dtype)));
     return PF_OK;
 }
 
@@ -557,7 +561,7 @@ pf_status pf_vit_backward(pf_vit *m, const float *dlatent, float *dcols) {
     memset(g, 0, (size_t)(B * N1 * d) * sizeof(float));
     PROF(PF_PROF_LOSS, pf_patch_loss_backward(g, m->pred, m->target, m->weights, B, N, d, 1, 1.0f));
     memset(spare, 0, (size_t)(B * N1 * Cd) * sizeof(float));
-    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(spare, dP->dec_pred_w, dP->dec_pred_b, g, m->dn, P->dec_pred_w, w16(m, P->dec_pred_w), B * N1, Cd, d, m->dtype)));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(spare, dP->dec_pred_w, dP->dec_pred_b, g, m->dn, NULL, P->dec_pred_w, w16(m, P->dec_pred_w), B * N1, Cd, d, m->dtype)));
     memset(g, 0, (size_t)(B * N1 * Cd) * sizeof(float));
     const float *dec_last = c->dec_depth ? m->dec[c->dec_depth - 1].out : m->full0;
     PROF(PF_PROF_LN_BWD, TRY(pf_layernorm_backward(g, dP->dec_norm_w, dP->dec_norm_b, spare, dec_last, P->dec_norm_w,
@@ -568,7 +572,7 @@ pf_status pf_vit_backward(pf_vit *m, const float *dlatent, float *dcols) {
     PROF(PF_PROF_TOKENS, pf_unshuffle_backward(spare, dP->mask_token, c->learned_pos ? dP->dec_pos : NULL, g,
                                                m->ids, m->mask, B, n, N, Cd));
     memset(g, 0, (size_t)(B * T * C) * sizeof(float));
-    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(g, dP->dec_embed_w, dP->dec_embed_b, spare, m->enc_out, P->dec_embed_w, w16(m, P->dec_embed_w), B * T, C, Cd, m->dtype)));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(g, dP->dec_embed_w, dP->dec_embed_b, spare, m->enc_out, NULL, P->dec_embed_w, w16(m, P->dec_embed_w), B * T, C, Cd, m->dtype)));
     if (dlatent) pf_add_inplace(g, dlatent, B * T * C);
     return encoder_backward(m, g, spare, m->ids, dcols);
 }

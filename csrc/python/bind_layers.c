@@ -66,7 +66,7 @@ static PyObject *py_linear_forward(PyObject *self, PyObject *args) {
     if (!out) return NULL;
     float *pb = data_or_null(bias);
     pf_status st;
-    PF_NOGIL(st = pf_linear_forward(PyArray_DATA(out), PyArray_DATA(x), PyArray_DATA(w), NULL, pb, rows, IC, OC, dt));
+    PF_NOGIL(st = pf_linear_forward(PyArray_DATA(out), PyArray_DATA(x), NULL, PyArray_DATA(w), NULL, pb, rows, IC, OC, dt));
     if (st != PF_OK) {
         Py_DECREF(out);
         return raise_status(st);
@@ -93,29 +93,39 @@ static PyObject *py_linear_backward(PyObject *self, PyObject *args) {
         return NULL;
     float *pdx = data_or_null(dx), *pdw = data_or_null(dw), *pdb = data_or_null(db);
     pf_status st;
-    PF_NOGIL(st = pf_linear_backward(pdx, pdw, pdb, PyArray_DATA(d), PyArray_DATA(x), PyArray_DATA(w), NULL, rows, IC, OC,
+    PF_NOGIL(st = pf_linear_backward(pdx, pdw, pdb, PyArray_DATA(d), PyArray_DATA(x), NULL, PyArray_DATA(w), NULL, rows, IC, OC,
                                      dt));
     return none_or_raise(st);
 }
 
-/* layernorm_forward(x (rows, C), w (C), b (C), eps) -> (out (rows, C), mean (rows), rstd (rows)) */
+/* A new array of nd dims: uint16 (bf16 bits) when bf16, else float32. */
+static PyArrayObject *new_out(int nd, const npy_intp *dims, int bf16) {
+    return (PyArrayObject *)PyArray_EMPTY(nd, (npy_intp *)dims, bf16 ? NPY_UINT16 : NPY_FLOAT32, 0);
+}
+
+/* layernorm_forward(x (rows, C), w (C), b (C), eps, bf16_out=False) -> (out (rows, C), mean (rows), rstd (rows)) */
 static PyObject *py_layernorm_forward(PyObject *self, PyObject *args) {
     PyObject *x_obj, *w_obj, *b_obj;
     float eps;
+    int bf16 = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOf", &x_obj, &w_obj, &b_obj, &eps)) return NULL;
+    if (!PyArg_ParseTuple(args, "OOOf|p", &x_obj, &w_obj, &b_obj, &eps, &bf16)) return NULL;
     PyArrayObject *x = F32(x_obj, "x", 2, NULL, 0);
     if (!x) return NULL;
     const npy_intp rows = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1);
     PyArrayObject *w = F32(w_obj, "weight", 1, SHP(C), 0), *b = w ? F32(b_obj, "bias", 1, SHP(C), 0) : NULL;
     if (!b) return NULL;
-    PyArrayObject *out = new_f32(2, SHP(rows, C), 0), *mean = new_f32(1, SHP(rows), 0), *rstd = new_f32(1, SHP(rows), 0);
+    PyArrayObject *out = new_out(2, SHP(rows, C), bf16), *mean = new_f32(1, SHP(rows), 0), *rstd = new_f32(1, SHP(rows), 0);
     if (!out || !mean || !rstd) {
         Py_XDECREF(out), Py_XDECREF(mean), Py_XDECREF(rstd);
         return NULL;
     }
-    PF_NOGIL(pf_layernorm_forward(PyArray_DATA(out), PyArray_DATA(mean), PyArray_DATA(rstd), PyArray_DATA(x),
-                                  PyArray_DATA(w), PyArray_DATA(b), rows, C, eps));
+    if (bf16)
+        PF_NOGIL(pf_layernorm_forward16(PyArray_DATA(out), PyArray_DATA(mean), PyArray_DATA(rstd), PyArray_DATA(x),
+                                        PyArray_DATA(w), PyArray_DATA(b), rows, C, eps));
+    else
+        PF_NOGIL(pf_layernorm_forward(PyArray_DATA(out), PyArray_DATA(mean), PyArray_DATA(rstd), PyArray_DATA(x),
+                                      PyArray_DATA(w), PyArray_DATA(b), rows, C, eps));
     return Py_BuildValue("(NNN)", out, mean, rstd);
 }
 
@@ -142,13 +152,17 @@ static PyObject *py_layernorm_backward(PyObject *self, PyObject *args) {
     return none_or_raise(st);
 }
 
-/* gelu_forward(x any shape) -> out (x's shape) */
-static PyObject *py_gelu_forward(PyObject *self, PyObject *x_obj) {
+/* gelu_forward(x any shape, bf16_out=False) -> out (x's shape) */
+static PyObject *py_gelu_forward(PyObject *self, PyObject *args) {
+    PyObject *x_obj;
+    int bf16 = 0;
     (void)self;
+    if (!PyArg_ParseTuple(args, "O|p", &x_obj, &bf16)) return NULL;
     PyArrayObject *x = F32(x_obj, "x", -1, NULL, 0);
     if (!x) return NULL;
-    PyArrayObject *out = new_f32(PyArray_NDIM(x), PyArray_DIMS(x), 0);
-    if (out) PF_NOGIL(pf_gelu_forward(PyArray_DATA(out), PyArray_DATA(x), PyArray_SIZE(x)));
+    PyArrayObject *out = new_out(PyArray_NDIM(x), PyArray_DIMS(x), bf16);
+    if (out && bf16) PF_NOGIL(pf_gelu_forward16(PyArray_DATA(out), PyArray_DATA(x), PyArray_SIZE(x)));
+    else if (out) PF_NOGIL(pf_gelu_forward(PyArray_DATA(out), PyArray_DATA(x), PyArray_SIZE(x)));
     return (PyObject *)out;
 }
 
@@ -172,22 +186,24 @@ static PyObject *py_attention_forward(PyObject *self, PyObject *args) {
     PyObject *q_obj, *dt_obj;
     long nh;
     pf_dtype dt;
+    int bf16 = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OlO", &q_obj, &nh, &dt_obj) || !parse_dtype(dt_obj, &dt)) return NULL;
+    if (!PyArg_ParseTuple(args, "OlO|p", &q_obj, &nh, &dt_obj, &bf16) || !parse_dtype(dt_obj, &dt)) return NULL;
     PyArrayObject *qkv = F32(q_obj, "qkv", 3, NULL, 0);
     if (!qkv) return NULL;
     const npy_intp B = PyArray_DIM(qkv, 0), T = PyArray_DIM(qkv, 1), C = PyArray_DIM(qkv, 2) / 3;
     if (PyArray_DIM(qkv, 2) % 3) return PyErr_Format(PyExc_ValueError, "qkv's last dimension must be 3*C");
     if (!check_heads(C, nh)) return NULL;
-    PyArrayObject *out = new_f32(3, SHP(B, T, C), 0), *att = new_f32(4, SHP(B, nh, T, T), 0);
+    PyArrayObject *out = new_out(3, SHP(B, T, C), bf16), *att = new_f32(4, SHP(B, nh, T, T), 0);
     if (!out || !att) {
         Py_XDECREF(out), Py_XDECREF(att);
         return NULL;
     }
     const float *pq = PyArray_DATA(qkv);
-    float *po = PyArray_DATA(out), *pa = PyArray_DATA(att);
+    float *pa = PyArray_DATA(att);
     pf_status st;
-    PF_NOGIL(st = pf_attention_forward(po, pa, pq, B, T, C, nh, dt));
+    if (bf16) PF_NOGIL(st = pf_attention_forward16(PyArray_DATA(out), pa, pq, B, T, C, nh));
+    else PF_NOGIL(st = pf_attention_forward(PyArray_DATA(out), pa, pq, B, T, C, nh, dt));
     if (st != PF_OK) {
         Py_DECREF(out), Py_DECREF(att);
         return raise_status(st);
@@ -505,18 +521,21 @@ PyMethodDef pf_layers_methods[] = {
      "linear_backward(dout, inp, weight, dinp, dweight, dbias, dtype) -> None\n\n"
      "dout (rows, OC) -> dinp (rows, IC), dweight (OC, IC), dbias (OC,) +=, each optional (None: skipped)."},
     {"layernorm_forward", py_layernorm_forward, METH_VARARGS,
-     "layernorm_forward(x, weight, bias, eps) -> (out (rows, C), mean (rows,), rstd (rows,))\n\n"
-     "x (rows, C), weight, bias (C,): LayerNorm over each row; mean and rstd kept for the backward."},
+     "layernorm_forward(x, weight, bias, eps, bf16_out=False) -> (out (rows, C), mean (rows,), rstd (rows,))\n\n"
+     "x (rows, C), weight, bias (C,): LayerNorm over each row; mean and rstd kept for the backward.\n"
+     "bf16_out: out is uint16 bf16 bits (what a bf16 model hands its next product)."},
     {"layernorm_backward", py_layernorm_backward, METH_VARARGS,
      "layernorm_backward(dout, x, weight, mean, rstd, dx, dweight, dbias) -> None\n\n"
      "dout (rows, C) -> dx (rows, C), dweight, dbias (C,) +=, each optional (None: skipped)."},
-    {"gelu_forward", py_gelu_forward, METH_O,
-     "gelu_forward(x) -> out float32 of x's shape\n\nExact (erf) GELU, element-wise."},
+    {"gelu_forward", py_gelu_forward, METH_VARARGS,
+     "gelu_forward(x, bf16_out=False) -> out of x's shape\n\nExact (erf) GELU, element-wise; float32, or uint16\n"
+     "bf16 bits with bf16_out."},
     {"gelu_backward", py_gelu_backward, METH_VARARGS,
      "gelu_backward(x, dout, dx) -> None\n\nx, dout, dx of one shape: dx += dout * gelu'(x)."},
     {"attention_forward", py_attention_forward, METH_VARARGS,
-     "attention_forward(qkv, num_heads, dtype) -> (out (B, T, C), att (B, NH, T, T))\n\n"
-     "qkv (B, T, 3C) laid out [q|k|v]: multi-head softmax attention; att holds the probabilities."},
+     "attention_forward(qkv, num_heads, dtype, bf16_out=False) -> (out (B, T, C), att (B, NH, T, T))\n\n"
+     "qkv (B, T, 3C) laid out [q|k|v]: multi-head softmax attention (fp32); att holds the probabilities.\n"
+     "bf16_out: out is uint16 bf16 bits."},
     {"attention_backward", py_attention_backward, METH_VARARGS,
      "attention_backward(dout, qkv, att, dqkv, dtype) -> None\n\n"
      "dout (B, T, C), qkv (B, T, 3C), att (B, NH, T, T) -> dqkv (B, T, 3C) +=."},
