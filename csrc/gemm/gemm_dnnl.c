@@ -343,7 +343,8 @@ pf_status pf_gemm_dnnl(const pf_gemm_args *g, int nthreads) {
         dnnl_status_t s = dnnl_sgemm(g->trans_a ? 'T' : 'N', g->trans_b ? 'T' : 'N', g->M, g->N, g->K, g->alpha,
                                      g->A, g->lda, g->B, g->ldb, g->beta, g->C, g->ldc);
         if (s != dnnl_success) st = pf_fail(PF_EBACKEND, "oneDNN: dnnl_sgemm failed: %s", dnnl_status2str(s));
-        if (st == PF_OK && g->bias) st = PF_EUNSUPPORTED; /* never: a bias entry is never sgemm */
+        for (int64_t i = 0; st == PF_OK && g->bias && i < g->M; i++) /* sgemm has no bias: add it after */
+            for (int64_t j = 0; j < g->N; j++) g->C[i * g->ldc + j] += g->bias[j];
     } else {
         int64_t lda, ldb;
         const void *a = bf ? bf16_operand(ctx, 0, g->A, g->a_bf16, a_rows, a_cols, g->lda, &lda, &st) : g->A;

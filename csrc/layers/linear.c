@@ -15,8 +15,8 @@ pf_status pf_linear_forward(float *out, const float *inp, const uint16_t *in16, 
                             pf_dtype dt) {
     const int use16 = dt == PF_BF16 && w16, x16 = dt == PF_BF16 && in16;
     const pf_gemm_args g = {.M = rows, .N = OC, .K = IC, .trans_b = 1, .A = x16 ? (const void *)in16 : inp,
-                            .a_bf16 = x16, .B = use16 ? (const void *)w16 : weight, .b_bf16 = use16, .lda = IC, .ldb = IC, .alpha = 1.0f, .bias = bias, .C = out,
-                            .ldc = OC, .dtype = dt};
+                            .a_bf16 = x16, .B = use16 ? (const void *)w16 : weight, .b_bf16 = use16,
+                            .lda = IC, .ldb = IC, .alpha = 1.0f, .bias = bias, .C = out, .ldc = OC, .dtype = dt};
     return pf_gemm_ex(&g);
 }
 
@@ -50,15 +50,16 @@ pf_status pf_linear_backward(float *dinp, float *dweight, float *dbias, const fl
     }
     const int use16 = dt == PF_BF16 && w16;
     if (dinp) {
-        const pf_gemm_args g = {.M = rows, .N = IC, .K = OC, .A = d, .a_bf16 = d16, .B = use16 ? (const void *)w16 : weight,
-                                .b_bf16 = use16, .lda = OC, .ldb = IC, .alpha = 1.0f, .beta = 1.0f, .C = dinp,
-                                .ldc = IC, .dtype = dt};
+        const pf_gemm_args g = {.M = rows, .N = IC, .K = OC, .A = d, .a_bf16 = d16,
+                                .B = use16 ? (const void *)w16 : weight, .b_bf16 = use16, .lda = OC, .ldb = IC,
+                                .alpha = 1.0f, .beta = 1.0f, .C = dinp, .ldc = IC, .dtype = dt};
         TRY(pf_gemm_ex(&g));
     }
     if (dweight) {
         const int x16 = dt == PF_BF16 && in16;
         const pf_gemm_args g = {.M = OC, .N = IC, .K = rows, .trans_a = 1, .A = d, .a_bf16 = d16,
-                                .B = x16 ? (const void *)in16 : inp, .b_bf16 = x16, .lda = OC, .ldb = IC, .alpha = 1.0f, .beta = 1.0f, .C = dweight, .ldc = IC, .dtype = dt};
+                                .B = x16 ? (const void *)in16 : inp, .b_bf16 = x16, .lda = OC, .ldb = IC,
+                                .alpha = 1.0f, .beta = 1.0f, .C = dweight, .ldc = IC, .dtype = dt};
         TRY(pf_gemm_ex(&g));
     }
     if (dbias) column_sums(dbias, dout, rows, OC);
