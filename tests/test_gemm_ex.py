@@ -92,3 +92,11 @@ def test_choose_dtype():
         assert dtype == "fp32" and "no bf16 matrix kernel" in why
     finally:
         pacofr.set_gemm_backend(previous)
+
+
+def test_public_matmul_takes_a_bias_and_bf16_weights(rng):
+    x, w = rng.standard_normal((33, 20)).astype(np.float32), rng.standard_normal((7, 20)).astype(np.float32)
+    bias = rng.standard_normal(7).astype(np.float32)
+    got = pacofr.ops.matmul(x, bf16_bits(w), trans_b=True, dtype="bf16", bias=bias)
+    want = pacofr.ops.matmul(x, w, trans_b=True, dtype="bf16") + bias
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
