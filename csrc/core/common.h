@@ -35,6 +35,14 @@ static inline void *pf_malloc(size_t n) {
 enum { PF_TLS_ATTENTION, PF_TLS_LINEAR, PF_TLS_SLOTS };
 void *pf_tls_buffer(int slot, size_t bytes);
 
+/* A function compiled for AVX-512, AVX2 and the baseline, the best picked at load time
+ * (plain loops that the compiler vectorises; not under ASan, whose build skips ifuncs). */
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define PF_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define PF_CLONES
+#endif
+
 /* This thread's number inside an OpenMP team (0 outside one, or without OpenMP). */
 static inline int pf_thread_num(void) {
 #ifdef _OPENMP

@@ -5,12 +5,6 @@
 #include "core/common.h"
 #include "layers/layernorm.h"
 
-#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define PF_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define PF_CLONES
-#endif
-
 /* One row: x (C) -> o or o16 (C), its mean and rstd; fp32 two-pass statistics, vectorised
  * for the best ISA this CPU runs. */
 PF_CLONES static void row_forward(float *o, uint16_t *o16, float *mean, float *rstd, const float *x,

@@ -20,19 +20,23 @@ pf_status pf_linear_forward(float *out, const float *inp, const uint16_t *in16, 
     return pf_gemm_ex(&g);
 }
 
+/* dbias[c0:c1] += column sums of dout's columns c0..c1 (at most 64) over all rows. */
+PF_CLONES static void band_sums(float *dbias, const float *dout, int64_t rows, int64_t OC, int64_t c0, int64_t c1) {
+    float acc[64] = {0};
+    const int64_t w = c1 - c0;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *d = dout + r * OC + c0;
+#pragma omp simd
+        for (int64_t c = 0; c < w; c++) acc[c] += d[c];
+    }
+    for (int64_t c = 0; c < w; c++) dbias[c0 + c] += acc[c];
+}
+
 /* dbias (OC) += column sums of dout (rows, OC): each thread owns a band of columns. */
 static void column_sums(float *dbias, const float *dout, int64_t rows, int64_t OC) {
     const int64_t band = 64;
 #pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (rows * OC > 65536)
-    for (int64_t c0 = 0; c0 < OC; c0 += band) {
-        const int64_t c1 = pf_min64(OC, c0 + band);
-        float acc[64] = {0};
-        for (int64_t r = 0; r < rows; r++) {
-            const float *d = dout + r * OC;
-            for (int64_t c = c0; c < c1; c++) acc[c - c0] += d[c];
-        }
-        for (int64_t c = c0; c < c1; c++) dbias[c] += acc[c - c0];
-    }
+    for (int64_t c0 = 0; c0 < OC; c0 += band) band_sums(dbias, dout, rows, OC, c0, pf_min64(OC, c0 + band));
 }
 
 /* dinp (rows, IC) += dout (rows, OC) @ weight (OC, IC); dweight (OC, IC) += dout^T @ inp;
