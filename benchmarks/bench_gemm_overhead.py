@@ -19,6 +19,7 @@ import numpy as np
 
 import pacofr
 from pacofr import _C
+from pacofr.ref.gemm import bf16_bits
 
 # (name, M, K, N): Y (M, N) = X (M, K) W^T with timm's (N, K) weights (batch 64: 50 or 197 tokens)
 SHAPES = [("tiny qkv    3200x192x576", 3200, 192, 576), ("tiny proj   3200x192x192", 3200, 192, 192),
@@ -26,10 +27,6 @@ SHAPES = [("tiny qkv    3200x192x576", 3200, 192, 576), ("tiny proj   3200x192x1
           ("dec qkv    12608x128x384", 12608, 128, 384), ("dec fc1    12608x128x512", 12608, 128, 512),
           ("dec fc2    12608x512x128", 12608, 512, 128), ("small fc1   3200x384x1536", 3200, 384, 1536)]
 SETTLE_S = 0.2
-
-
-def bits(x):
-    return ((x.view(np.uint32) + 0x7FFF + ((x.view(np.uint32) >> 16) & 1)) >> 16).astype(np.uint16)
 
 
 def timed(fn):
@@ -41,7 +38,7 @@ def timed(fn):
 def variants(M, K, N, rng, torch):
     x = rng.standard_normal((M, K)).astype(np.float32)
     w = rng.standard_normal((N, K)).astype(np.float32)
-    w16, out = bits(w), np.empty((M, N), np.float32)
+    w16, out = bf16_bits(w), np.empty((M, N), np.float32)
     v = {"bare fp32": lambda: _C.dnnl_bare_matmul(M, N, K, trans_b=True, dtype="fp32", reps=1),
          "pacofr fp32": lambda: timed(lambda: _C.gemm(x, w, out, trans_b=True)),
          "bare bf16": lambda: _C.dnnl_bare_matmul(M, N, K, trans_b=True, dtype="bf16", reps=1),

@@ -6,14 +6,10 @@ import pytest
 import pacofr
 from pacofr import _C
 from pacofr.ref import gemm as ref
+from pacofr.ref.gemm import bf16_bits
 from pacofr.runtime import choose_dtype
 
 from test_gemm import TRANS, check, operands
-
-
-def bf16_bits(x):
-    """The bf16 bit patterns of x as the NumPy twin rounds it (nearest, ties to even)."""
-    return (ref.round_bf16(x).view(np.uint32) >> 16).astype(np.uint16)
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])

@@ -6,6 +6,7 @@ import pytest
 
 from pacofr import _C
 from pacofr.ref import layers as ref
+from pacofr.ref.gemm import bf16_bits
 from conftest import assert_close
 
 f32 = np.float32
@@ -296,11 +297,6 @@ def test_layer_bad_arguments(rng):
 
 # ---------------------------------------------------------------- bf16 outputs (a bf16 model's GEMM inputs)
 
-def _bits(x):
-    from pacofr.ref.gemm import round_bf16
-    return (round_bf16(np.asarray(x, np.float32)).view(np.uint32) >> 16).astype(np.uint16)
-
-
 def _as_f32(bits):
     return (bits.astype(np.uint32) << 16).view(np.float32)
 
@@ -312,14 +308,14 @@ def test_bf16_outputs_are_the_fp32_outputs_rounded(rng):
     out16, mean16, rstd16 = _C.layernorm_forward(x, w, b, 1e-6, True)
     out, mean, rstd = _C.layernorm_forward(x, w, b, 1e-6)
     assert out16.dtype == np.uint16 and out16.shape == out.shape
-    np.testing.assert_array_equal(out16, _bits(out))
+    np.testing.assert_array_equal(out16, bf16_bits(out))
     np.testing.assert_array_equal(mean16, mean), np.testing.assert_array_equal(rstd16, rstd)
     want = ref.layernorm_forward(x.astype(float), w.astype(float), b.astype(float))[0]
     assert_close(_as_f32(out16), want, 2.0 ** -8)
     g = rand(rng, 5, 1031, scale=3.0)
-    np.testing.assert_array_equal(_C.gelu_forward(g, True), _bits(_C.gelu_forward(g)))
+    np.testing.assert_array_equal(_C.gelu_forward(g, True), bf16_bits(_C.gelu_forward(g)))
     assert_close(_as_f32(_C.gelu_forward(g, True)), ref.gelu_forward(g.astype(float)), 2.0 ** -8)
     qkv = rand(rng, 2, 33, 3 * 21)
     a16, att16 = _C.attention_forward(qkv, 3, "bf16", True)
     a32, att32 = _C.attention_forward(qkv, 3, "bf16")
-    np.testing.assert_array_equal(a16, _bits(a32)), np.testing.assert_array_equal(att16, att32)
+    np.testing.assert_array_equal(a16, bf16_bits(a32)), np.testing.assert_array_equal(att16, att32)

@@ -66,7 +66,7 @@ void *pf_tls_buffer(int slot, size_t bytes) {
             return NULL;
         }
     }
-    if (t->bytes[slot] < bytes) {
+    if (t->bytes[slot] < bytes || !t->buf[slot]) { /* a 0-byte request still gets a buffer */
         free(t->buf[slot]);
         t->bytes[slot] = 0;
         if (!(t->buf[slot] = pf_malloc(bytes))) return NULL;

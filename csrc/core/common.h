@@ -32,7 +32,7 @@ static inline void *pf_malloc(size_t n) {
 /* Per-calling-thread scratch buffers, kept between calls and grown on demand (a fresh
  * megabyte per call costs page faults): slot's buffer of at least bytes, 64-byte aligned,
  * valid until the same thread asks for that slot again; NULL when out of memory. */
-enum { PF_TLS_ATTENTION, PF_TLS_LINEAR, PF_TLS_SLOTS };
+enum { PF_TLS_ATTENTION, PF_TLS_LINEAR, PF_TLS_GEMM_A, PF_TLS_GEMM_B, PF_TLS_GEMM_SCRATCH, PF_TLS_SLOTS };
 void *pf_tls_buffer(int slot, size_t bytes);
 
 /* A function compiled for AVX-512, AVX2 and the baseline, the best picked at load time

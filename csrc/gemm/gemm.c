@@ -76,9 +76,12 @@ pf_status pf_gemm_ex(const pf_gemm_args *g_in) {
     if (pf_get_gemm_backend() == PF_GEMM_DNNL) {
         pf_status st = pf_gemm_dnnl(&g, nt);
         if (st != PF_EUNSUPPORTED) return st;
-        /* oneDNN has no fast kernel for this on this CPU: the portable one computes the same. */
+        /* oneDNN has no fast kernel for this on this CPU: the portable one computes the same
+         * (its bias added here). */
     }
-    return pf_gemm_portable_ex(&g, nt);
+    TRY(pf_gemm_portable_ex(&g, nt));
+    if (g.bias) add_bias(g.M, g.N, g.bias, g.C, g.ldc);
+    return PF_OK;
 }
 
 /* C[M,N] = alpha op(A)[M,K] op(B)[K,N] + beta C on fp32 operands (pf.h). */

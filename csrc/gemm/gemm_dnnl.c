@@ -1,9 +1,10 @@
 /* gemm_dnnl.c: the oneDNN GEMM back end.
  *
  * fp32 and bf16 go through oneDNN's matmul primitive, created once per (shape, layout,
- * alpha, beta, bias, threads) and cached. Each calling thread keeps its own stream,
- * scratchpad and bf16 staging buffers, made once and grown when a bigger product comes,
- * so a call allocates nothing and several threads may run the same primitive at once.
+ * alpha, beta, bias, threads) and cached. Each calling thread keeps its own stream, and
+ * its scratchpad and bf16 staging live in its pf_tls_buffer slots (grown when a bigger
+ * product comes), so a call allocates nothing and several threads may run the same
+ * primitive at once.
  * fp32 operands of a bf16 product are converted here (round to nearest even) into the
  * staging buffers; bf16 operands (a model's bf16 weights, say) go in as they are. The
  * output stays fp32. Following oneDNN's examples: one engine, primitives created once and
@@ -219,49 +220,24 @@ unlock:
     return st;
 }
 
-/* What one calling thread keeps between calls: its stream, scratchpad and bf16 staging. */
-typedef struct {
-    dnnl_stream_t stream;
-    void *scratch;
-    size_t scratch_bytes;
-    uint16_t *stage[2]; /* A and B of a bf16 product with fp32 operands */
-    size_t stage_bytes[2];
-} thread_ctx;
+static pthread_key_t stream_key;
+static pthread_once_t stream_once = PTHREAD_ONCE_INIT;
 
-static pthread_key_t ctx_key;
-static pthread_once_t ctx_once = PTHREAD_ONCE_INIT;
+/* pthread key destructor: a thread's stream goes with the thread. */
+static void stream_release(void *p) { dnnl_stream_destroy(p); }
+static void stream_key_init(void) { (void)pthread_key_create(&stream_key, stream_release); }
 
-/* pthread key destructor: a thread's context goes with the thread. */
-static void ctx_release(void *p) {
-    thread_ctx *c = p;
-    if (c->stream) dnnl_stream_destroy(c->stream);
-    free(c->scratch), free(c->stage[0]), free(c->stage[1]);
-    free(c);
-}
-static void ctx_key_init(void) { (void)pthread_key_create(&ctx_key, ctx_release); }
-
-/* The calling thread's context, made (with its stream) on first use; NULL on failure. */
-static thread_ctx *ctx_get(void) {
-    pthread_once(&ctx_once, ctx_key_init);
-    thread_ctx *c = pthread_getspecific(ctx_key);
-    if (c) return c;
-    if (!(c = calloc(1, sizeof *c))) return NULL;
-    if (dnnl_stream_create(&c->stream, engine, dnnl_stream_default_flags) != dnnl_success ||
-        pthread_setspecific(ctx_key, c) != 0) {
-        ctx_release(c);
+/* The calling thread's stream, made on first use; NULL on failure. */
+static dnnl_stream_t thread_stream(void) {
+    pthread_once(&stream_once, stream_key_init);
+    dnnl_stream_t s = pthread_getspecific(stream_key);
+    if (s) return s;
+    if (dnnl_stream_create(&s, engine, dnnl_stream_default_flags) != dnnl_success) return NULL;
+    if (pthread_setspecific(stream_key, s) != 0) {
+        dnnl_stream_destroy(s);
         return NULL;
     }
-    return c;
-}
-
-/* *buf (holding *have bytes) grown to at least need bytes; 0 when out of memory. */
-static int grow(void **buf, size_t *have, size_t need) {
-    if (*have >= need) return 1;
-    free(*buf);
-    *have = 0;
-    if (!(*buf = pf_malloc(need))) return 0;
-    *have = need;
-    return 1;
+    return s;
 }
 
 /* rows x cols fp32 (row stride ld) -> dense rows x cols bf16. */
@@ -275,18 +251,18 @@ static void to_bf16_dense(const float *x, int64_t rows, int64_t cols, int64_t ld
     for (int64_t r = 0; r < rows; r++) pf_to_bf16(x + r * ld, y + r * cols, cols);
 }
 
-/* Run e's primitive on (a, b, bias, c) with the thread's stream and scratchpad; a and b are
+/* Run e's primitive on (a, b, bias, c) on stream with the thread's scratchpad; a and b are
  * in the layout e was built for. Memory objects only wrap the caller's pointers. */
-static pf_status execute(const entry *e, thread_ctx *ctx, const void *a, const void *b, const float *bias,
+static pf_status execute(const entry *e, dnnl_stream_t stream, const void *a, const void *b, const float *bias,
                          float *c) {
     pf_status st = PF_OK;
     dnnl_memory_t mem[5] = {NULL};
     const int kinds[5] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_SCRATCHPAD, DNNL_ARG_BIAS};
     const dnnl_query_t queries[5] = {dnnl_query_src_md, dnnl_query_weights_md, dnnl_query_dst_md,
                                      dnnl_query_scratchpad_md, dnnl_query_weights_md};
-    if (!grow(&ctx->scratch, &ctx->scratch_bytes, e->scratch_bytes))
-        return pf_fail(PF_ENOMEM, "gemm: cannot allocate %zu bytes of oneDNN scratchpad", e->scratch_bytes);
-    void *ptrs[5] = {(void *)a, (void *)b, c, ctx->scratch, (void *)bias};
+    void *scratch = pf_tls_buffer(PF_TLS_GEMM_SCRATCH, e->scratch_bytes);
+    if (!scratch) return pf_fail(PF_ENOMEM, "gemm: cannot allocate %zu bytes of oneDNN scratchpad", e->scratch_bytes);
+    void *ptrs[5] = {(void *)a, (void *)b, c, scratch, (void *)bias};
     const int nargs = e->has_bias ? 5 : 4;
     dnnl_exec_arg_t args[5];
     for (int i = 0; i < nargs; i++) {
@@ -294,8 +270,8 @@ static pf_status execute(const entry *e, thread_ctx *ctx, const void *a, const v
         DNNL_TRY(dnnl_memory_create(&mem[i], md, engine, ptrs[i]));
         args[i] = (dnnl_exec_arg_t){kinds[i], mem[i]};
     }
-    DNNL_TRY(dnnl_primitive_execute(e->prim, ctx->stream, nargs, args));
-    DNNL_TRY(dnnl_stream_wait(ctx->stream));
+    DNNL_TRY(dnnl_primitive_execute(e->prim, stream, nargs, args));
+    DNNL_TRY(dnnl_stream_wait(stream));
 done:
     for (int i = 0; i < 5; i++)
         if (mem[i]) dnnl_memory_destroy(mem[i]);
@@ -304,16 +280,17 @@ done:
 
 /* op(X) of a bf16 product as the primitive reads it: X itself when already bf16, else a
  * dense bf16 copy in the thread's staging slot. *ld gets the leading dimension used. */
-static const void *bf16_operand(thread_ctx *ctx, int slot, const void *x, int is_bf16, int64_t rows,
-                                int64_t cols, int64_t ld_in, int64_t *ld, pf_status *st) {
+static const void *bf16_operand(int slot, const void *x, int is_bf16, int64_t rows, int64_t cols, int64_t ld_in,
+                                int64_t *ld, pf_status *st) {
     *ld = is_bf16 ? ld_in : cols;
     if (is_bf16) return x;
-    if (!grow((void **)&ctx->stage[slot], &ctx->stage_bytes[slot], (size_t)(rows * cols) * sizeof(uint16_t))) {
-        *st = pf_fail(PF_ENOMEM, "gemm: cannot allocate a bf16 copy of %s", slot ? "B" : "A");
+    uint16_t *y = pf_tls_buffer(slot, (size_t)(rows * cols) * sizeof(uint16_t));
+    if (!y) {
+        *st = pf_fail(PF_ENOMEM, "gemm: cannot allocate a bf16 copy of %s", slot == PF_TLS_GEMM_A ? "A" : "B");
         return NULL;
     }
-    to_bf16_dense(x, rows, cols, ld_in, ctx->stage[slot]);
-    return ctx->stage[slot];
+    to_bf16_dense(x, rows, cols, ld_in, y);
+    return y;
 }
 
 /* pf_gemm_ex through the primitive cached for this shape, layout, dtype, alpha, beta and
@@ -324,8 +301,8 @@ pf_status pf_gemm_dnnl(const pf_gemm_args *g, int nthreads) {
     if (engine_status != dnnl_success)
         return pf_fail(PF_EBACKEND, "oneDNN: cannot create the CPU engine: %s", dnnl_status2str(engine_status));
     omp_set_num_threads(nthreads); /* oneDNN's OpenMP runtime reads the calling thread's count */
-    thread_ctx *ctx = ctx_get();
-    if (!ctx) return pf_fail(PF_EBACKEND, "oneDNN: cannot create a stream for this thread");
+    dnnl_stream_t stream = thread_stream();
+    if (!stream) return pf_fail(PF_EBACKEND, "oneDNN: cannot create a stream for this thread");
 
     const int bf = g->dtype == PF_BF16;
     const int64_t a_rows = g->trans_a ? g->K : g->M, a_cols = g->trans_a ? g->M : g->K;
@@ -339,17 +316,18 @@ pf_status pf_gemm_dnnl(const pf_gemm_args *g, int nthreads) {
     TRY(entry_get(&key, &e, &owned));
     if (e->unsupported) {
         st = pf_fail(PF_EUNSUPPORTED, "oneDNN has no fast %s matmul on this CPU", bf ? "bf16" : "fp32");
+    } else if (e->use_sgemm && g->bias) {
+        st = pf_fail(PF_EUNSUPPORTED, "dnnl_sgemm has no bias"); /* pf_gemm_ex falls back */
     } else if (e->use_sgemm) {
         dnnl_status_t s = dnnl_sgemm(g->trans_a ? 'T' : 'N', g->trans_b ? 'T' : 'N', g->M, g->N, g->K, g->alpha,
                                      g->A, g->lda, g->B, g->ldb, g->beta, g->C, g->ldc);
         if (s != dnnl_success) st = pf_fail(PF_EBACKEND, "oneDNN: dnnl_sgemm failed: %s", dnnl_status2str(s));
-        for (int64_t i = 0; st == PF_OK && g->bias && i < g->M; i++) /* sgemm has no bias: add it after */
-            for (int64_t j = 0; j < g->N; j++) g->C[i * g->ldc + j] += g->bias[j];
     } else {
         int64_t lda, ldb;
-        const void *a = bf ? bf16_operand(ctx, 0, g->A, g->a_bf16, a_rows, a_cols, g->lda, &lda, &st) : g->A;
-        const void *b = bf && a ? bf16_operand(ctx, 1, g->B, g->b_bf16, b_rows, b_cols, g->ldb, &ldb, &st) : g->B;
-        if (a && b) st = execute(e, ctx, a, b, g->bias, g->C);
+        const void *a = bf ? bf16_operand(PF_TLS_GEMM_A, g->A, g->a_bf16, a_rows, a_cols, g->lda, &lda, &st) : g->A;
+        const void *b = bf && a ? bf16_operand(PF_TLS_GEMM_B, g->B, g->b_bf16, b_rows, b_cols, g->ldb, &ldb, &st)
+                                : g->B;
+        if (a && b) st = execute(e, stream, a, b, g->bias, g->C);
     }
     if (owned) entry_free(e);
     return st;
@@ -385,18 +363,18 @@ pf_status pf_dnnl_bare_matmul(int64_t M, int64_t N, int64_t K, int trans_b, pf_d
     const int bf = dtype == PF_BF16, es = bf ? 2 : 4;
     entry e = {.dtype = dtype, .trans_b = trans_b != 0, .nthreads = pf_get_num_threads(), .dst_bf16 = dst_bf16 != 0,
                .M = M, .N = N, .K = K, .lda = K, .ldb = trans_b ? K : N, .ldc = N, .alpha = 1.0f};
-    thread_ctx *ctx = ctx_get();
+    dnnl_stream_t stream = thread_stream();
     void *src = pf_malloc((size_t)(M * K * es)), *wei = pf_malloc((size_t)(K * N * es));
     void *dst = pf_malloc((size_t)(M * N * (dst_bf16 ? 2 : 4)));
     double *t = malloc((size_t)reps * sizeof(double));
-    pf_status st = ctx && src && wei && dst && t ? entry_build(&e) : pf_fail(PF_ENOMEM, "bare_matmul: out of memory");
+    pf_status st = stream && src && wei && dst && t ? entry_build(&e) : pf_fail(PF_ENOMEM, "bare_matmul: out of memory");
     if (st == PF_OK && !e.prim) st = pf_fail(PF_EUNSUPPORTED, "oneDNN has only its reference matmul here");
     if (st == PF_OK) {
         bare_fill(src, M * K, bf), bare_fill(wei, K * N, bf);
-        st = execute(&e, ctx, src, wei, NULL, dst); /* warm-up */
+        st = execute(&e, stream, src, wei, NULL, dst); /* warm-up */
         for (int r = 0; r < reps && st == PF_OK; r++) {
             const double t0 = omp_get_wtime();
-            st = execute(&e, ctx, src, wei, NULL, dst);
+            st = execute(&e, stream, src, wei, NULL, dst);
             t[r] = omp_get_wtime() - t0;
         }
         if (st == PF_OK) *seconds = median(t, reps);

@@ -187,7 +187,7 @@ static void widen(const uint16_t *x, int64_t rows, int64_t cols, int64_t ld, flo
         }
 }
 
-/* pf_gemm_ex on the portable back end (gemm_portable.h). */
+/* pf_gemm_ex on the portable back end without its bias (gemm_portable.h). */
 pf_status pf_gemm_portable_ex(const pf_gemm_args *g, int nthreads) {
     const int64_t a_rows = g->trans_a ? g->K : g->M, a_cols = g->trans_a ? g->M : g->K;
     const int64_t b_rows = g->trans_b ? g->N : g->K, b_cols = g->trans_b ? g->K : g->N;
@@ -203,11 +203,6 @@ pf_status pf_gemm_portable_ex(const pf_gemm_args *g, int nthreads) {
     st = pf_gemm_portable(g->trans_a, g->trans_b, g->M, g->N, g->K, g->alpha, a32 ? a32 : g->A,
                           a32 ? a_cols : g->lda, b32 ? b32 : g->B, b32 ? b_cols : g->ldb, g->beta, g->C,
                           g->ldc, g->dtype == PF_BF16, nthreads);
-    if (st == PF_OK && g->bias) {
-#pragma omp parallel for schedule(static) num_threads(nthreads) if (g->M * g->N > 65536)
-        for (int64_t i = 0; i < g->M; i++)
-            for (int64_t j = 0; j < g->N; j++) g->C[i * g->ldc + j] += g->bias[j];
-    }
 done:
     free(a32);
     free(b32);

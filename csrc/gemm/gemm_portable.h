@@ -15,7 +15,7 @@ pf_status pf_gemm_portable(int trans_a, int trans_b, int64_t M, int64_t N, int64
                            int nthreads);
 
 /* pf_gemm_ex's request on the portable back end: bf16 operands are widened to fp32 (exact)
- * before packing, a bias row is added after. */
+ * before packing; g->bias is not read (pf_gemm_ex adds it after). */
 pf_status pf_gemm_portable_ex(const pf_gemm_args *g, int nthreads);
 
 #endif

@@ -18,7 +18,7 @@
 /* One head's padded tiles inside a thread's workspace. Tx: T rounded up to a multiple of
  * the vector width and AK_MR; Tm: T rounded up to AK_MR; hx: hs rounded up to the width. */
 typedef struct {
-    int64_t Tx, Tm, hx;
+    int64_t Tx, Tm, hx, floats; /* floats: the workspace the tiles take */
     float *q, *k, *v, *dout, *o, *dv; /* Tx x hx */
     float *kt, *vt;                   /* hx x Tx */
     float *s, *dp;                    /* Tx x Tx */
@@ -38,13 +38,8 @@ static ak_tiles ak_layout(int64_t T, int64_t hs, int64_t w, float *ws) {
         *slots[i] = ws ? ws + used : NULL;
         used += round_up(sizes[i], 16); /* every tile starts on a cache line */
     }
+    t.floats = used;
     return t;
-}
-
-/* Floats of one thread's workspace for a (T, hs) head with w-float vectors. */
-static int64_t ak_ws_floats(int64_t T, int64_t hs, int64_t w) {
-    const ak_tiles t = ak_layout(T, hs, w, NULL);
-    return 8 * round_up(t.Tx * t.hx, 16) + 2 * round_up(t.Tx * t.Tx, 16);
 }
 
 #if defined(__x86_64__)
@@ -84,28 +79,35 @@ static ak_kernels ak_pick(void) {
     return (ak_kernels){4, head_fwd_generic, head_bwd_generic};
 }
 
-/* nt workspaces of ak_ws_floats floats each, the calling thread's (kept between calls). */
-static float *ak_alloc(int nt, int64_t T, int64_t hs, int w, int64_t *per_thread) {
-    *per_thread = ak_ws_floats(T, hs, w);
-    return pf_tls_buffer(PF_TLS_ATTENTION, (size_t)(nt * *per_thread) * sizeof(float));
+/* What a pass over B * NH heads of (T, hs) runs with: the kernels, the threads, the scale
+ * and nt workspaces of per floats (the calling thread's, kept between calls; NULL when out
+ * of memory). */
+typedef struct {
+    ak_kernels ak;
+    int nt;
+    int64_t hs, per;
+    float scale, *ws;
+} ak_plan;
+
+static ak_plan ak_plan_for(int64_t B, int64_t T, int64_t C, int64_t NH) {
+    ak_plan p = {.ak = ak_pick(), .nt = (int)pf_min64(pf_get_num_threads(), pf_max64(1, B * NH)), .hs = C / NH};
+    p.scale = 1.0f / sqrtf((float)p.hs);
+    p.per = ak_layout(T, p.hs, p.ak.w, NULL).floats;
+    p.ws = pf_tls_buffer(PF_TLS_ATTENTION, (size_t)(p.nt * p.per) * sizeof(float));
+    return p;
 }
 
 /* out (B, T, C) = concat_h softmax(q_h k_h^T / sqrt(hs)) v_h, as fp32 (out) or bf16 bits
  * (out16, when out is NULL); att (B, NH, T, T) keeps the probabilities for backward. */
 static pf_status forward(float *out, uint16_t *out16, float *att, const float *qkv, int64_t B, int64_t T,
                          int64_t C, int64_t NH) {
-    const int64_t hs = C / NH;
-    const float scale = 1.0f / sqrtf((float)hs);
-    const ak_kernels ak = ak_pick();
-    const int nt = (int)pf_min64(pf_get_num_threads(), pf_max64(1, B * NH));
-    int64_t per;
-    float *ws = ak_alloc(nt, T, hs, ak.w, &per);
-    if (!ws) return pf_fail(PF_ENOMEM, "attention_forward: out of memory");
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+    const ak_plan p = ak_plan_for(B, T, C, NH);
+    if (!p.ws) return pf_fail(PF_ENOMEM, "attention_forward: out of memory");
+#pragma omp parallel for schedule(dynamic, 1) num_threads(p.nt)
     for (int64_t bh = 0; bh < B * NH; bh++) {
-        const int64_t b = bh / NH, h = bh % NH, o = b * T * C + h * hs;
-        ak.fwd(out ? out + o : NULL, out ? NULL : out16 + o, att + bh * T * T, qkv + b * T * 3 * C + h * hs, T, hs,
-               C, scale, ws + pf_thread_num() * per);
+        const int64_t b = bh / NH, h = bh % NH, o = b * T * C + h * p.hs;
+        p.ak.fwd(out ? out + o : NULL, out ? NULL : out16 + o, att + bh * T * T, qkv + b * T * 3 * C + h * p.hs, T,
+                 p.hs, C, p.scale, p.ws + pf_thread_num() * p.per);
     }
     return PF_OK;
 }
@@ -132,18 +134,13 @@ pf_status pf_attention_backward(float *dqkv, const float *dout, const float *qkv
                                 const float *att, int64_t B, int64_t T, int64_t C, int64_t NH,
                                 pf_dtype dt) {
     (void)dt;
-    const int64_t hs = C / NH;
-    const float scale = 1.0f / sqrtf((float)hs);
-    const ak_kernels ak = ak_pick();
-    const int nt = (int)pf_min64(pf_get_num_threads(), pf_max64(1, B * NH));
-    int64_t per;
-    float *ws = ak_alloc(nt, T, hs, ak.w, &per);
-    if (!ws) return pf_fail(PF_ENOMEM, "attention_backward: out of memory");
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+    const ak_plan p = ak_plan_for(B, T, C, NH);
+    if (!p.ws) return pf_fail(PF_ENOMEM, "attention_backward: out of memory");
+#pragma omp parallel for schedule(dynamic, 1) num_threads(p.nt)
     for (int64_t bh = 0; bh < B * NH; bh++) {
-        const int64_t b = bh / NH, h = bh % NH;
-        ak.bwd(dqkv + b * T * 3 * C + h * hs, dout + b * T * C + h * hs, qkv + b * T * 3 * C + h * hs,
-               att + bh * T * T, T, hs, C, scale, ws + pf_thread_num() * per);
+        const int64_t b = bh / NH, h = bh % NH, q = b * T * 3 * C + h * p.hs;
+        p.ak.bwd(dqkv + q, dout + b * T * C + h * p.hs, qkv + q, att + bh * T * T, T, p.hs, C, p.scale,
+                 p.ws + pf_thread_num() * p.per);
     }
     return PF_OK;
 }

@@ -12,6 +12,11 @@ def round_bf16(x):
     return rounded.astype(np.uint32).view(np.float32).reshape(x.shape)
 
 
+def bf16_bits(x):
+    """float32 array -> its nearest bfloat16 values' bit patterns (uint16), as round_bf16 rounds."""
+    return (round_bf16(x).view(np.uint32) >> 16).astype(np.uint16)
+
+
 def gemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, c=None, dtype="fp32"):
     """alpha * op(a) @ op(b) + beta * c in float64 (c ignored when beta == 0)."""
     if dtype == "bf16":
