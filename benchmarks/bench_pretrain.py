@@ -206,7 +206,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json")
     p.add_argument("--variants", nargs="+", metavar="NAME", help="run only these variants (names as in the table)")
-    p.add_argument("--baseline", help="another pacofr checkout (built in place): its PaCo-FR and MAE steps run "
+    p.add_argument("--baseline", help="another pacofr checkout (built in place): its pacofr variants run "
                                       "in the same rounds, as '(baseline)' rows")
     args = p.parse_args(argv)
     import torch
@@ -217,7 +217,7 @@ def main(argv=None):
     from _worker import start_workers
     variants = list(VARIANTS)
     if args.baseline:
-        variants += ["pacofr PaCo-FR" + BASELINE, "pacofr MAE" + BASELINE]
+        variants += [v + BASELINE for v in VARIANTS if v.startswith("pacofr")]
     if args.variants:
         unknown = set(args.variants) - set(variants)
         if unknown:

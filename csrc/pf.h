@@ -18,6 +18,8 @@ typedef enum {
 } pf_status;
 
 typedef enum { PF_FP32 = 0, PF_BF16 = 1 } pf_dtype;
+/* How a layer's backward writes the gradient of its input: added to it, or written over it. */
+typedef enum { PF_GRAD_ADD = 0, PF_GRAD_SET = 1 } pf_grad_mode;
 typedef enum { PF_GEMM_DNNL = 0, PF_GEMM_PORTABLE = 1 } pf_gemm_backend;
 
 /* One named tensor of a flat parameter buffer (model/vit.c's table, model/optim.c's loops). */

@@ -1,6 +1,7 @@
 """Every C layer, forward and backward, against its NumPy twin and against PyTorch autograd.
 
-Gradient buffers are pre-filled with random values: backward must ADD its gradient."""
+Gradient buffers are pre-filled with random values: backward must ADD its gradient, and with
+overwrite=True it must write the input's gradient over a buffer of NaNs without reading it."""
 import numpy as np
 import pytest
 
@@ -36,6 +37,9 @@ def test_linear(rng, dtype, bias):
     for got, p, want, name in zip((dx, dw, db), pre, ref.linear_backward(dout.astype(float), x.astype(float), w.astype(float)), "xwb"):
         assert_close(got - p, want, tol(dtype), 1e-5, f"d{name}")
     _C.linear_backward(dout, x, w, None, None, None, dtype)  # every gradient optional
+    dx = np.full((R, IC), np.nan, f32)
+    _C.linear_backward(dout, x, w, dx, None, None, dtype, True)
+    assert_close(dx, ref.linear_backward(dout.astype(float), x.astype(float), w.astype(float))[0], tol(dtype), 1e-5)
 
 
 def test_linear_against_torch(rng, torch):
@@ -87,6 +91,12 @@ def test_gelu(rng):
     dx = pre.copy()
     _C.gelu_backward(x, dout, dx)
     assert_close(dx - pre, ref.gelu_backward(x.astype(float), dout), 1e-5, 1e-6)
+    dx = np.full_like(x, np.nan)
+    _C.gelu_backward(x, dout, dx, True)
+    assert_close(dx, ref.gelu_backward(x.astype(float), dout), 1e-5, 1e-6)
+    inplace = dout.copy()  # overwrite may write the gradient over dout itself
+    _C.gelu_backward(x, inplace, inplace, True)
+    np.testing.assert_array_equal(inplace, dx)
 
 
 def test_gelu_against_torch(rng, torch):
@@ -114,7 +124,11 @@ def test_attention(rng, dtype, B, T, C, NH):
     pre = rand(rng, B, T, 3 * C)
     dqkv = pre.copy()
     _C.attention_backward(dout, qkv, att, dqkv, dtype)
-    assert_close(dqkv - pre, ref.attention_backward(dout.astype(float), qkv.astype(float), watt, NH), 5 * tol(dtype), 1e-5)
+    want_d = ref.attention_backward(dout.astype(float), qkv.astype(float), watt, NH)
+    assert_close(dqkv - pre, want_d, 5 * tol(dtype), 1e-5)
+    dqkv = np.full_like(pre, np.nan)
+    _C.attention_backward(dout, qkv, att, dqkv, dtype, True)
+    assert_close(dqkv, want_d, 5 * tol(dtype), 1e-5)
 
 
 def test_attention_against_torch(rng, torch):

@@ -62,7 +62,7 @@ static ak_tiles ak_layout(int64_t T, int64_t hs, int64_t w, float *ws) {
 
 typedef void (*head_fwd_fn)(float *, uint16_t *, float *, const float *, int64_t, int64_t, int64_t, float, float *);
 typedef void (*head_bwd_fn)(float *, const float *, const float *, const float *, int64_t, int64_t,
-                            int64_t, float, float *);
+                            int64_t, float, float *, int);
 typedef struct {
     int w;
     head_fwd_fn fwd;
@@ -126,13 +126,13 @@ pf_status pf_attention_forward16(uint16_t *out16, float *att, const float *qkv, 
     return forward(NULL, out16, att, qkv, B, T, C, NH);
 }
 
-/* dqkv (B, T, 3C) += gradients of q, k, v from dout (B, T, C), using qkv and att.
- * Per (b, h), with P = att and dS the gradient of the pre-softmax scores:
- *   dP = dout_h v^T, dv += P^T dout_h, dS = P * (dP - rowsum(dP * P)),
- *   dq += scale dS k, dk += scale dS^T q. */
+/* dqkv (B, T, 3C) += (PF_GRAD_SET: =) gradients of q, k, v from dout (B, T, C), using qkv
+ * and att. Per (b, h), with P = att and dS the gradient of the pre-softmax scores:
+ *   dP = dout_h v^T, dv = P^T dout_h, dS = P * (dP - rowsum(dP * P)),
+ *   dq = scale dS k, dk = scale dS^T q. */
 pf_status pf_attention_backward(float *dqkv, const float *dout, const float *qkv,
                                 const float *att, int64_t B, int64_t T, int64_t C, int64_t NH,
-                                pf_dtype dt) {
+                                pf_dtype dt, pf_grad_mode dmode) {
     (void)dt;
     const ak_plan p = ak_plan_for(B, T, C, NH);
     if (!p.ws) return pf_fail(PF_ENOMEM, "attention_backward: out of memory");
@@ -140,7 +140,7 @@ pf_status pf_attention_backward(float *dqkv, const float *dout, const float *qkv
     for (int64_t bh = 0; bh < B * NH; bh++) {
         const int64_t b = bh / NH, h = bh % NH, q = b * T * 3 * C + h * p.hs;
         p.ak.bwd(dqkv + q, dout + b * T * C + h * p.hs, qkv + q, att + bh * T * T, T, p.hs, C, p.scale,
-                 p.ws + pf_thread_num() * p.per);
+                 p.ws + pf_thread_num() * p.per, dmode == PF_GRAD_SET);
     }
     return PF_OK;
 }

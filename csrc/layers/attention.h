@@ -11,8 +11,9 @@ pf_status pf_attention_forward(float *out, float *att, const float *qkv, int64_t
 /* The same with out (B, T, C) written as bf16 bits, for a bf16 GEMM to read. */
 pf_status pf_attention_forward16(uint16_t *out16, float *att, const float *qkv, int64_t B, int64_t T,
                                  int64_t C, int64_t NH);
+/* dmode: dqkv += (PF_GRAD_ADD) or = (PF_GRAD_SET) the gradients of q, k, v. */
 pf_status pf_attention_backward(float *dqkv, const float *dout, const float *qkv,
                                 const float *att, int64_t B, int64_t T, int64_t C, int64_t NH,
-                                pf_dtype dt);
+                                pf_dtype dt, pf_grad_mode dmode);
 
 #endif

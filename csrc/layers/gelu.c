@@ -20,9 +20,10 @@ void pf_gelu_forward16(uint16_t *out16, const float *inp, int64_t n) {
     for (int64_t i0 = 0; i0 < n; i0 += CHUNK) k->gelu_fwd16(out16, inp, i0, pf_min64(n, i0 + CHUNK));
 }
 
-/* dinp (n) += dout * gelu'(inp), gelu'(x) = Phi(x) + x phi(x). */
-void pf_gelu_backward(float *dinp, const float *inp, const float *dout, int64_t n) {
+/* dinp (n) += (or, PF_GRAD_SET, =) dout * gelu'(inp), gelu'(x) = Phi(x) + x phi(x). */
+void pf_gelu_backward(float *dinp, const float *inp, const float *dout, int64_t n, pf_grad_mode dmode) {
     const pf_vec_kernels *k = pf_vec();
+    const int set = dmode == PF_GRAD_SET;
 #pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (n > 2 * CHUNK)
-    for (int64_t i0 = 0; i0 < n; i0 += CHUNK) k->gelu_bwd(dinp, inp, dout, i0, pf_min64(n, i0 + CHUNK));
+    for (int64_t i0 = 0; i0 < n; i0 += CHUNK) k->gelu_bwd(dinp, inp, dout, i0, pf_min64(n, i0 + CHUNK), set);
 }

@@ -9,6 +9,7 @@
 void pf_gelu_forward(float *out, const float *inp, int64_t n);
 /* The same with the output as bf16 bits, for a bf16 GEMM to read. */
 void pf_gelu_forward16(uint16_t *out16, const float *inp, int64_t n);
-void pf_gelu_backward(float *dinp, const float *inp, const float *dout, int64_t n);
+/* dinp += (PF_GRAD_ADD) or = (PF_GRAD_SET; dinp may then be dout itself) dout * gelu'(inp). */
+void pf_gelu_backward(float *dinp, const float *inp, const float *dout, int64_t n, pf_grad_mode dmode);
 
 #endif

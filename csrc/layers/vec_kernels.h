@@ -8,7 +8,7 @@ typedef struct {
     const char *name;
     void (*gelu_fwd)(float *out, const float *inp, int64_t i0, int64_t i1);
     void (*gelu_fwd16)(uint16_t *out, const float *inp, int64_t i0, int64_t i1);
-    void (*gelu_bwd)(float *dinp, const float *inp, const float *dout, int64_t i0, int64_t i1);
+    void (*gelu_bwd)(float *dinp, const float *inp, const float *dout, int64_t i0, int64_t i1, int set);
     void (*softmax_rows)(float *att, int64_t rows, int64_t T);
 } pf_vec_kernels;
 

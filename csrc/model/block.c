@@ -59,35 +59,35 @@ pf_status pf_block_forward(pf_block_acts *a, const float *x, const pf_block_para
     return PF_OK;
 }
 
-/* Floats of backward's scratch: dres1, dln, datty (BT, C), dgelu, dfc1 (BT, H), dqkv (BT, 3C). */
+/* Floats of backward's scratch: dln, reused as datty (BT, C), and dh (BT, max(H, 3C)): dgelu,
+ * then dfc1 in place, then dqkv. */
 int64_t pf_block_scratch_floats(pf_block_dims d) {
     const int64_t BT = d.B * d.T;
-    return BT * d.C * 3 + BT * d.H * 2 + BT * 3 * d.C;
+    return BT * d.C + BT * pf_max64(d.H, 3 * d.C);
 }
 
-/* dout (BT, C) -> dx (BT, C) += dL/dx; parameter gradients g +=. x is the block's input. */
+/* dout (BT, C) -> dx (BT, C) = dL/dx; parameter gradients g +=. x is the block's input. No
+ * buffer is zeroed: each input gradient is written over (PF_GRAD_SET) by the layer that
+ * makes it, and dx doubles as the residual stream's gradient (dres1). */
 pf_status pf_block_backward(float *dx, pf_block_params *g, const float *dout, const float *x,
                             const pf_block_acts *a, const pf_block_params *p, pf_block_dims d,
                             float *scratch, pf_dtype dt) {
     const int64_t BT = d.B * d.T, C = d.C, H = d.H;
-    float *dres1 = scratch, *dln = dres1 + BT * C, *datty = dln + BT * C;
-    float *dgelu = datty + BT * C, *dfc1 = dgelu + BT * H, *dqkv = dfc1 + BT * H;
-    memset(scratch, 0, (size_t)pf_block_scratch_floats(d) * sizeof(float));
+    float *dln = scratch, *datty = scratch, *dh = scratch + BT * C;
+    const pf_grad_mode SET = PF_GRAD_SET;
 
-    /* MLP branch: out = res1 + fc2(gelu(fc1(ln2(res1)))) */
-    memcpy(dres1, dout, (size_t)(BT * C) * sizeof(float));
-    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dgelu, g->fc2_w, g->fc2_b, dout, a->gelu, as16(a->gelu, dt), p->fc2_w, p->fc2_w16, BT, H, C, dt)));
-    PROF(PF_PROF_GELU_BWD, pf_gelu_backward(dfc1, a->fc1, dgelu, BT * H));
-    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dln, g->fc1_w, g->fc1_b, dfc1, a->ln2, as16(a->ln2, dt), p->fc1_w, p->fc1_w16, BT, C, H, dt)));
-    PROF(PF_PROF_LN_BWD, TRY(pf_layernorm_backward(dres1, g->ln2_w, g->ln2_b, dln, a->res1, p->ln2_w,
+    /* MLP branch: out = res1 + fc2(gelu(fc1(ln2(res1)))); dx holds dres1 until the end */
+    memcpy(dx, dout, (size_t)(BT * C) * sizeof(float));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dh, g->fc2_w, g->fc2_b, dout, a->gelu, as16(a->gelu, dt), p->fc2_w, p->fc2_w16, BT, H, C, dt, SET)));
+    PROF(PF_PROF_GELU_BWD, pf_gelu_backward(dh, a->fc1, dh, BT * H, SET));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dln, g->fc1_w, g->fc1_b, dh, a->ln2, as16(a->ln2, dt), p->fc1_w, p->fc1_w16, BT, C, H, dt, SET)));
+    PROF(PF_PROF_LN_BWD, TRY(pf_layernorm_backward(dx, g->ln2_w, g->ln2_b, dln, a->res1, p->ln2_w,
                                                    a->ln2_mean, a->ln2_rstd, BT, C)));
 
-    /* attention branch: res1 = x + proj(attn(qkv(ln1(x)))) */
-    PROF(PF_PROF_RESIDUAL, pf_add_inplace(dx, dres1, BT * C));
-    memset(dln, 0, (size_t)(BT * C) * sizeof(float));
-    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(datty, g->proj_w, g->proj_b, dres1, a->atty, as16(a->atty, dt), p->proj_w, p->proj_w16, BT, C, C, dt)));
-    PROF(PF_PROF_ATTN_BWD, TRY(pf_attention_backward(dqkv, datty, a->qkv, a->att, d.B, d.T, C, d.NH, dt)));
-    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dln, g->qkv_w, g->qkv_b, dqkv, a->ln1, as16(a->ln1, dt), p->qkv_w, p->qkv_w16, BT, C, 3 * C, dt)));
+    /* attention branch: res1 = x + proj(attn(qkv(ln1(x)))); dx += the ln1 path at the end */
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(datty, g->proj_w, g->proj_b, dx, a->atty, as16(a->atty, dt), p->proj_w, p->proj_w16, BT, C, C, dt, SET)));
+    PROF(PF_PROF_ATTN_BWD, TRY(pf_attention_backward(dh, datty, a->qkv, a->att, d.B, d.T, C, d.NH, dt, SET)));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dln, g->qkv_w, g->qkv_b, dh, a->ln1, as16(a->ln1, dt), p->qkv_w, p->qkv_w16, BT, C, 3 * C, dt, SET)));
     PROF(PF_PROF_LN_BWD, TRY(pf_layernorm_backward(dx, g->ln1_w, g->ln1_b, dln, x, p->ln1_w, a->ln1_mean,
                                                    a->ln1_rstd, BT, C)));
     return PF_OK;

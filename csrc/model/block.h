@@ -31,7 +31,7 @@ typedef struct {
     int64_t B, T, C, NH, H;
 } pf_block_dims;
 
-/* block.c: x (BT, C) -> a->out; backward: dout (BT, C) -> dx (BT, C) +=, grads g +=.
+/* block.c: x (BT, C) -> a->out; backward: dout (BT, C) -> dx (BT, C) = (not added), grads g +=.
  * scratch: pf_block_scratch_floats(d) floats. */
 int64_t pf_block_acts_floats(pf_block_dims d);
 void pf_block_acts_bind(pf_block_acts *a, float *base, pf_block_dims d);

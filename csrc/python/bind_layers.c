@@ -75,12 +75,13 @@ static PyObject *py_linear_forward(PyObject *self, PyObject *args) {
 }
 
 /* linear_backward(dout (rows, OC), inp (rows, IC), weight (OC, IC), dinp | None, dweight | None,
- * dbias | None, dtype) -> None */
+ * dbias | None, dtype, overwrite=False) -> None; overwrite: dinp = rather than += */
 static PyObject *py_linear_backward(PyObject *self, PyObject *args) {
     PyObject *d_obj, *x_obj, *w_obj, *dx_obj, *dw_obj, *db_obj, *dt_obj;
     pf_dtype dt;
+    int set = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOOOOO", &d_obj, &x_obj, &w_obj, &dx_obj, &dw_obj, &db_obj, &dt_obj) ||
+    if (!PyArg_ParseTuple(args, "OOOOOOO|p", &d_obj, &x_obj, &w_obj, &dx_obj, &dw_obj, &db_obj, &dt_obj, &set) ||
         !parse_dtype(dt_obj, &dt))
         return NULL;
     PyArrayObject *x = F32(x_obj, "inp", 2, NULL, 0);
@@ -94,7 +95,7 @@ static PyObject *py_linear_backward(PyObject *self, PyObject *args) {
     float *pdx = data_or_null(dx), *pdw = data_or_null(dw), *pdb = data_or_null(db);
     pf_status st;
     PF_NOGIL(st = pf_linear_backward(pdx, pdw, pdb, PyArray_DATA(d), PyArray_DATA(x), NULL, PyArray_DATA(w), NULL, rows, IC, OC,
-                                     dt));
+                                     dt, set ? PF_GRAD_SET : PF_GRAD_ADD));
     return none_or_raise(st);
 }
 
@@ -166,16 +167,19 @@ static PyObject *py_gelu_forward(PyObject *self, PyObject *args) {
     return (PyObject *)out;
 }
 
-/* gelu_backward(x, dout, dx all one shape) -> None: dx += dout * gelu'(x) */
+/* gelu_backward(x, dout, dx all one shape, overwrite=False) -> None: dx += dout * gelu'(x), or
+ * with overwrite dx = (dx may then be dout itself) */
 static PyObject *py_gelu_backward(PyObject *self, PyObject *args) {
     PyObject *x_obj, *d_obj, *dx_obj;
+    int set = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOO", &x_obj, &d_obj, &dx_obj)) return NULL;
+    if (!PyArg_ParseTuple(args, "OOO|p", &x_obj, &d_obj, &dx_obj, &set)) return NULL;
     PyArrayObject *x = F32(x_obj, "x", -1, NULL, 0);
     PyArrayObject *d = x ? F32(d_obj, "dout", PyArray_NDIM(x), PyArray_DIMS(x), 0) : NULL;
     PyArrayObject *dx = d ? F32(dx_obj, "dx", PyArray_NDIM(x), PyArray_DIMS(x), 1) : NULL;
     if (!dx) return NULL;
-    PF_NOGIL(pf_gelu_backward(PyArray_DATA(dx), PyArray_DATA(x), PyArray_DATA(d), PyArray_SIZE(x)));
+    PF_NOGIL(pf_gelu_backward(PyArray_DATA(dx), PyArray_DATA(x), PyArray_DATA(d), PyArray_SIZE(x),
+                              set ? PF_GRAD_SET : PF_GRAD_ADD));
     Py_RETURN_NONE;
 }
 
@@ -211,12 +215,14 @@ static PyObject *py_attention_forward(PyObject *self, PyObject *args) {
     return Py_BuildValue("(NN)", out, att);
 }
 
-/* attention_backward(dout (B, T, C), qkv (B, T, 3C), att (B, NH, T, T), dqkv (B, T, 3C), dtype) -> None */
+/* attention_backward(dout (B, T, C), qkv (B, T, 3C), att (B, NH, T, T), dqkv (B, T, 3C), dtype,
+ * overwrite=False) -> None; overwrite: dqkv = rather than += */
 static PyObject *py_attention_backward(PyObject *self, PyObject *args) {
     PyObject *d_obj, *q_obj, *a_obj, *dq_obj, *dt_obj;
     pf_dtype dt;
+    int set = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOOO", &d_obj, &q_obj, &a_obj, &dq_obj, &dt_obj) || !parse_dtype(dt_obj, &dt))
+    if (!PyArg_ParseTuple(args, "OOOOO|p", &d_obj, &q_obj, &a_obj, &dq_obj, &dt_obj, &set) || !parse_dtype(dt_obj, &dt))
         return NULL;
     PyArrayObject *qkv = F32(q_obj, "qkv", 3, NULL, 0);
     if (!qkv) return NULL;
@@ -229,7 +235,7 @@ static PyObject *py_attention_backward(PyObject *self, PyObject *args) {
     const npy_intp NH = PyArray_DIM(att, 1);
     pf_status st;
     PF_NOGIL(st = pf_attention_backward(PyArray_DATA(dq), PyArray_DATA(d), PyArray_DATA(qkv), PyArray_DATA(att), B,
-                                        T, C, NH, dt));
+                                        T, C, NH, dt, set ? PF_GRAD_SET : PF_GRAD_ADD));
     return none_or_raise(st);
 }
 
@@ -518,8 +524,9 @@ PyMethodDef pf_layers_methods[] = {
      "linear_forward(inp, weight, bias, dtype) -> out (rows, OC) float32\n\n"
      "inp (rows, IC), weight (OC, IC), bias (OC,) | None, dtype 'fp32' | 'bf16': inp @ weight.T + bias."},
     {"linear_backward", py_linear_backward, METH_VARARGS,
-     "linear_backward(dout, inp, weight, dinp, dweight, dbias, dtype) -> None\n\n"
-     "dout (rows, OC) -> dinp (rows, IC), dweight (OC, IC), dbias (OC,) +=, each optional (None: skipped)."},
+     "linear_backward(dout, inp, weight, dinp, dweight, dbias, dtype, overwrite=False) -> None\n\n"
+     "dout (rows, OC) -> dinp (rows, IC), dweight (OC, IC), dbias (OC,) +=, each optional (None: skipped).\n"
+     "overwrite: dinp is written (=), never read."},
     {"layernorm_forward", py_layernorm_forward, METH_VARARGS,
      "layernorm_forward(x, weight, bias, eps, bf16_out=False) -> (out (rows, C), mean (rows,), rstd (rows,))\n\n"
      "x (rows, C), weight, bias (C,): LayerNorm over each row; mean and rstd kept for the backward.\n"
@@ -531,14 +538,15 @@ PyMethodDef pf_layers_methods[] = {
      "gelu_forward(x, bf16_out=False) -> out of x's shape\n\nExact (erf) GELU, element-wise; float32, or uint16\n"
      "bf16 bits with bf16_out."},
     {"gelu_backward", py_gelu_backward, METH_VARARGS,
-     "gelu_backward(x, dout, dx) -> None\n\nx, dout, dx of one shape: dx += dout * gelu'(x)."},
+     "gelu_backward(x, dout, dx, overwrite=False) -> None\n\nx, dout, dx of one shape: dx += dout * gelu'(x);\n"
+     "overwrite: dx = (dx may be dout itself)."},
     {"attention_forward", py_attention_forward, METH_VARARGS,
      "attention_forward(qkv, num_heads, dtype, bf16_out=False) -> (out (B, T, C), att (B, NH, T, T))\n\n"
      "qkv (B, T, 3C) laid out [q|k|v]: multi-head softmax attention (fp32); att holds the probabilities.\n"
      "bf16_out: out is uint16 bf16 bits."},
     {"attention_backward", py_attention_backward, METH_VARARGS,
-     "attention_backward(dout, qkv, att, dqkv, dtype) -> None\n\n"
-     "dout (B, T, C), qkv (B, T, 3C), att (B, NH, T, T) -> dqkv (B, T, 3C) +=."},
+     "attention_backward(dout, qkv, att, dqkv, dtype, overwrite=False) -> None\n\n"
+     "dout (B, T, C), qkv (B, T, 3C), att (B, NH, T, T) -> dqkv (B, T, 3C) +=; overwrite=True: =."},
     {"im2col", py_im2col, METH_VARARGS,
      "im2col(images, ids, p) -> cols (B, n, 3*p*p) float32\n\n"
      "images (B, 3, S, S), ids (B, n) int64 grid indices | None (every patch, n = G*G): the patches'\n"
