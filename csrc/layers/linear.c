@@ -32,31 +32,56 @@ PF_CLONES static void band_sums(float *dbias, const float *dout, int64_t rows, i
     for (int64_t c = 0; c < w; c++) dbias[c0 + c] += acc[c];
 }
 
-/* dbias (OC) += column sums of dout (rows, OC): each thread owns a band of columns. */
-static void column_sums(float *dbias, const float *dout, int64_t rows, int64_t OC) {
-    const int64_t band = 64;
-#pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (rows * OC > 65536)
-    for (int64_t c0 = 0; c0 < OC; c0 += band) band_sums(dbias, dout, rows, OC, c0, pf_min64(OC, c0 + band));
+/* band_sums that also writes the band of dout as bf16 bits into out16 (rows, OC): one pass
+ * over dout where a conversion and the sums would take two. */
+PF_CLONES static void band_sums16(float *dbias, uint16_t *out16, const float *dout, int64_t rows, int64_t OC,
+                                  int64_t c0, int64_t c1) {
+    float acc[64] = {0};
+    const int64_t w = c1 - c0;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *d = dout + r * OC + c0;
+        uint16_t *o = out16 + r * OC + c0;
+#pragma omp simd
+        for (int64_t c = 0; c < w; c++) {
+            acc[c] += d[c];
+            o[c] = pf_bf16_bits(d[c]);
+        }
+    }
+    for (int64_t c = 0; c < w; c++) dbias[c0 + c] += acc[c];
 }
 
-/* dinp (rows, IC) += dout (rows, OC) @ weight (OC, IC); dweight (OC, IC) += dout^T @ inp;
- * dbias (OC) += sum over rows of dout. Any gradient pointer may be NULL. */
+/* dbias (OC) += column sums of dout (rows, OC), and out16 (when not NULL) = dout as bf16
+ * bits: each thread owns a band of columns. */
+static void column_sums(float *dbias, uint16_t *out16, const float *dout, int64_t rows, int64_t OC) {
+    const int64_t band = 64;
+#pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (rows * OC > 65536)
+    for (int64_t c0 = 0; c0 < OC; c0 += band) {
+        if (out16) band_sums16(dbias, out16, dout, rows, OC, c0, pf_min64(OC, c0 + band));
+        else band_sums(dbias, dout, rows, OC, c0, pf_min64(OC, c0 + band));
+    }
+}
+
+/* dinp (rows, IC) += (or, PF_GRAD_SET, =) dout (rows, OC) @ weight (OC, IC);
+ * dweight (OC, IC) += dout^T @ inp; dbias (OC) += sum over rows of dout. Any gradient
+ * pointer may be NULL. */
 pf_status pf_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                              const float *inp, const uint16_t *in16, const float *weight, const uint16_t *w16,
-                             int64_t rows, int64_t IC, int64_t OC, pf_dtype dt) {
+                             int64_t rows, int64_t IC, int64_t OC, pf_dtype dt, pf_grad_mode dmode) {
     const void *d = dout;
     int d16 = 0;
     if (dt == PF_BF16 && dinp && dweight) { /* two products read dout: convert it once */
         uint16_t *buf = pf_tls_buffer(PF_TLS_LINEAR, (size_t)(rows * OC) * sizeof(uint16_t));
         if (!buf) return pf_fail(PF_ENOMEM, "linear_backward: out of memory for a bf16 copy of dout");
-        pf_to_bf16(dout, buf, rows * OC);
+        if (dbias) column_sums(dbias, buf, dout, rows, OC), dbias = NULL; /* the bias sums ride along */
+        else pf_to_bf16(dout, buf, rows * OC);
         d = buf, d16 = 1;
     }
     const int use16 = dt == PF_BF16 && w16;
     if (dinp) {
         const pf_gemm_args g = {.M = rows, .N = IC, .K = OC, .A = d, .a_bf16 = d16,
                                 .B = use16 ? (const void *)w16 : weight, .b_bf16 = use16, .lda = OC, .ldb = IC,
-                                .alpha = 1.0f, .beta = 1.0f, .C = dinp, .ldc = IC, .dtype = dt};
+                                .alpha = 1.0f, .beta = dmode == PF_GRAD_SET ? 0.0f : 1.0f, .C = dinp,
+                                .ldc = IC, .dtype = dt};
         TRY(pf_gemm_ex(&g));
     }
     if (dweight) {
@@ -66,6 +91,6 @@ pf_status pf_linear_backward(float *dinp, float *dweight, float *dbias, const fl
                                 .alpha = 1.0f, .beta = 1.0f, .C = dweight, .ldc = IC, .dtype = dt};
         TRY(pf_gemm_ex(&g));
     }
-    if (dbias) column_sums(dbias, dout, rows, OC);
+    if (dbias) column_sums(dbias, NULL, dout, rows, OC);
     return PF_OK;
 }
