@@ -31,6 +31,32 @@ def test_build_info_keys():
     json.dumps(info)
 
 
+IMPL_SCRIPT = r"""
+import numpy as np, pacofr
+x = np.ones((3200, 192), np.float32)
+w = np.ones((768, 192), np.float32)
+for dtype in ("fp32", "bf16"):
+    try:
+        pacofr.ops.matmul(x, w, trans_b=True, dtype=dtype)
+    except RuntimeError:
+        pass  # no bf16 product on this build
+"""
+
+
+@pytest.mark.skipif(not HAVE_DNNL, reason="oneDNN back end not built")
+def test_build_info_names_the_kernel_onednn_runs():
+    """build_info's matmul_impl_* against oneDNN's own verbose log of the same product."""
+    info = pacofr.build_info()
+    env = dict(os.environ, ONEDNN_VERBOSE="1", DNNL_VERBOSE="1")
+    out = subprocess.run([sys.executable, "-c", IMPL_SCRIPT], env=env, capture_output=True, text=True,
+                         timeout=120).stdout
+    ran = [line.split(",")[4] for line in out.splitlines() if ",exec," in line and ",matmul," in line]
+    assert ran, out[-2000:]
+    assert ran[0] == info["matmul_impl_fp32"]
+    if len(ran) > 1:  # bf16 ran through oneDNN (it has a bf16 kernel on this CPU)
+        assert ran[1] == info["matmul_impl_bf16"]
+
+
 def test_set_num_threads_roundtrip():
     before = pacofr.get_num_threads()
     try:

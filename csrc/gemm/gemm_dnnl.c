@@ -415,21 +415,23 @@ const char *pf_dnnl_isa(void) {
 }
 
 /* The implementation oneDNN picks for a 3200 x 192 x 768 matmul of this dtype, e.g.
- * "brg:avx512_core_amx_bf16"; "unavailable" when it has none. */
+ * "brg:avx512_core_amx_bf16"; "unavailable" when it has none. One buffer per dtype, so the
+ * two answers can be held at once (build_info asks for both in one expression). */
 const char *pf_dnnl_matmul_impl(pf_dtype dtype) {
-    static _Thread_local char buf[128];
+    static _Thread_local char bufs[2][128];
+    char *buf = bufs[dtype == PF_BF16];
     /* a ViT MLP product as the model runs it (x W^T with timm's (out, in) weights): small
      * probes can dispatch to another kernel than the shapes that matter */
     const entry key = {.dtype = dtype, .trans_b = 1, .M = 3200, .N = 768, .K = 192, .lda = 192, .ldb = 192,
                        .ldc = 768, .alpha = 1.0f, .nthreads = pf_get_num_threads()};
     dnnl_primitive_desc_t pd = NULL;
     const char *impl = NULL;
-    snprintf(buf, sizeof buf, "unavailable");
+    snprintf(buf, sizeof bufs[0], "unavailable");
     pthread_once(&engine_once, engine_init);
     omp_set_num_threads(pf_get_num_threads());
     if (engine_status == dnnl_success && create_pd(&key, NULL, &pd) == PF_OK &&
         dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl)
-        snprintf(buf, sizeof buf, "%s", impl);
+        snprintf(buf, sizeof bufs[0], "%s", impl);
     if (pd) dnnl_primitive_desc_destroy(pd);
     return buf;
 }
