@@ -10,13 +10,15 @@ def build_info():
     ``isa`` (the ISA oneDNN dispatches to, e.g. ``avx512_core_amx``); ``matmul_impl_fp32`` /
     ``matmul_impl_bf16`` (oneDNN's kernel for each, e.g. ``brg:avx512_core_amx_bf16``);
     ``bf16_gemm`` (which back end runs bf16 products under the current setting);
-    ``portable_kernel`` / ``portable_kernels``; ``num_threads``; ``gemm_backend``;
-    ``compiler``; ``openmp``.
+    ``portable_kernel`` / ``portable_kernels``; ``attention_bf16`` ("bf16 products" where a
+    bf16 model's attention runs its products in vdpbf16ps, AVX512-BF16, else "fp32");
+    ``num_threads``; ``gemm_backend``; ``compiler``; ``openmp``.
     """
     info = {"version": __version__}
     info.update(_C.build_info())
     info["num_threads"] = _C.get_num_threads()
     info["gemm_backend"] = _C.get_gemm_backend()
+    info["attention_bf16"] = "bf16 products" if _C.attention_bf16_products() else "fp32"
     impl = info["matmul_impl_bf16"] or "unavailable"
     if info["gemm_backend"] == "dnnl" and not impl.startswith(("ref", "unavailable")):
         info["bf16_gemm"] = "dnnl " + impl

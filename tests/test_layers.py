@@ -129,6 +129,11 @@ def test_attention(rng, dtype, B, T, C, NH):
     dqkv = np.full_like(pre, np.nan)
     _C.attention_backward(dout, qkv, att, dqkv, dtype, True)
     assert_close(dqkv, want_d, 5 * tol(dtype), 1e-5)
+    if dtype == "bf16" and _C.attention_bf16_products():  # the bf16 twin, far tighter than bf16 vs fp32
+        w16, _ = ref.attention_forward(qkv.astype(float), NH, bf16_products=True)
+        assert_close(out, w16, 1e-3, 1e-6)
+        want16 = ref.attention_backward(dout.astype(float), qkv.astype(float), att.astype(float), NH, True)
+        assert_close(dqkv, want16, 1e-4, 1e-6)
 
 
 def test_attention_against_torch(rng, torch):

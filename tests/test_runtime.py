@@ -18,7 +18,7 @@ from conftest import HAVE_DNNL
 def test_build_info_keys():
     info = pacofr.build_info()
     for key in ("version", "onednn", "isa", "num_threads", "gemm_backend", "portable_kernel",
-                "bf16_gemm"):
+                "bf16_gemm", "attention_bf16"):
         assert key in info
     assert info["version"] == pacofr.__version__
     assert info["num_threads"] == pacofr.get_num_threads()
@@ -55,6 +55,13 @@ def test_build_info_names_the_kernel_onednn_runs():
     assert ran[0] == info["matmul_impl_fp32"]
     if len(ran) > 1:  # bf16 ran through oneDNN (it has a bf16 kernel on this CPU)
         assert ran[1] == info["matmul_impl_bf16"]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="needs /proc/cpuinfo")
+def test_attention_bf16_products_follow_the_cpu():
+    flags = open("/proc/cpuinfo").read().split()
+    want = "bf16 products" if "avx512_bf16" in flags else "fp32"
+    assert pacofr.build_info()["attention_bf16"] == want
 
 
 def test_set_num_threads_roundtrip():

@@ -4,8 +4,9 @@
  * qkv). Work is split over (b, h) pairs across threads. Each pair runs fused: its q, k, v
  * are copied into padded tiles of the thread's workspace, and the scores go from the
  * product through the softmax to the value product without leaving cache; the
- * probabilities are written once to att for backward. Attention computes in fp32 whatever
- * the model's dtype: its products are small, and the softmax wants the precision. */
+ * probabilities are written once to att for backward. Softmax and its gradient run in fp32;
+ * the products too, except for a bf16 model on a CPU with AVX512-BF16, where they run in
+ * vdpbf16ps (attention_bf16.inc) as the model's other products run in bf16. */
 #include <math.h>
 #include <string.h>
 #include "core/common.h"
@@ -48,6 +49,10 @@ static ak_tiles ak_layout(int64_t T, int64_t hs, int64_t w, float *ws) {
 #define AK_W 16
 #define AK_NV 2
 #include "attention_kernels.inc"
+#if defined(__GNUC__) && (__GNUC__ >= 10 || defined(__clang__))
+#define AK_HAVE_BF16 1
+#include "attention_bf16.inc"
+#endif
 #define AK_SUFFIX avx2
 #define AK_ATTR __attribute__((target("avx2,fma")))
 #define AK_W 8
@@ -64,19 +69,33 @@ typedef void (*head_fwd_fn)(float *, uint16_t *, float *, const float *, int64_t
 typedef void (*head_bwd_fn)(float *, const float *, const float *, const float *, int64_t, int64_t,
                             int64_t, float, float *, int);
 typedef struct {
-    int w;
+    int64_t (*floats)(int64_t T, int64_t hs); /* the workspace of one head */
     head_fwd_fn fwd;
     head_bwd_fn bwd;
 } ak_kernels;
 
-/* The head kernels of the best ISA this CPU runs. */
-static ak_kernels ak_pick(void) {
-#if defined(__x86_64__)
-    if (__builtin_cpu_supports("avx512f")) return (ak_kernels){16, head_fwd_avx512, head_bwd_avx512};
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return (ak_kernels){8, head_fwd_avx2, head_bwd_avx2};
+/* Workspace floats of one head for the fp32 kernels of each vector width. */
+static int64_t ak_floats16(int64_t T, int64_t hs) { return ak_layout(T, hs, 16, NULL).floats; }
+static int64_t ak_floats8(int64_t T, int64_t hs) { return ak_layout(T, hs, 8, NULL).floats; }
+static int64_t ak_floats4(int64_t T, int64_t hs) { return ak_layout(T, hs, 4, NULL).floats; }
+#ifdef AK_HAVE_BF16
+static int64_t ak_floats_bf16(int64_t T, int64_t hs) { return b16_layout(T, hs, NULL).floats; }
 #endif
-    return (ak_kernels){4, head_fwd_generic, head_bwd_generic};
+
+/* The head kernels of the best ISA this CPU runs: for a bf16 model, products in bf16 where
+ * the CPU has AVX512-BF16; otherwise fp32. */
+static ak_kernels ak_pick(pf_dtype dt) {
+#if defined(__x86_64__)
+#ifdef AK_HAVE_BF16
+    if (dt == PF_BF16 && __builtin_cpu_supports("avx512bf16"))
+        return (ak_kernels){ak_floats_bf16, head_fwd_bf16, head_bwd_bf16};
+#endif
+    if (__builtin_cpu_supports("avx512f")) return (ak_kernels){ak_floats16, head_fwd_avx512, head_bwd_avx512};
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return (ak_kernels){ak_floats8, head_fwd_avx2, head_bwd_avx2};
+#endif
+    (void)dt;
+    return (ak_kernels){ak_floats4, head_fwd_generic, head_bwd_generic};
 }
 
 /* What a pass over B * NH heads of (T, hs) runs with: the kernels, the threads, the scale
@@ -89,10 +108,10 @@ typedef struct {
     float scale, *ws;
 } ak_plan;
 
-static ak_plan ak_plan_for(int64_t B, int64_t T, int64_t C, int64_t NH) {
-    ak_plan p = {.ak = ak_pick(), .nt = (int)pf_min64(pf_get_num_threads(), pf_max64(1, B * NH)), .hs = C / NH};
+static ak_plan ak_plan_for(int64_t B, int64_t T, int64_t C, int64_t NH, pf_dtype dt) {
+    ak_plan p = {.ak = ak_pick(dt), .nt = (int)pf_min64(pf_get_num_threads(), pf_max64(1, B * NH)), .hs = C / NH};
     p.scale = 1.0f / sqrtf((float)p.hs);
-    p.per = ak_layout(T, p.hs, p.ak.w, NULL).floats;
+    p.per = p.ak.floats(T, p.hs);
     p.ws = pf_tls_buffer(PF_TLS_ATTENTION, (size_t)(p.nt * p.per) * sizeof(float));
     return p;
 }
@@ -100,8 +119,8 @@ static ak_plan ak_plan_for(int64_t B, int64_t T, int64_t C, int64_t NH) {
 /* out (B, T, C) = concat_h softmax(q_h k_h^T / sqrt(hs)) v_h, as fp32 (out) or bf16 bits
  * (out16, when out is NULL); att (B, NH, T, T) keeps the probabilities for backward. */
 static pf_status forward(float *out, uint16_t *out16, float *att, const float *qkv, int64_t B, int64_t T,
-                         int64_t C, int64_t NH) {
-    const ak_plan p = ak_plan_for(B, T, C, NH);
+                         int64_t C, int64_t NH, pf_dtype dt) {
+    const ak_plan p = ak_plan_for(B, T, C, NH, dt);
     if (!p.ws) return pf_fail(PF_ENOMEM, "attention_forward: out of memory");
 #pragma omp parallel for schedule(dynamic, 1) num_threads(p.nt)
     for (int64_t bh = 0; bh < B * NH; bh++) {
@@ -113,17 +132,16 @@ static pf_status forward(float *out, uint16_t *out16, float *att, const float *q
 }
 
 /* out (B, T, C) = concat_h softmax(q_h k_h^T / sqrt(hs)) v_h; att (B, NH, T, T) keeps the
- * probabilities for backward. dt is accepted for symmetry: attention runs in fp32. */
+ * probabilities for backward. dt PF_BF16: the products in bf16 where the CPU has AVX512-BF16. */
 pf_status pf_attention_forward(float *out, float *att, const float *qkv, int64_t B, int64_t T,
                                int64_t C, int64_t NH, pf_dtype dt) {
-    (void)dt;
-    return forward(out, NULL, att, qkv, B, T, C, NH);
+    return forward(out, NULL, att, qkv, B, T, C, NH, dt);
 }
 
 /* The same with out (B, T, C) written as bf16 bits, for a bf16 GEMM to read. */
 pf_status pf_attention_forward16(uint16_t *out16, float *att, const float *qkv, int64_t B, int64_t T,
-                                 int64_t C, int64_t NH) {
-    return forward(NULL, out16, att, qkv, B, T, C, NH);
+                                 int64_t C, int64_t NH, pf_dtype dt) {
+    return forward(NULL, out16, att, qkv, B, T, C, NH, dt);
 }
 
 /* dqkv (B, T, 3C) += (PF_GRAD_SET: =) gradients of q, k, v from dout (B, T, C), using qkv
@@ -133,8 +151,7 @@ pf_status pf_attention_forward16(uint16_t *out16, float *att, const float *qkv, 
 pf_status pf_attention_backward(float *dqkv, const float *dout, const float *qkv,
                                 const float *att, int64_t B, int64_t T, int64_t C, int64_t NH,
                                 pf_dtype dt, pf_grad_mode dmode) {
-    (void)dt;
-    const ak_plan p = ak_plan_for(B, T, C, NH);
+    const ak_plan p = ak_plan_for(B, T, C, NH, dt);
     if (!p.ws) return pf_fail(PF_ENOMEM, "attention_backward: out of memory");
 #pragma omp parallel for schedule(dynamic, 1) num_threads(p.nt)
     for (int64_t bh = 0; bh < B * NH; bh++) {
@@ -144,3 +161,6 @@ pf_status pf_attention_backward(float *dqkv, const float *dout, const float *qkv
     }
     return PF_OK;
 }
+
+/* 1 when a bf16 model's attention products run in bf16 on this CPU (AVX512-BF16), else 0. */
+int pf_attention_bf16_products(void) { return ak_pick(PF_BF16).fwd != ak_pick(PF_FP32).fwd; }

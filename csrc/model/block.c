@@ -45,7 +45,7 @@ pf_status pf_block_forward(pf_block_acts *a, const float *x, const pf_block_para
     if (ln1) PROF(PF_PROF_LN_FWD, pf_layernorm_forward16(ln1, a->ln1_mean, a->ln1_rstd, x, p->ln1_w, p->ln1_b, BT, C, LN_EPS));
     else PROF(PF_PROF_LN_FWD, pf_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, p->ln1_w, p->ln1_b, BT, C, LN_EPS));
     PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(a->qkv, a->ln1, ln1, p->qkv_w, p->qkv_w16, p->qkv_b, BT, C, 3 * C, dt)));
-    if (atty) PROF(PF_PROF_ATTN_FWD, TRY(pf_attention_forward16(atty, a->att, a->qkv, d.B, d.T, C, d.NH)));
+    if (atty) PROF(PF_PROF_ATTN_FWD, TRY(pf_attention_forward16(atty, a->att, a->qkv, d.B, d.T, C, d.NH, dt)));
     else PROF(PF_PROF_ATTN_FWD, TRY(pf_attention_forward(a->atty, a->att, a->qkv, d.B, d.T, C, d.NH, dt)));
     PROF(PF_PROF_LINEAR_FWD, TRY(pf_linear_forward(a->res1, a->atty, atty, p->proj_w, p->proj_w16, p->proj_b, BT, C, C, dt)));
     PROF(PF_PROF_RESIDUAL, pf_add_inplace(a->res1, x, BT * C));

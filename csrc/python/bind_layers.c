@@ -206,7 +206,7 @@ static PyObject *py_attention_forward(PyObject *self, PyObject *args) {
     const float *pq = PyArray_DATA(qkv);
     float *pa = PyArray_DATA(att);
     pf_status st;
-    if (bf16) PF_NOGIL(st = pf_attention_forward16(PyArray_DATA(out), pa, pq, B, T, C, nh));
+    if (bf16) PF_NOGIL(st = pf_attention_forward16(PyArray_DATA(out), pa, pq, B, T, C, nh, dt));
     else PF_NOGIL(st = pf_attention_forward(PyArray_DATA(out), pa, pq, B, T, C, nh, dt));
     if (st != PF_OK) {
         Py_DECREF(out), Py_DECREF(att);
@@ -237,6 +237,12 @@ static PyObject *py_attention_backward(PyObject *self, PyObject *args) {
     PF_NOGIL(st = pf_attention_backward(PyArray_DATA(dq), PyArray_DATA(d), PyArray_DATA(qkv), PyArray_DATA(att), B,
                                         T, C, NH, dt, set ? PF_GRAD_SET : PF_GRAD_ADD));
     return none_or_raise(st);
+}
+
+/* attention_bf16_products() -> bool */
+static PyObject *py_attention_bf16_products(PyObject *self, PyObject *unused) {
+    (void)self, (void)unused;
+    return PyBool_FromLong(pf_attention_bf16_products());
 }
 
 /* ---------------------------------------------------------------- patches */
@@ -547,6 +553,8 @@ PyMethodDef pf_layers_methods[] = {
     {"attention_backward", py_attention_backward, METH_VARARGS,
      "attention_backward(dout, qkv, att, dqkv, dtype, overwrite=False) -> None\n\n"
      "dout (B, T, C), qkv (B, T, 3C), att (B, NH, T, T) -> dqkv (B, T, 3C) +=; overwrite=True: =."},
+    {"attention_bf16_products", py_attention_bf16_products, METH_NOARGS,
+     "attention_bf16_products() -> bool\n\nWhether a bf16 model's attention runs its products in bf16 here (AVX512-BF16)."},
     {"im2col", py_im2col, METH_VARARGS,
      "im2col(images, ids, p) -> cols (B, n, 3*p*p) float32\n\n"
      "images (B, 3, S, S), ids (B, n) int64 grid indices | None (every patch, n = G*G): the patches'\n"

@@ -5,6 +5,8 @@ import math
 import numpy as np
 from scipy.special import erf
 
+from pacofr.ref.gemm import round_bf16
+
 # ---- linear: y = x W^T + b
 
 
@@ -64,25 +66,31 @@ def _merge(x):
     return x.transpose(0, 2, 1, 3).reshape(B, T, nh * hs)
 
 
-def attention_forward(qkv, nh):
-    """-> (out (B, T, C), att (B, NH, T, T))"""
+def attention_forward(qkv, nh, bf16_products=False):
+    """-> (out (B, T, C), att (B, NH, T, T)). bf16_products: the products' operands rounded to
+    bf16 (scores scaled after the product, probabilities rounded for the value product), as a
+    bf16 model's attention runs them where the CPU has AVX512-BF16."""
+    r = round_bf16 if bf16_products else (lambda x: x)
     q, k, v = _split(qkv, nh)
-    s = q @ k.transpose(0, 1, 3, 2) / math.sqrt(q.shape[-1])
+    s = (r(q) @ r(k).transpose(0, 1, 3, 2)) / math.sqrt(q.shape[-1])
     s = np.exp(s - s.max(axis=-1, keepdims=True))
     att = s / s.sum(axis=-1, keepdims=True)
-    return _merge(att @ v), att
+    return _merge(r(att) @ r(v)), att
 
 
-def attention_backward(dout, qkv, att, nh):
-    """-> dqkv (B, T, 3C)"""
-    q, k, v = _split(qkv, nh)
+def attention_backward(dout, qkv, att, nh, bf16_products=False):
+    """-> dqkv (B, T, 3C). bf16_products: every product's operands rounded to bf16 (dS before
+    its scale), as attention_forward's."""
+    r = round_bf16 if bf16_products else (lambda x: x)
+    q, k, v = (r(x) for x in _split(qkv, nh))
     B, T, C = dout.shape
-    do = dout.reshape(B, T, nh, C // nh).transpose(0, 2, 1, 3)
-    dv = att.transpose(0, 1, 3, 2) @ do
+    scale = 1.0 / math.sqrt(C // nh)
+    do = r(dout.reshape(B, T, nh, C // nh).transpose(0, 2, 1, 3))
+    dv = r(att).transpose(0, 1, 3, 2) @ do
     datt = do @ v.transpose(0, 1, 3, 2)
-    ds = att * (datt - (datt * att).sum(axis=-1, keepdims=True)) / math.sqrt(q.shape[-1])
-    dq = ds @ k
-    dk = ds.transpose(0, 1, 3, 2) @ q
+    ds = r(att * (datt - (datt * att).sum(axis=-1, keepdims=True)))
+    dq = scale * (ds @ k)
+    dk = scale * (ds.transpose(0, 1, 3, 2) @ q)
     return np.concatenate([_merge(dq), _merge(dk), _merge(dv)], axis=-1)
 
 
