@@ -33,9 +33,10 @@ def losses(folder, key="loss"):
 
 def train(args):
     from pacofr.train import pretrain
-    done = {a: 0 for a in ARMS}
+    arms = [a for a in ARMS if a[1] in args.dtypes]
+    done = {a: 0 for a in arms}
     while min(done.values()) < args.steps:
-        for preset, dtype in ARMS:
+        for preset, dtype in arms:
             folder = arm_dir(args.out, preset, dtype)
             steps, _ = losses(folder)
             have = int(steps.max()) if len(steps) else 0
@@ -94,6 +95,8 @@ def main():
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--chunk", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
+                   help="train only these arms (another seed's fp32 arms measure the seed-to-seed spread)")
     p.add_argument("--report", action="store_true")
     args = p.parse_args()
     if not args.report:
