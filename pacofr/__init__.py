@@ -3,8 +3,10 @@
 A C core (OpenMP, oneDNN) under a thin NumPy API. See README.md.
 """
 from ._version import __version__
-from . import _C
-from ._threads import default_num_threads
+from ._threads import default_num_threads, omp_wait_env
+
+with omp_wait_env():  # libgomp reads its wait policy as the C core loads
+    from . import _C
 from .runtime import build_info, get_gemm_backend, get_num_threads, set_gemm_backend, set_num_threads
 from . import ops
 from .checkpoint import load_model, save_model

@@ -1,6 +1,34 @@
-"""How many threads this process may use: affinity mask and cgroup CPU quota."""
+"""How many threads this process may use (affinity mask and cgroup CPU quota), and how long
+they spin at a barrier before sleeping."""
+import contextlib
 import math
 import os
+
+# libgomp's threads spin ~300,000 iterations at a barrier before they sleep. When another
+# process holds a core, a thread whose partner is descheduled spins away its own time slice
+# at every barrier, and a step runs 2.5-3x slower (benchmarks/README.md, "A step beside one
+# competing single-thread process"). A short spin keeps the idle machine's speed within noise
+# and bounds the slow-down near 2x.
+SPIN_COUNT = "1000"
+wait_setting = None  # what omp_wait_env chose when the C core loaded
+
+
+@contextlib.contextmanager
+def omp_wait_env(environ=os.environ):
+    """While pacofr's C core loads (libgomp reads its settings then): GOMP_SPINCOUNT=SPIN_COUNT
+    unless the user chose a wait policy (GOMP_SPINCOUNT or OMP_WAIT_POLICY). The variable is
+    removed again afterwards, so other OpenMP runtimes loaded later (PyTorch's) and child
+    processes keep their own defaults. Records the setting in effect in ``wait_setting``."""
+    global wait_setting
+    ours = "GOMP_SPINCOUNT" not in environ and "OMP_WAIT_POLICY" not in environ
+    if ours:
+        environ["GOMP_SPINCOUNT"] = SPIN_COUNT
+    wait_setting = " ".join(f"{k}={environ[k]}" for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in environ)
+    try:
+        yield
+    finally:
+        if ours:
+            environ.pop("GOMP_SPINCOUNT", None)
 
 
 def _cgroup_quota(root="/sys/fs/cgroup", proc_cgroup="/proc/self/cgroup"):

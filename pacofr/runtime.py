@@ -1,5 +1,5 @@
 """Build facts and process-wide settings of the C core: threads and the GEMM back end."""
-from . import _C
+from . import _C, _threads
 from ._version import __version__
 
 
@@ -12,6 +12,7 @@ def build_info():
     ``bf16_gemm`` (which back end runs bf16 products under the current setting);
     ``portable_kernel`` / ``portable_kernels``; ``attention_bf16`` ("bf16 products" where a
     bf16 model's attention runs its products in vdpbf16ps, AVX512-BF16, else "fp32");
+    ``omp_wait`` (the OpenMP wait setting pacofr's threads run with, e.g. ``GOMP_SPINCOUNT=1000``);
     ``num_threads``; ``gemm_backend``; ``compiler``; ``openmp``.
     """
     info = {"version": __version__}
@@ -19,6 +20,7 @@ def build_info():
     info["num_threads"] = _C.get_num_threads()
     info["gemm_backend"] = _C.get_gemm_backend()
     info["attention_bf16"] = "bf16 products" if _C.attention_bf16_products() else "fp32"
+    info["omp_wait"] = _threads.wait_setting
     impl = info["matmul_impl_bf16"] or "unavailable"
     if info["gemm_backend"] == "dnnl" and not impl.startswith(("ref", "unavailable")):
         info["bf16_gemm"] = "dnnl " + impl

@@ -199,3 +199,28 @@ def test_concurrent_python_threads(backend, rng):
     for (a, b, dtype), out in zip(jobs, results):
         exact = ref.gemm(a, b)
         assert np.all(np.abs(out - exact) <= ref.error_bound(a, b, dtype=dtype))
+
+
+def test_omp_wait_env_sets_a_short_spin_only_while_loading():
+    from pacofr import _threads
+    env = {}
+    with _threads.omp_wait_env(env):
+        assert env == {"GOMP_SPINCOUNT": _threads.SPIN_COUNT}
+    assert env == {} and _threads.wait_setting == f"GOMP_SPINCOUNT={_threads.SPIN_COUNT}"
+    for user in ({"OMP_WAIT_POLICY": "active"}, {"GOMP_SPINCOUNT": "50"}):  # the user's choice wins
+        env = dict(user)
+        with _threads.omp_wait_env(env):
+            assert env == user
+        assert env == user and _threads.wait_setting == " ".join(f"{k}={v}" for k, v in user.items())
+
+
+@pytest.mark.parametrize("user, shown", [({}, "'1000'"), ({"GOMP_SPINCOUNT": "77"}, "'77'")])
+def test_libgomp_reads_the_wait_setting(user, shown):
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    env.update(user, OMP_DISPLAY_ENV="verbose")
+    code = "import os, pacofr; print(pacofr.build_info()['omp_wait']); print(os.environ.get('GOMP_SPINCOUNT'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert f"GOMP_SPINCOUNT = {shown}" in out.stderr + out.stdout  # libgomp's own report at load
+    lines = out.stdout.split("\n")
+    assert lines[-3] == "GOMP_SPINCOUNT=" + shown.strip("'")
+    assert lines[-2] == user.get("GOMP_SPINCOUNT", "None")  # not left in the environment
