@@ -118,9 +118,12 @@ def test_gelu_against_torch(rng, torch):
 def test_attention(rng, dtype, B, T, C, NH):
     qkv, dout = rand(rng, B, T, 3 * C), rand(rng, B, T, C)
     out, att = _C.attention_forward(qkv, NH, dtype)
+    att16 = att.dtype == np.uint16  # bf16 probabilities where the products run in bf16
+    assert att16 == (dtype == "bf16" and _C.attention_bf16_products())
+    p = _as_f32(att) if att16 else att
     want, watt = ref.attention_forward(qkv.astype(float), NH)
-    assert_close(out, want, tol(dtype)), assert_close(att, watt, tol(dtype))
-    np.testing.assert_allclose(att.sum(-1), 1.0, rtol=1e-5)
+    assert_close(out, want, tol(dtype)), assert_close(p, watt, tol(dtype))
+    np.testing.assert_allclose(p.sum(-1), 1.0, rtol=2.0 ** -8 if att16 else 1e-5)
     pre = rand(rng, B, T, 3 * C)
     dqkv = pre.copy()
     _C.attention_backward(dout, qkv, att, dqkv, dtype)
@@ -129,11 +132,20 @@ def test_attention(rng, dtype, B, T, C, NH):
     dqkv = np.full_like(pre, np.nan)
     _C.attention_backward(dout, qkv, att, dqkv, dtype, True)
     assert_close(dqkv, want_d, 5 * tol(dtype), 1e-5)
-    if dtype == "bf16" and _C.attention_bf16_products():  # the bf16 twin, far tighter than bf16 vs fp32
-        w16, _ = ref.attention_forward(qkv.astype(float), NH, bf16_products=True)
-        assert_close(out, w16, 1e-3, 1e-6)
-        want16 = ref.attention_backward(dout.astype(float), qkv.astype(float), att.astype(float), NH, True)
+    if att16:  # the bf16 twin, far tighter than bf16 against fp32
+        w16, watt16 = ref.attention_forward(qkv.astype(float), NH, bf16_products=True)
+        assert_close(out, w16, 1e-3, 1e-6), assert_close(p, watt16, 2.0 ** -8)
+        want16 = ref.attention_backward(dout.astype(float), qkv.astype(float), p.astype(float), NH, True)
         assert_close(dqkv, want16, 1e-4, 1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_attention_backward_wants_att_as_forward_made_it(rng, dtype):
+    qkv, dout = rand(rng, 1, 4, 18), rand(rng, 1, 4, 6)
+    _, att = _C.attention_forward(qkv, 3, dtype)
+    other = att.view(np.float32)[..., : att.shape[-1] // 2] if att.dtype == np.uint16 else bf16_bits(att)
+    with pytest.raises((TypeError, ValueError), match="att"):
+        _C.attention_backward(dout, qkv, other, np.zeros_like(qkv), dtype)
 
 
 def test_attention_against_torch(rng, torch):

@@ -264,7 +264,7 @@ def test_every_binding_has_a_docstring():
 # C calls a binding may make with the GIL held: settings, queries and accessors, no compute
 GIL_HELD_OK = re.compile(r"pf_(set|get)_\w+|pf_prof_\w+|pf_portable_kernel_\w+|pf_dnnl_\w+|pf_last_error"
                          r"|pf_vit_(get_config|tensor|num_tensors|num_params|acts_bytes|set_dtype|free|latent|pred)"
-                         r"|pf_attention_bf16_products")
+                         r"|pf_attention_bf16_products|pf_attention_att16")
 
 
 def gil_held_compute(text):

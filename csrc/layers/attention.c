@@ -65,11 +65,12 @@ static ak_tiles ak_layout(int64_t T, int64_t hs, int64_t w, float *ws) {
 #define AK_NV 1
 #include "attention_kernels.inc"
 
-typedef void (*head_fwd_fn)(float *, uint16_t *, float *, const float *, int64_t, int64_t, int64_t, float, float *);
-typedef void (*head_bwd_fn)(float *, const float *, const float *, const float *, int64_t, int64_t,
+typedef void (*head_fwd_fn)(float *, uint16_t *, void *, const float *, int64_t, int64_t, int64_t, float, float *);
+typedef void (*head_bwd_fn)(float *, const float *, const float *, const void *, int64_t, int64_t,
                             int64_t, float, float *, int);
 typedef struct {
     int64_t (*floats)(int64_t T, int64_t hs); /* the workspace of one head */
+    int64_t att_bytes;                        /* per probability kept: 4 (fp32) or 2 (bf16) */
     head_fwd_fn fwd;
     head_bwd_fn bwd;
 } ak_kernels;
@@ -88,14 +89,14 @@ static ak_kernels ak_pick(pf_dtype dt) {
 #if defined(__x86_64__)
 #ifdef AK_HAVE_BF16
     if (dt == PF_BF16 && __builtin_cpu_supports("avx512bf16"))
-        return (ak_kernels){ak_floats_bf16, head_fwd_bf16, head_bwd_bf16};
+        return (ak_kernels){ak_floats_bf16, 2, head_fwd_bf16, head_bwd_bf16};
 #endif
-    if (__builtin_cpu_supports("avx512f")) return (ak_kernels){ak_floats16, head_fwd_avx512, head_bwd_avx512};
+    if (__builtin_cpu_supports("avx512f")) return (ak_kernels){ak_floats16, 4, head_fwd_avx512, head_bwd_avx512};
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return (ak_kernels){ak_floats8, head_fwd_avx2, head_bwd_avx2};
+        return (ak_kernels){ak_floats8, 4, head_fwd_avx2, head_bwd_avx2};
 #endif
     (void)dt;
-    return (ak_kernels){ak_floats4, head_fwd_generic, head_bwd_generic};
+    return (ak_kernels){ak_floats4, 4, head_fwd_generic, head_bwd_generic};
 }
 
 /* What a pass over B * NH heads of (T, hs) runs with: the kernels, the threads, the scale
@@ -118,28 +119,29 @@ static ak_plan ak_plan_for(int64_t B, int64_t T, int64_t C, int64_t NH, pf_dtype
 
 /* out (B, T, C) = concat_h softmax(q_h k_h^T / sqrt(hs)) v_h, as fp32 (out) or bf16 bits
  * (out16, when out is NULL); att (B, NH, T, T) keeps the probabilities for backward. */
-static pf_status forward(float *out, uint16_t *out16, float *att, const float *qkv, int64_t B, int64_t T,
+static pf_status forward(float *out, uint16_t *out16, void *att, const float *qkv, int64_t B, int64_t T,
                          int64_t C, int64_t NH, pf_dtype dt) {
     const ak_plan p = ak_plan_for(B, T, C, NH, dt);
     if (!p.ws) return pf_fail(PF_ENOMEM, "attention_forward: out of memory");
 #pragma omp parallel for schedule(dynamic, 1) num_threads(p.nt)
     for (int64_t bh = 0; bh < B * NH; bh++) {
         const int64_t b = bh / NH, h = bh % NH, o = b * T * C + h * p.hs;
-        p.ak.fwd(out ? out + o : NULL, out ? NULL : out16 + o, att + bh * T * T, qkv + b * T * 3 * C + h * p.hs, T,
+        p.ak.fwd(out ? out + o : NULL, out ? NULL : out16 + o, (char *)att + bh * T * T * p.ak.att_bytes, qkv + b * T * 3 * C + h * p.hs, T,
                  p.hs, C, p.scale, p.ws + pf_thread_num() * p.per);
     }
     return PF_OK;
 }
 
 /* out (B, T, C) = concat_h softmax(q_h k_h^T / sqrt(hs)) v_h; att (B, NH, T, T) keeps the
- * probabilities for backward. dt PF_BF16: the products in bf16 where the CPU has AVX512-BF16. */
-pf_status pf_attention_forward(float *out, float *att, const float *qkv, int64_t B, int64_t T,
+ * probabilities for backward: fp32, or bf16 bits where pf_attention_att16(dt) (dt PF_BF16 on
+ * a CPU with AVX512-BF16, where the products run in bf16). */
+pf_status pf_attention_forward(float *out, void *att, const float *qkv, int64_t B, int64_t T,
                                int64_t C, int64_t NH, pf_dtype dt) {
     return forward(out, NULL, att, qkv, B, T, C, NH, dt);
 }
 
 /* The same with out (B, T, C) written as bf16 bits, for a bf16 GEMM to read. */
-pf_status pf_attention_forward16(uint16_t *out16, float *att, const float *qkv, int64_t B, int64_t T,
+pf_status pf_attention_forward16(uint16_t *out16, void *att, const float *qkv, int64_t B, int64_t T,
                                  int64_t C, int64_t NH, pf_dtype dt) {
     return forward(NULL, out16, att, qkv, B, T, C, NH, dt);
 }
@@ -149,14 +151,14 @@ pf_status pf_attention_forward16(uint16_t *out16, float *att, const float *qkv, 
  *   dP = dout_h v^T, dv = P^T dout_h, dS = P * (dP - rowsum(dP * P)),
  *   dq = scale dS k, dk = scale dS^T q. */
 pf_status pf_attention_backward(float *dqkv, const float *dout, const float *qkv,
-                                const float *att, int64_t B, int64_t T, int64_t C, int64_t NH,
+                                const void *att, int64_t B, int64_t T, int64_t C, int64_t NH,
                                 pf_dtype dt, pf_grad_mode dmode) {
     const ak_plan p = ak_plan_for(B, T, C, NH, dt);
     if (!p.ws) return pf_fail(PF_ENOMEM, "attention_backward: out of memory");
 #pragma omp parallel for schedule(dynamic, 1) num_threads(p.nt)
     for (int64_t bh = 0; bh < B * NH; bh++) {
         const int64_t b = bh / NH, h = bh % NH, q = b * T * 3 * C + h * p.hs;
-        p.ak.bwd(dqkv + q, dout + b * T * C + h * p.hs, qkv + q, att + bh * T * T, T, p.hs, C, p.scale,
+        p.ak.bwd(dqkv + q, dout + b * T * C + h * p.hs, qkv + q, (const char *)att + bh * T * T * p.ak.att_bytes, T, p.hs, C, p.scale,
                  p.ws + pf_thread_num() * p.per, dmode == PF_GRAD_SET);
     }
     return PF_OK;
@@ -164,3 +166,6 @@ pf_status pf_attention_backward(float *dqkv, const float *dout, const float *qkv
 
 /* 1 when a bf16 model's attention products run in bf16 on this CPU (AVX512-BF16), else 0. */
 int pf_attention_bf16_products(void) { return ak_pick(PF_BF16).fwd != ak_pick(PF_FP32).fwd; }
+
+/* 1 when att holds bf16 bits for dtype dt (see pf_attention_forward), 0 when fp32. */
+int pf_attention_att16(pf_dtype dt) { return ak_pick(dt).att_bytes == 2; }

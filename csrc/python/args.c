@@ -44,7 +44,7 @@ const char *shape_str(PyArrayObject *a) {
 /* The name of a NumPy type number this file checks for. */
 static const char *type_name(int type) {
     return type == NPY_FLOAT32 ? "float32" : type == NPY_INT64 ? "int64" : type == NPY_UINT8 ? "uint8"
-         : type == NPY_FLOAT64 ? "float64" : "?";
+         : type == NPY_FLOAT64 ? "float64" : type == NPY_UINT16 ? "uint16" : "?";
 }
 
 /* shape (ndim), -1 = any -> "(3, ?, 4)" into want (size n). */

@@ -1,6 +1,7 @@
 /* bind_core.c: csrc/core for Python: bf16 rounding, the thread count, layer profiling. */
 #include "python/args.h"
 #include "core/profile.h"
+#include "layers/attention.h"
 
 /* round_bf16(x float32, any shape) -> a new float32 array of x's shape. */
 static PyObject *py_round_bf16(PyObject *self, PyObject *x_obj) {
@@ -73,6 +74,12 @@ static PyObject *py_profile_reset(PyObject *self, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
+/* attention_bf16_products() -> bool: which attention kernels a bf16 model runs here. */
+static PyObject *py_attention_bf16_products(PyObject *self, PyObject *unused) {
+    (void)self, (void)unused;
+    return PyBool_FromLong(pf_attention_bf16_products());
+}
+
 PyMethodDef pf_core_methods[] = {
     {"round_bf16", py_round_bf16, METH_O,
      "round_bf16(x) -> float32 array of x's shape\n\n"
@@ -88,5 +95,7 @@ PyMethodDef pf_core_methods[] = {
      "profile_read() -> dict\n\n{layer kind: (seconds, calls)} accumulated since the last profile_reset()."},
     {"profile_reset", py_profile_reset, METH_NOARGS,
      "profile_reset() -> None\n\nZero every profiling total."},
+    {"attention_bf16_products", py_attention_bf16_products, METH_NOARGS,
+     "attention_bf16_products() -> bool\n\nWhether a bf16 model's attention runs its products in bf16 here (AVX512-BF16)."},
     {NULL, NULL, 0, NULL},
 };

@@ -185,7 +185,8 @@ static PyObject *py_gelu_backward(PyObject *self, PyObject *args) {
 
 /* ---------------------------------------------------------------- attention */
 
-/* attention_forward(qkv (B, T, 3C), num_heads, dtype) -> (out (B, T, C), att (B, NH, T, T)) */
+/* attention_forward(qkv (B, T, 3C), num_heads, dtype, bf16_out=False) -> (out (B, T, C), att (B, NH, T, T));
+ * att is uint16 bf16 bits where pf_attention_att16(dtype), else float32 */
 static PyObject *py_attention_forward(PyObject *self, PyObject *args) {
     PyObject *q_obj, *dt_obj;
     long nh;
@@ -198,13 +199,13 @@ static PyObject *py_attention_forward(PyObject *self, PyObject *args) {
     const npy_intp B = PyArray_DIM(qkv, 0), T = PyArray_DIM(qkv, 1), C = PyArray_DIM(qkv, 2) / 3;
     if (PyArray_DIM(qkv, 2) % 3) return PyErr_Format(PyExc_ValueError, "qkv's last dimension must be 3*C");
     if (!check_heads(C, nh)) return NULL;
-    PyArrayObject *out = new_out(3, SHP(B, T, C), bf16), *att = new_f32(4, SHP(B, nh, T, T), 0);
+    PyArrayObject *out = new_out(3, SHP(B, T, C), bf16), *att = new_out(4, SHP(B, nh, T, T), pf_attention_att16(dt));
     if (!out || !att) {
         Py_XDECREF(out), Py_XDECREF(att);
         return NULL;
     }
     const float *pq = PyArray_DATA(qkv);
-    float *pa = PyArray_DATA(att);
+    void *pa = PyArray_DATA(att);
     pf_status st;
     if (bf16) PF_NOGIL(st = pf_attention_forward16(PyArray_DATA(out), pa, pq, B, T, C, nh, dt));
     else PF_NOGIL(st = pf_attention_forward(PyArray_DATA(out), pa, pq, B, T, C, nh, dt));
@@ -227,7 +228,9 @@ static PyObject *py_attention_backward(PyObject *self, PyObject *args) {
     PyArrayObject *qkv = F32(q_obj, "qkv", 3, NULL, 0);
     if (!qkv) return NULL;
     const npy_intp B = PyArray_DIM(qkv, 0), T = PyArray_DIM(qkv, 1), C = PyArray_DIM(qkv, 2) / 3;
-    PyArrayObject *att = F32(a_obj, "att", 4, SHP(B, -1, T, T), 0);
+    const int att16 = pf_attention_att16(dt); /* att as attention_forward returned it for dt */
+    PyArrayObject *att = check_arr(a_obj, "att", att16 ? NPY_UINT16 : NPY_FLOAT32, 4, SHP(B, -1, T, T), 0,
+                                   att16 ? " (bf16 bits, as attention_forward returns them for this dtype)" : "");
     if (!att || !check_heads(C, (long)PyArray_DIM(att, 1))) return NULL;
     PyArrayObject *d = F32(d_obj, "dout", 3, SHP(B, T, C), 0);
     PyArrayObject *dq = d ? F32(dq_obj, "dqkv", 3, SHP(B, T, 3 * C), 1) : NULL;
@@ -237,12 +240,6 @@ static PyObject *py_attention_backward(PyObject *self, PyObject *args) {
     PF_NOGIL(st = pf_attention_backward(PyArray_DATA(dq), PyArray_DATA(d), PyArray_DATA(qkv), PyArray_DATA(att), B,
                                         T, C, NH, dt, set ? PF_GRAD_SET : PF_GRAD_ADD));
     return none_or_raise(st);
-}
-
-/* attention_bf16_products() -> bool */
-static PyObject *py_attention_bf16_products(PyObject *self, PyObject *unused) {
-    (void)self, (void)unused;
-    return PyBool_FromLong(pf_attention_bf16_products());
 }
 
 /* ---------------------------------------------------------------- patches */
@@ -548,13 +545,12 @@ PyMethodDef pf_layers_methods[] = {
      "overwrite: dx = (dx may be dout itself)."},
     {"attention_forward", py_attention_forward, METH_VARARGS,
      "attention_forward(qkv, num_heads, dtype, bf16_out=False) -> (out (B, T, C), att (B, NH, T, T))\n\n"
-     "qkv (B, T, 3C) laid out [q|k|v]: multi-head softmax attention (fp32); att holds the probabilities.\n"
+     "qkv (B, T, 3C) laid out [q|k|v]: multi-head softmax attention; att holds the probabilities, float32,\n"
+     "or uint16 bf16 bits for dtype 'bf16' where the products run in bf16 (attention_bf16_products()).\n"
      "bf16_out: out is uint16 bf16 bits."},
     {"attention_backward", py_attention_backward, METH_VARARGS,
      "attention_backward(dout, qkv, att, dqkv, dtype, overwrite=False) -> None\n\n"
      "dout (B, T, C), qkv (B, T, 3C), att (B, NH, T, T) -> dqkv (B, T, 3C) +=; overwrite=True: =."},
-    {"attention_bf16_products", py_attention_bf16_products, METH_NOARGS,
-     "attention_bf16_products() -> bool\n\nWhether a bf16 model's attention runs its products in bf16 here (AVX512-BF16)."},
     {"im2col", py_im2col, METH_VARARGS,
      "im2col(images, ids, p) -> cols (B, n, 3*p*p) float32\n\n"
      "images (B, 3, S, S), ids (B, n) int64 grid indices | None (every patch, n = G*G): the patches'\n"
