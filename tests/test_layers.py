@@ -110,6 +110,29 @@ def test_gelu_against_torch(rng, torch):
     assert_close(dx, tx.grad.numpy(), 1e-5, 1e-6)
 
 
+def test_gelu_backward16_is_the_fp32_gradient_rounded_with_its_column_sums(rng):
+    x, dout, pre = rand(rng, 37, 130, scale=3.0), rand(rng, 37, 130), rand(rng, 130)
+    db = pre.copy()
+    dx16 = _C.gelu_backward16(x, dout, db)
+    want = np.full_like(x, np.nan)
+    _C.gelu_backward(x, dout, want, True)
+    assert dx16.dtype == np.uint16
+    np.testing.assert_array_equal(dx16, bf16_bits(want))
+    assert_close(db - pre, want.astype(float).sum(0), 1e-5, 1e-5)
+
+
+def test_linear_backward_takes_dout_as_bf16_bits(rng):
+    x, w, dout = rand(rng, 29, 24), rand(rng, 40, 24), rand(rng, 29, 40)
+    dx, dw, dx16, dw16 = (np.zeros(a.shape, f32) for a in (x, w, x, w))
+    _C.linear_backward(dout, x, w, dx, dw, None, "bf16")  # rounds dout to bf16 for its products
+    _C.linear_backward(bf16_bits(dout), x, w, dx16, dw16, None, "bf16")
+    np.testing.assert_array_equal(dx16, dx), np.testing.assert_array_equal(dw16, dw)
+    with pytest.raises(ValueError, match="bf16"):
+        _C.linear_backward(bf16_bits(dout), x, w, dx16, dw16, None, "fp32")
+    with pytest.raises(ValueError, match="dbias"):
+        _C.linear_backward(bf16_bits(dout), x, w, dx16, dw16, np.zeros(40, f32), "bf16")
+
+
 # ---------------------------------------------------------------- attention
 
 @pytest.mark.parametrize("dtype", DTYPES)

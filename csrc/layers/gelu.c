@@ -27,3 +27,13 @@ void pf_gelu_backward(float *dinp, const float *inp, const float *dout, int64_t 
 #pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (n > 2 * CHUNK)
     for (int64_t i0 = 0; i0 < n; i0 += CHUNK) k->gelu_bwd(dinp, inp, dout, i0, pf_min64(n, i0 + CHUNK), set);
 }
+
+/* The bf16 model's MLP backward between fc2 and fc1: dinp16 (rows, H) = dout * gelu'(inp) as
+ * bf16 bits (what fc1's bf16 products read) and dbias (H) += their column sums in fp32 (fc1's
+ * bias gradient), in one pass; each thread owns a band of 64 columns. */
+void pf_gelu_backward16(uint16_t *dinp16, float *dbias, const float *inp, const float *dout, int64_t rows,
+                        int64_t H) {
+    const pf_vec_kernels *k = pf_vec();
+#pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (rows * H > 2 * CHUNK)
+    for (int64_t c0 = 0; c0 < H; c0 += 64) k->gelu_bwd16(dinp16, dbias, inp, dout, rows, H, c0, pf_min64(H, c0 + 64));
+}

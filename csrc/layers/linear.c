@@ -63,13 +63,17 @@ static void column_sums(float *dbias, uint16_t *out16, const float *dout, int64_
 
 /* dinp (rows, IC) += (or, PF_GRAD_SET, =) dout (rows, OC) @ weight (OC, IC);
  * dweight (OC, IC) += dout^T @ inp; dbias (OC) += sum over rows of dout. Any gradient
- * pointer may be NULL. */
-pf_status pf_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+ * pointer may be NULL. dout16: dout already as bf16 bits (dt bf16; dout is then not read and
+ * dbias must be NULL, its sums taken where dout16 was made), or NULL. */
+pf_status pf_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const uint16_t *dout16,
                              const float *inp, const uint16_t *in16, const float *weight, const uint16_t *w16,
                              int64_t rows, int64_t IC, int64_t OC, pf_dtype dt, pf_grad_mode dmode) {
     const void *d = dout;
     int d16 = 0;
-    if (dt == PF_BF16 && dinp && dweight) { /* two products read dout: convert it once */
+    if (dt == PF_BF16 && dout16) {
+        if (dbias) return pf_fail(PF_EINVAL, "linear_backward: with dout16 the bias gradient is the caller's");
+        d = dout16, d16 = 1;
+    } else if (dt == PF_BF16 && dinp && dweight) { /* two products read dout: convert it once */
         uint16_t *buf = pf_tls_buffer(PF_TLS_LINEAR, (size_t)(rows * OC) * sizeof(uint16_t));
         if (!buf) return pf_fail(PF_ENOMEM, "linear_backward: out of memory for a bf16 copy of dout");
         if (dbias) column_sums(dbias, buf, dout, rows, OC), dbias = NULL; /* the bias sums ride along */

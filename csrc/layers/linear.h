@@ -11,8 +11,9 @@
 pf_status pf_linear_forward(float *out, const float *inp, const uint16_t *in16, const float *weight,
                             const uint16_t *w16, const float *bias, int64_t rows, int64_t IC, int64_t OC,
                             pf_dtype dt);
-/* dmode: dinp += (PF_GRAD_ADD) or dinp = (PF_GRAD_SET) the input's gradient. */
-pf_status pf_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+/* dmode: dinp += (PF_GRAD_ADD) or dinp = (PF_GRAD_SET) the input's gradient. dout16: dout as
+ * bf16 bits already (dt bf16, dbias NULL), or NULL. */
+pf_status pf_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const uint16_t *dout16,
                              const float *inp, const uint16_t *in16, const float *weight, const uint16_t *w16,
                              int64_t rows, int64_t IC, int64_t OC, pf_dtype dt, pf_grad_mode dmode);
 

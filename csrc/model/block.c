@@ -59,11 +59,11 @@ pf_status pf_block_forward(pf_block_acts *a, const float *x, const pf_block_para
     return PF_OK;
 }
 
-/* Floats of backward's scratch: dln, reused as datty (BT, C), and dh (BT, max(H, 3C)): dgelu,
- * then dfc1 in place, then dqkv. */
+/* Floats of backward's scratch: dln, reused as datty (BT, C), dh (BT, max(H, 3C)): dgelu,
+ * then dfc1 in place (fp32), then dqkv; and dfc1 as bf16 bits (BT, H) for a bf16 model. */
 int64_t pf_block_scratch_floats(pf_block_dims d) {
     const int64_t BT = d.B * d.T;
-    return BT * d.C + BT * pf_max64(d.H, 3 * d.C);
+    return BT * d.C + BT * pf_max64(d.H, 3 * d.C) + (BT * d.H + 1) / 2;
 }
 
 /* dout (BT, C) -> dx (BT, C) = dL/dx; parameter gradients g +=. x is the block's input. No
@@ -74,20 +74,26 @@ pf_status pf_block_backward(float *dx, pf_block_params *g, const float *dout, co
                             float *scratch, pf_dtype dt) {
     const int64_t BT = d.B * d.T, C = d.C, H = d.H;
     float *dln = scratch, *datty = scratch, *dh = scratch + BT * C;
+    uint16_t *dfc1_16 = (uint16_t *)(dh + BT * pf_max64(H, 3 * C));
     const pf_grad_mode SET = PF_GRAD_SET;
 
     /* MLP branch: out = res1 + fc2(gelu(fc1(ln2(res1)))); dx holds dres1 until the end */
     memcpy(dx, dout, (size_t)(BT * C) * sizeof(float));
-    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dh, g->fc2_w, g->fc2_b, dout, a->gelu, as16(a->gelu, dt), p->fc2_w, p->fc2_w16, BT, H, C, dt, SET)));
-    PROF(PF_PROF_GELU_BWD, pf_gelu_backward(dh, a->fc1, dh, BT * H, SET));
-    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dln, g->fc1_w, g->fc1_b, dh, a->ln2, as16(a->ln2, dt), p->fc1_w, p->fc1_w16, BT, C, H, dt, SET)));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dh, g->fc2_w, g->fc2_b, dout, NULL, a->gelu, as16(a->gelu, dt), p->fc2_w, p->fc2_w16, BT, H, C, dt, SET)));
+    if (dt == PF_BF16) { /* dfc1 straight to bf16, fc1's bias gradient in the same pass */
+        PROF(PF_PROF_GELU_BWD, pf_gelu_backward16(dfc1_16, g->fc1_b, a->fc1, dh, BT, H));
+        PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dln, g->fc1_w, NULL, NULL, dfc1_16, a->ln2, as16(a->ln2, dt), p->fc1_w, p->fc1_w16, BT, C, H, dt, SET)));
+    } else {
+        PROF(PF_PROF_GELU_BWD, pf_gelu_backward(dh, a->fc1, dh, BT * H, SET));
+        PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dln, g->fc1_w, g->fc1_b, dh, NULL, a->ln2, NULL, p->fc1_w, NULL, BT, C, H, dt, SET)));
+    }
     PROF(PF_PROF_LN_BWD, TRY(pf_layernorm_backward(dx, g->ln2_w, g->ln2_b, dln, a->res1, p->ln2_w,
                                                    a->ln2_mean, a->ln2_rstd, BT, C)));
 
     /* attention branch: res1 = x + proj(attn(qkv(ln1(x)))); dx += the ln1 path at the end */
-    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(datty, g->proj_w, g->proj_b, dx, a->atty, as16(a->atty, dt), p->proj_w, p->proj_w16, BT, C, C, dt, SET)));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(datty, g->proj_w, g->proj_b, dx, NULL, a->atty, as16(a->atty, dt), p->proj_w, p->proj_w16, BT, C, C, dt, SET)));
     PROF(PF_PROF_ATTN_BWD, TRY(pf_attention_backward(dh, datty, a->qkv, a->att, d.B, d.T, C, d.NH, dt, SET)));
-    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dln, g->qkv_w, g->qkv_b, dh, a->ln1, as16(a->ln1, dt), p->qkv_w, p->qkv_w16, BT, C, 3 * C, dt, SET)));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dln, g->qkv_w, g->qkv_b, dh, NULL, a->ln1, as16(a->ln1, dt), p->qkv_w, p->qkv_w16, BT, C, 3 * C, dt, SET)));
     PROF(PF_PROF_LN_BWD, TRY(pf_layernorm_backward(dx, g->ln1_w, g->ln1_b, dln, x, p->ln1_w, a->ln1_mean,
                                                    a->ln1_rstd, BT, C)));
     return PF_OK;

@@ -541,7 +541,7 @@ static pf_status encoder_backward(pf_vit *m, float *g, float *spare, const int64
 
     memset(spare, 0, (size_t)(B * n * C) * sizeof(float));
     PROF(PF_PROF_TOKENS, pf_tokens_backward(spare, dP->cls, c->learned_pos ? dP->pos : NULL, g, ids, B, n, C));
-    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dcols, dP->patch_w, dP->patch_b, spare, m->cols, NULL, P->patch_w, w16(m, P->patch_w), B * n, d, C, m->dtype, PF_GRAD_ADD)));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dcols, dP->patch_w, dP->patch_b, spare, NULL, m->cols, NULL, P->patch_w, w16(m, P->patch_w), B * n, d, C, m->dtype, PF_GRAD_ADD)));
     return PF_OK;
 }
 
@@ -558,7 +558,7 @@ pf_status pf_vit_backward(pf_vit *m, const float *dlatent, float *dcols) {
 
     memset(g, 0, (size_t)(B * N1 * d) * sizeof(float));
     PROF(PF_PROF_LOSS, pf_patch_loss_backward(g, m->pred, m->target, m->weights, B, N, d, 1, 1.0f));
-    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(spare, dP->dec_pred_w, dP->dec_pred_b, g, m->dn, NULL, P->dec_pred_w, w16(m, P->dec_pred_w), B * N1, Cd, d, m->dtype, PF_GRAD_SET)));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(spare, dP->dec_pred_w, dP->dec_pred_b, g, NULL, m->dn, NULL, P->dec_pred_w, w16(m, P->dec_pred_w), B * N1, Cd, d, m->dtype, PF_GRAD_SET)));
     memset(g, 0, (size_t)(B * N1 * Cd) * sizeof(float));
     const float *dec_last = c->dec_depth ? m->dec[c->dec_depth - 1].out : m->full0;
     PROF(PF_PROF_LN_BWD, TRY(pf_layernorm_backward(g, dP->dec_norm_w, dP->dec_norm_b, spare, dec_last, P->dec_norm_w,
@@ -568,7 +568,7 @@ pf_status pf_vit_backward(pf_vit *m, const float *dlatent, float *dcols) {
     memset(spare, 0, (size_t)(B * T * Cd) * sizeof(float));
     PROF(PF_PROF_TOKENS, pf_unshuffle_backward(spare, dP->mask_token, c->learned_pos ? dP->dec_pos : NULL, g,
                                                m->ids, m->mask, B, n, N, Cd));
-    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(g, dP->dec_embed_w, dP->dec_embed_b, spare, m->enc_out, NULL, P->dec_embed_w, w16(m, P->dec_embed_w), B * T, C, Cd, m->dtype, PF_GRAD_SET)));
+    PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(g, dP->dec_embed_w, dP->dec_embed_b, spare, NULL, m->enc_out, NULL, P->dec_embed_w, w16(m, P->dec_embed_w), B * T, C, Cd, m->dtype, PF_GRAD_SET)));
     if (dlatent) pf_add_inplace(g, dlatent, B * T * C);
     return encoder_backward(m, g, spare, m->ids, dcols);
 }

@@ -3,7 +3,7 @@
 #define PF_PY_IMPORT_ARRAY /* this file imports NumPy's C-API table for the others */
 #include "python/args.h"
 
-extern PyMethodDef pf_core_methods[], pf_gemm_methods[], pf_layers_methods[], pf_model_methods[],
+extern PyMethodDef pf_core_methods[], pf_gemm_methods[], pf_layers_methods[], pf_tokens_methods[], pf_model_methods[],
     pf_paco_methods[], pf_heads_methods[], pf_image_methods[];
 
 static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "pacofr._C",
@@ -22,7 +22,7 @@ static int add_table(PyObject *m, PyMethodDef *table) {
 
 /* The module: NumPy's C API imported, then every folder's table added. */
 PyMODINIT_FUNC PyInit__C(void) {
-    PyMethodDef *tables[] = {pf_core_methods, pf_gemm_methods, pf_layers_methods, pf_model_methods,
+    PyMethodDef *tables[] = {pf_core_methods, pf_gemm_methods, pf_layers_methods, pf_tokens_methods, pf_model_methods,
                              pf_paco_methods, pf_heads_methods, pf_image_methods};
     import_array();
     PyObject *m = PyModule_Create(&moduledef);
