@@ -1,5 +1,6 @@
 /* gelu.c: exact GELU, 0.5 x (1 + erf(x / sqrt 2)), as timm and PyTorch's default use; the
  * loops live in vec_kernels.c (vectorised erf / exp, ~3 ulp). */
+#include <stdlib.h>
 #include "core/common.h"
 #include "layers/gelu.h"
 #include "layers/vec_kernels.h"
@@ -30,10 +31,19 @@ void pf_gelu_backward(float *dinp, const float *inp, const float *dout, int64_t 
 
 /* The bf16 model's MLP backward between fc2 and fc1: dinp16 (rows, H) = dout * gelu'(inp) as
  * bf16 bits (what fc1's bf16 products read) and dbias (H) += their column sums in fp32 (fc1's
- * bias gradient), in one pass; each thread owns a band of 64 columns. */
-void pf_gelu_backward16(uint16_t *dinp16, float *dbias, const float *inp, const float *dout, int64_t rows,
-                        int64_t H) {
+ * bias gradient), in one pass. Threads take row ranges with their own sums, added in thread
+ * order (deterministic for a thread count). */
+pf_status pf_gelu_backward16(uint16_t *dinp16, float *dbias, const float *inp, const float *dout, int64_t rows,
+                             int64_t H) {
     const pf_vec_kernels *k = pf_vec();
-#pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (rows * H > 2 * CHUNK)
-    for (int64_t c0 = 0; c0 < H; c0 += 64) k->gelu_bwd16(dinp16, dbias, inp, dout, rows, H, c0, pf_min64(H, c0 + 64));
+    const int nt = rows * H > 2 * CHUNK ? pf_get_num_threads() : 1;
+    float *acc = calloc((size_t)(nt * H), sizeof(float));
+    if (!acc) return pf_fail(PF_ENOMEM, "gelu_backward16: out of memory for %d x %lld sums", nt, (long long)H);
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int t = 0; t < nt; t++) /* one row range and one row of sums per part */
+        k->gelu_bwd16(dinp16, acc + (int64_t)t * H, inp, dout, rows * t / nt, rows * (t + 1) / nt, H);
+    for (int t = 0; t < nt; t++)
+        for (int64_t c = 0; c < H; c++) dbias[c] += acc[(int64_t)t * H + c];
+    free(acc);
+    return PF_OK;
 }

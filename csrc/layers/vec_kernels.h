@@ -9,8 +9,8 @@ typedef struct {
     void (*gelu_fwd)(float *out, const float *inp, int64_t i0, int64_t i1);
     void (*gelu_fwd16)(uint16_t *out, const float *inp, int64_t i0, int64_t i1);
     void (*gelu_bwd)(float *dinp, const float *inp, const float *dout, int64_t i0, int64_t i1, int set);
-    void (*gelu_bwd16)(uint16_t *dinp16, float *dbias, const float *inp, const float *dout, int64_t rows,
-                       int64_t H, int64_t c0, int64_t c1);
+    void (*gelu_bwd16)(uint16_t *dinp16, float *acc, const float *inp, const float *dout, int64_t r0, int64_t r1,
+                       int64_t H);
     void (*softmax_rows)(float *att, int64_t rows, int64_t T);
 } pf_vec_kernels;
 

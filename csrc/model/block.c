@@ -81,7 +81,7 @@ pf_status pf_block_backward(float *dx, pf_block_params *g, const float *dout, co
     memcpy(dx, dout, (size_t)(BT * C) * sizeof(float));
     PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dh, g->fc2_w, g->fc2_b, dout, NULL, a->gelu, as16(a->gelu, dt), p->fc2_w, p->fc2_w16, BT, H, C, dt, SET)));
     if (dt == PF_BF16) { /* dfc1 straight to bf16, fc1's bias gradient in the same pass */
-        PROF(PF_PROF_GELU_BWD, pf_gelu_backward16(dfc1_16, g->fc1_b, a->fc1, dh, BT, H));
+        PROF(PF_PROF_GELU_BWD, TRY(pf_gelu_backward16(dfc1_16, g->fc1_b, a->fc1, dh, BT, H)));
         PROF(PF_PROF_LINEAR_BWD, TRY(pf_linear_backward(dln, g->fc1_w, NULL, NULL, dfc1_16, a->ln2, as16(a->ln2, dt), p->fc1_w, p->fc1_w16, BT, C, H, dt, SET)));
     } else {
         PROF(PF_PROF_GELU_BWD, pf_gelu_backward(dh, a->fc1, dh, BT * H, SET));

@@ -166,8 +166,13 @@ static PyObject *py_gelu_backward16(PyObject *self, PyObject *args) {
     PyArrayObject *db = d ? F32(db_obj, "dbias", 1, SHP(PyArray_DIM(x, 1)), 1) : NULL;
     PyArrayObject *dx = db ? new_out(2, PyArray_DIMS(x), 1) : NULL;
     if (!dx) return NULL;
-    PF_NOGIL(pf_gelu_backward16(PyArray_DATA(dx), PyArray_DATA(db), PyArray_DATA(x), PyArray_DATA(d),
-                                PyArray_DIM(x, 0), PyArray_DIM(x, 1)));
+    pf_status st;
+    PF_NOGIL(st = pf_gelu_backward16(PyArray_DATA(dx), PyArray_DATA(db), PyArray_DATA(x), PyArray_DATA(d),
+                                     PyArray_DIM(x, 0), PyArray_DIM(x, 1)));
+    if (st != PF_OK) {
+        Py_DECREF(dx);
+        return raise_status(st);
+    }
     return (PyObject *)dx;
 }
 
