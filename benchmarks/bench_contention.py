@@ -21,6 +21,8 @@ SETTINGS = {
     "pacofr default": {},
     "libgomp default (spin ~300k)": {"GOMP_SPINCOUNT": "300000"},
     "GOMP_SPINCOUNT=10000": {"GOMP_SPINCOUNT": "10000"},
+    "GOMP_SPINCOUNT=5000": {"GOMP_SPINCOUNT": "5000"},
+    "GOMP_SPINCOUNT=1000": {"GOMP_SPINCOUNT": "1000"},
     "OMP_WAIT_POLICY=passive": {"OMP_WAIT_POLICY": "passive"},
 }
 WORKER = r"""

@@ -214,7 +214,7 @@ def test_omp_wait_env_sets_a_short_spin_only_while_loading():
         assert env == user and _threads.wait_setting == " ".join(f"{k}={v}" for k, v in user.items())
 
 
-@pytest.mark.parametrize("user, shown", [({}, "'1000'"), ({"GOMP_SPINCOUNT": "77"}, "'77'")])
+@pytest.mark.parametrize("user, shown", [({}, "'3000'"), ({"GOMP_SPINCOUNT": "77"}, "'77'")])
 def test_libgomp_reads_the_wait_setting(user, shown):
     env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
     env.update(user, OMP_DISPLAY_ENV="verbose")
