@@ -77,9 +77,12 @@ class PacoFR:
         self._ctx = None                 # what backward needs from the last forward
 
     def _make_teacher(self):
-        """The EMA teacher: an encoder-only copy of the student's encoder (its flat prefix)."""
+        """The EMA teacher: an encoder-only copy of the student's encoder (its flat prefix), in
+        ``cfg.teacher_dtype`` ("fp32" / "bf16"; "model" and an unresolved "auto" take the
+        student's: ``pacofr.pretrain`` resolves "auto" on the CPU it runs on)."""
         model = self.model
-        teacher = Model(model.config.replace(encoder_only=True, codebook_size=0), dtype=model.dtype)
+        dtype = self.cfg.teacher_dtype if self.cfg.teacher_dtype in ("fp32", "bf16") else model.dtype
+        teacher = Model(model.config.replace(encoder_only=True, codebook_size=0), dtype=dtype)
         student = {t.name: (t.offset, t.shape) for t in model.tensors}
         for t in teacher.tensors:
             if student.get(t.name) != (t.offset, t.shape):

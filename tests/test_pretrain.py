@@ -271,3 +271,35 @@ def test_a_checkpoint_written_before_the_restructuring_loads_and_resumes(tmp_pat
     old = paco["recent"] >= 0    # 2 steps of 8 codes in a ring of 64: step 3 adds 8 more after them
     np.testing.assert_array_equal(paco3["recent"][old], paco["recent"][old].astype(np.int64))
     assert (paco3["recent"] >= 0).sum() == old.sum() + 8
+
+
+def test_teacher_dtype_is_resolved_recorded_and_kept(tmp_path, monkeypatch):
+    """teacher_dtype: explicit values as asked, "model" the student's, "auto" bf16 only where
+    choose_dtype finds bf16 faster; the choice is written to runtime.json and a resumed run
+    keeps it, whatever a new calibration would say."""
+    import importlib
+    driver = importlib.import_module("pacofr.train.pretrain")  # the module (the package exports the function)
+    cfg = make_config("pacofr", **SMALL, steps=2, out=str(tmp_path / "a"))
+    assert driver._teacher_dtype(cfg.replace(teacher_dtype="bf16"), "fp32", tmp_path) == "bf16"
+    assert driver._teacher_dtype(cfg.replace(teacher_dtype="model"), "fp32", tmp_path) == "fp32"
+    assert driver._teacher_dtype(cfg, "bf16", tmp_path) == "bf16"
+    calls = []
+
+    def fake(requested, **kw):
+        calls.append(requested)
+        return ("bf16", "bf16: faster here") if len(calls) == 1 else ("fp32", "fp32: slower now")
+    monkeypatch.setattr(driver.runtime, "choose_dtype", fake)
+    out = tmp_path / "run"
+    out.mkdir()
+    assert driver._teacher_dtype(cfg, "fp32", out) == "bf16"
+    assert json.loads((out / "runtime.json").read_text())["teacher_dtype"] == "bf16"
+    assert driver._teacher_dtype(cfg, "fp32", out) == "bf16" and calls == ["auto"]  # kept, not re-timed
+    with pytest.raises(ValueError, match="teacher_dtype"):
+        make_config("pacofr", teacher_dtype="fp16")
+
+
+@pytest.mark.parametrize("teacher_dtype, want", [("bf16", "bf16"), ("model", "fp32"), ("auto", "fp32")])
+def test_the_teacher_runs_in_its_dtype(teacher_dtype, want):
+    model = pacofr.create_model("pacofr_test_tiny", dtype="fp32", codebook_size=32, belief_hidden=16)
+    paco = PacoFR(model, make_config("pacofr", **SMALL, teacher_dtype=teacher_dtype), 3)
+    assert paco.teacher.dtype == want  # "auto" is resolved by pretrain; unresolved it is the student's

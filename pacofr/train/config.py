@@ -63,6 +63,9 @@ class PretrainConfig:
     lambda_sc: float = 1.0
     sc_mode: str = "token"
     teacher_momentum: float = 0.996
+    teacher_dtype: str = "auto"        # the EMA teacher's forward: "model" (the student's dtype), "fp32",
+                                       # "bf16", or "auto": bf16 where bf16 is faster on this CPU (its
+                                       # affinity targets move by < 1e-3: benchmarks/README.md, issue 14)
     # logging and checkpoints
     out: str = "runs/pacofr"
     log_every: int = 10
@@ -102,6 +105,8 @@ class PretrainConfig:
         need(self.sc_mode in SC_MODES, f"sc_mode must be one of {SC_MODES}, got {self.sc_mode!r}")
         need(self.codebook_init in CODEBOOK_INITS, f"codebook_init must be one of {CODEBOOK_INITS}, got {self.codebook_init!r}")
         need(self.dtype in ("auto", "fp32", "bf16"), f"dtype must be 'auto', 'fp32' or 'bf16', got {self.dtype!r}")
+        need(self.teacher_dtype in ("auto", "model", "fp32", "bf16"),
+             f"teacher_dtype must be 'auto', 'model', 'fp32' or 'bf16', got {self.teacher_dtype!r}")
         need(0 <= self.mask_ratio < 1, f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
         need(0 <= self.subst_ratio <= 1, f"subst_ratio must be in [0, 1], got {self.subst_ratio}")
         need(self.steps >= 1 and self.batch_size >= 1 and self.accum_steps >= 1,

@@ -25,7 +25,7 @@ from .preview import save_preview
 
 # fields that may change when a run is resumed (the rest must match the checkpoint's)
 RESUMABLE_CHANGES = {"steps", "log_every", "preview_every", "checkpoint_every", "keep_checkpoints", "eval_every",
-                     "threads", "out", "dtype"}
+                     "threads", "out", "dtype", "teacher_dtype"}
 
 
 @dataclass
@@ -110,11 +110,36 @@ def _dtype(cfg, out):
     return dtype
 
 
+def _teacher_dtype(cfg, dtype, out):
+    """cfg.teacher_dtype resolved against the student's dtype: "auto" is bf16 where
+    choose_dtype("auto") finds bf16 faster on this CPU (a bf16 teacher's affinity targets
+    stay within 1e-3 of fp32's), else the student's dtype. Like the dtype, the choice is kept
+    in out/runtime.json, and a resumed "auto" run keeps it."""
+    if cfg.teacher_dtype in ("fp32", "bf16"):
+        return cfg.teacher_dtype
+    if cfg.teacher_dtype == "model" or dtype == "bf16" or cfg.lambda_sc == 0:
+        return dtype
+    recorded = out / "runtime.json"
+    info = json.loads(recorded.read_text()) if recorded.exists() else {}
+    if info.get("teacher_dtype") in ("fp32", "bf16"):
+        return info["teacher_dtype"]
+    vit = cfg.model if not isinstance(cfg.model, str) else get_config(cfg.model)
+    tokens = 1 + max(1, int(vit.num_patches * (1 - cfg.mask_ratio)))
+    fast, why = runtime.choose_dtype("auto", width=vit.embed_dim, hidden=int(vit.embed_dim * vit.mlp_ratio),
+                                     rows=cfg.batch_size * tokens)
+    print(f"pacofr pretrain: the EMA teacher in {fast} (teacher_dtype auto; {why})", file=sys.stderr)
+    info.update(teacher_dtype=fast, teacher_dtype_reason=why)
+    atomic_write_bytes(recorded, json.dumps(info, indent=1).encode())
+    return fast
+
+
 def _setup(cfg):
     """Model, data, optimizer and PaCo-FR state of a fresh run."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    model = create_model(cfg.model, seed=cfg.seed, dtype=_dtype(cfg, out), norm_pix_loss=cfg.norm_pix,
+    dtype = _dtype(cfg, out)
+    cfg = cfg.replace(teacher_dtype=_teacher_dtype(cfg, dtype, out))
+    model = create_model(cfg.model, seed=cfg.seed, dtype=dtype, norm_pix_loss=cfg.norm_pix,
                          codebook_size=cfg.codebook_size if cfg.uses_codebook else 0,
                          belief_hidden=cfg.belief_hidden)
     dataset = make_dataset(cfg, model.config.img_size)
