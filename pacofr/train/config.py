@@ -64,7 +64,7 @@ class PretrainConfig:
     sc_mode: str = "token"
     teacher_momentum: float = 0.996
     teacher_dtype: str = "auto"        # the EMA teacher's forward: "model" (the student's dtype), "fp32",
-                                       # "bf16", or "auto": bf16 where bf16 is faster on this CPU (its
+                                       # "bf16", or "auto": bf16 on a CPU with bf16 instructions (its
                                        # affinity targets move by < 1e-3: benchmarks/README.md, issue 14)
     # logging and checkpoints
     out: str = "runs/pacofr"

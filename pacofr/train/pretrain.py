@@ -110,11 +110,17 @@ def _dtype(cfg, out):
     return dtype
 
 
+def _native_bf16():
+    """Whether this CPU has bf16 dot-product instructions (AVX512-BF16; every AMX CPU has them)."""
+    return runtime.native_bf16()
+
+
 def _teacher_dtype(cfg, dtype, out):
-    """cfg.teacher_dtype resolved against the student's dtype: "auto" is bf16 where
-    choose_dtype("auto") finds bf16 faster on this CPU (a bf16 teacher's affinity targets
-    stay within 1e-3 of fp32's), else the student's dtype. Like the dtype, the choice is kept
-    in out/runtime.json, and a resumed "auto" run keeps it."""
+    """cfg.teacher_dtype resolved against the student's dtype: "auto" is bf16 on a CPU with
+    bf16 instructions (a bf16 teacher's affinity targets stay within 1e-3 of fp32's), else the
+    student's dtype. A hardware test, not a timing, so two runs on one machine agree (resumes
+    and bit-identical reruns); the choice is also kept in out/runtime.json, and a resumed run
+    keeps it."""
     if cfg.teacher_dtype in ("fp32", "bf16"):
         return cfg.teacher_dtype
     if cfg.teacher_dtype == "model" or dtype == "bf16" or cfg.lambda_sc == 0:
@@ -123,11 +129,9 @@ def _teacher_dtype(cfg, dtype, out):
     info = json.loads(recorded.read_text()) if recorded.exists() else {}
     if info.get("teacher_dtype") in ("fp32", "bf16"):
         return info["teacher_dtype"]
-    vit = cfg.model if not isinstance(cfg.model, str) else get_config(cfg.model)
-    tokens = 1 + max(1, int(vit.num_patches * (1 - cfg.mask_ratio)))
-    fast, why = runtime.choose_dtype("auto", width=vit.embed_dim, hidden=int(vit.embed_dim * vit.mlp_ratio),
-                                     rows=cfg.batch_size * tokens)
-    print(f"pacofr pretrain: the EMA teacher in {fast} (teacher_dtype auto; {why})", file=sys.stderr)
+    fast = "bf16" if _native_bf16() else dtype
+    why = "this CPU has bf16 instructions" if fast == "bf16" else "no bf16 instructions on this CPU"
+    print(f"pacofr pretrain: the EMA teacher in {fast} (teacher_dtype auto: {why})", file=sys.stderr)
     info.update(teacher_dtype=fast, teacher_dtype_reason=why)
     atomic_write_bytes(recorded, json.dumps(info, indent=1).encode())
     return fast
