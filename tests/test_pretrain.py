@@ -284,7 +284,7 @@ def test_teacher_dtype_is_resolved_recorded_and_kept(tmp_path, monkeypatch):
     assert driver._teacher_dtype(cfg.replace(teacher_dtype="model"), "fp32", tmp_path) == "fp32"
     assert driver._teacher_dtype(cfg, "bf16", tmp_path) == "bf16"
     answers = iter([True, False])
-    monkeypatch.setattr(driver, "_native_bf16", lambda: next(answers))
+    monkeypatch.setattr(driver.runtime, "native_bf16", lambda: next(answers))
     out = tmp_path / "run"
     out.mkdir()
     assert driver._teacher_dtype(cfg, "fp32", out) == "bf16"

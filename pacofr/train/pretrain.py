@@ -110,11 +110,6 @@ def _dtype(cfg, out):
     return dtype
 
 
-def _native_bf16():
-    """Whether this CPU has bf16 dot-product instructions (AVX512-BF16; every AMX CPU has them)."""
-    return runtime.native_bf16()
-
-
 def _teacher_dtype(cfg, dtype, out):
     """cfg.teacher_dtype resolved against the student's dtype: "auto" is bf16 on a CPU with
     bf16 instructions (a bf16 teacher's affinity targets stay within 1e-3 of fp32's), else the
@@ -129,7 +124,7 @@ def _teacher_dtype(cfg, dtype, out):
     info = json.loads(recorded.read_text()) if recorded.exists() else {}
     if info.get("teacher_dtype") in ("fp32", "bf16"):
         return info["teacher_dtype"]
-    fast = "bf16" if _native_bf16() else dtype
+    fast = "bf16" if runtime.native_bf16() else dtype
     why = "this CPU has bf16 instructions" if fast == "bf16" else "no bf16 instructions on this CPU"
     print(f"pacofr pretrain: the EMA teacher in {fast} (teacher_dtype auto: {why})", file=sys.stderr)
     info.update(teacher_dtype=fast, teacher_dtype_reason=why)
