@@ -29,11 +29,6 @@ def build_info():
     return info
 
 
-def native_bf16():
-    """Whether this CPU has bf16 dot-product instructions (AVX512-BF16; every AMX CPU has them)."""
-    return bool(_C.attention_bf16_products())
-
-
 def set_num_threads(n):
     """Threads used by every C op and by oneDNN, process-wide (all Python threads)."""
     _C.set_num_threads(n)

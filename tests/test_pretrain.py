@@ -274,17 +274,22 @@ def test_a_checkpoint_written_before_the_restructuring_loads_and_resumes(tmp_pat
 
 
 def test_teacher_dtype_is_resolved_recorded_and_kept(tmp_path, monkeypatch):
-    """teacher_dtype: explicit values as asked, "model" the student's, "auto" bf16 only on a
-    CPU with bf16 instructions; the choice is written to runtime.json and a resumed run keeps
-    it, whatever the check would say then."""
+    """teacher_dtype: explicit values as asked, "model" the student's, "auto" bf16 only where
+    the calibration at the teacher's shape finds bf16 faster; the choice is
+    written to runtime.json and a resumed run keeps it, whatever the check would say then."""
     import importlib
     driver = importlib.import_module("pacofr.train.pretrain")  # the module (the package exports the function)
     cfg = make_config("pacofr", **SMALL, steps=2, out=str(tmp_path / "a"))
     assert driver._teacher_dtype(cfg.replace(teacher_dtype="bf16"), "fp32", tmp_path) == "bf16"
     assert driver._teacher_dtype(cfg.replace(teacher_dtype="model"), "fp32", tmp_path) == "fp32"
     assert driver._teacher_dtype(cfg, "bf16", tmp_path) == "bf16"
-    answers = iter([True, False])
-    monkeypatch.setattr(driver.runtime, "native_bf16", lambda: next(answers))
+    answers, asked = iter(["bf16", "fp32"]), []
+
+    def calibrate(requested, width, hidden, rows):
+        asked.append((requested, width, hidden, rows))
+        dtype = next(answers)
+        return dtype, f"{dtype}: calibrated"
+    monkeypatch.setattr(driver.runtime, "choose_dtype", calibrate)
     out = tmp_path / "run"
     out.mkdir()
     assert driver._teacher_dtype(cfg, "fp32", out) == "bf16"
@@ -292,6 +297,9 @@ def test_teacher_dtype_is_resolved_recorded_and_kept(tmp_path, monkeypatch):
     assert driver._teacher_dtype(cfg, "fp32", out) == "bf16"  # kept, not asked again
     (tmp_path / "a").mkdir()
     assert driver._teacher_dtype(cfg, "fp32", tmp_path / "a") == "fp32"  # a new run asks: no bf16 now
+    vit = pacofr.get_config(cfg.model)
+    kept = 1 + int(vit.num_patches * (1 - cfg.mask_ratio))  # the teacher encodes the kept tokens
+    assert asked == [("auto", vit.embed_dim, int(vit.embed_dim * vit.mlp_ratio), cfg.batch_size * kept)] * 2
     with pytest.raises(ValueError, match="teacher_dtype"):
         make_config("pacofr", teacher_dtype="fp16")
 

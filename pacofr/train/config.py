@@ -64,8 +64,9 @@ class PretrainConfig:
     sc_mode: str = "token"
     teacher_momentum: float = 0.996
     teacher_dtype: str = "auto"        # the EMA teacher's forward: "model" (the student's dtype), "fp32",
-                                       # "bf16", or "auto": bf16 on a CPU with bf16 instructions (its
-                                       # affinity targets move by < 1e-3: benchmarks/README.md, issue 14)
+                                       # "bf16", or "auto": bf16 where a calibration finds bf16 products
+                                       # faster on this CPU (its affinity targets move by < 1e-3:
+                                       # benchmarks/README.md, issue 14)
     # logging and checkpoints
     out: str = "runs/pacofr"
     log_every: int = 10

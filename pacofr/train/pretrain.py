@@ -87,6 +87,14 @@ def _augment(cfg):
                          contrast=0.0, saturation=0.0, grayscale=0.0, blur=0.0)
 
 
+def _encoder_shape(cfg):
+    """The MLP's first product as the encoder runs it (kept tokens of a batch): the shape
+    that runtime.choose_dtype times."""
+    vit = cfg.model if not isinstance(cfg.model, str) else get_config(cfg.model)
+    tokens = 1 + max(1, int(vit.num_patches * (1 - cfg.mask_ratio)))
+    return dict(width=vit.embed_dim, hidden=int(vit.embed_dim * vit.mlp_ratio), rows=cfg.batch_size * tokens)
+
+
 def _dtype(cfg, out):
     """cfg.dtype resolved ("auto": calibrated on this CPU, or the dtype this run folder's
     runtime.json recorded, so a resumed run keeps its dtype); the choice and its reason go
@@ -100,10 +108,7 @@ def _dtype(cfg, out):
         if dtype in ("fp32", "bf16"):
             print(f"pacofr pretrain: {dtype}: kept from this run's start ({recorded})", file=sys.stderr)
             return dtype
-    vit = cfg.model if not isinstance(cfg.model, str) else get_config(cfg.model)
-    tokens = 1 + max(1, int(vit.num_patches * (1 - cfg.mask_ratio)))
-    dtype, why = runtime.choose_dtype(cfg.dtype, width=vit.embed_dim, hidden=int(vit.embed_dim * vit.mlp_ratio),
-                                      rows=cfg.batch_size * tokens)
+    dtype, why = runtime.choose_dtype(cfg.dtype, **_encoder_shape(cfg))
     print(f"pacofr pretrain: {why}", file=sys.stderr)
     info = {"dtype": dtype, "dtype_reason": why, "build_info": runtime.build_info()}
     atomic_write_bytes(recorded, json.dumps(info, indent=1).encode())
@@ -111,11 +116,11 @@ def _dtype(cfg, out):
 
 
 def _teacher_dtype(cfg, dtype, out):
-    """cfg.teacher_dtype resolved against the student's dtype: "auto" is bf16 on a CPU with
-    bf16 instructions (a bf16 teacher's affinity targets stay within 1e-3 of fp32's), else the
-    student's dtype. A hardware test, not a timing, so two runs on one machine agree (resumes
-    and bit-identical reruns); the choice is also kept in out/runtime.json, and a resumed run
-    keeps it."""
+    """cfg.teacher_dtype resolved against the student's dtype: "auto" is bf16 where the
+    calibration of runtime.choose_dtype, at the teacher's shape (the encoder's kept tokens),
+    finds bf16 products faster on this CPU (a bf16 teacher's affinity targets stay within
+    1e-3 of fp32's), else the student's dtype. The choice is kept in out/runtime.json and a
+    resumed run keeps it, so a run never changes its teacher halfway."""
     if cfg.teacher_dtype in ("fp32", "bf16"):
         return cfg.teacher_dtype
     if cfg.teacher_dtype == "model" or dtype == "bf16" or cfg.lambda_sc == 0:
@@ -124,8 +129,7 @@ def _teacher_dtype(cfg, dtype, out):
     info = json.loads(recorded.read_text()) if recorded.exists() else {}
     if info.get("teacher_dtype") in ("fp32", "bf16"):
         return info["teacher_dtype"]
-    fast = "bf16" if runtime.native_bf16() else dtype
-    why = "this CPU has bf16 instructions" if fast == "bf16" else "no bf16 instructions on this CPU"
+    fast, why = runtime.choose_dtype("auto", **_encoder_shape(cfg))
     print(f"pacofr pretrain: the EMA teacher in {fast} (teacher_dtype auto: {why})", file=sys.stderr)
     info.update(teacher_dtype=fast, teacher_dtype_reason=why)
     atomic_write_bytes(recorded, json.dumps(info, indent=1).encode())
