@@ -1,6 +1,7 @@
 """The ``pacofr`` command line (argparse sub-commands)."""
 import argparse
 import json
+import os
 import sys
 
 from . import runtime
@@ -25,6 +26,19 @@ def cmd_synthface(args):
     ds = SynthFace(seed=args.seed, size=args.size, num_images=max(10000, args.start + args.num))
     save_grid(ds.render_batch(range(args.start, args.start + args.num)), args.out, columns=args.columns)
     print(args.out)
+    return 0
+
+
+def cmd_prepare(args):
+    from .data.prepare import PrepareOptions, prepare
+    try:
+        opts = PrepareOptions(size=args.size, faces=args.faces, min_size=args.min_size, min_score=args.min_score,
+                              margin=args.margin, quality=args.quality, shard_photos=args.shard_photos)
+        summary = prepare(args.src, args.out, opts, workers=args.workers, progress=not args.no_progress)
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
+        print(f"pacofr prepare: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary))
     return 0
 
 
@@ -86,6 +100,7 @@ def build_parser():
     info.add_argument("--threads", type=int, help="set the thread count first")
     info.set_defaults(func=cmd_info)
     _add_synthface(sub)
+    _add_prepare(sub)
     _add_pretrain(sub)
     _add_eval(sub)
     return p
@@ -101,6 +116,26 @@ def _add_synthface(sub):
     sf.add_argument("--threads", type=int)
     sf.add_argument("--out", default="synthface.png")
     sf.set_defaults(func=cmd_synthface)
+
+
+def _add_prepare(sub):
+    pp = sub.add_parser("prepare", help="detect and align the faces of a folder of photos into tar shards "
+                        "(WebDataset layout) for `pacofr pretrain --data OUT`; resumable (needs pacofr[detect])")
+    pp.add_argument("src", help="a folder of photos (walked recursively) or a text file listing photo paths")
+    pp.add_argument("out", help="output folder: shard-NNNNNN.tar, manifest.json, skipped.jsonl, logs/")
+    pp.add_argument("--size", type=int, default=112, help="crop side in pixels (default 112, the models' input)")
+    pp.add_argument("--faces", choices=["largest", "all"], default="largest", help="faces kept per photo")
+    pp.add_argument("--min-size", dest="min_size", type=float, default=40.0,
+                    help="smallest face box side kept, in photo pixels (default 40)")
+    pp.add_argument("--min-score", dest="min_score", type=float, default=-0.5,
+                    help="lowest detector score kept (default -0.5; 0 is dlib's own threshold)")
+    pp.add_argument("--margin", type=float, default=0.0, help="zoom out: the face fills 1 / (1 + margin) of "
+                    "the canonical crop (default 0: the crop pacofr aligns faces to)")
+    pp.add_argument("--quality", type=int, default=95, help="JPEG quality of the crops")
+    pp.add_argument("--shard-photos", dest="shard_photos", type=int, default=1000, help="photos per shard at most")
+    pp.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: one per core)")
+    pp.add_argument("--no-progress", action="store_true")
+    pp.set_defaults(func=cmd_prepare)
 
 
 def _add_pretrain(sub):

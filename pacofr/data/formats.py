@@ -293,7 +293,7 @@ def _declared_size(path):
     return None
 
 
-def _decode(path, mode, what="image"):
+def _decode(path, mode, what="image", exif=False):
     """The pixels of an image file converted to PIL mode ``mode`` -> uint8 array. ValueError
     naming the file when it cannot be decoded (corrupt, truncated, not an image) or declares
     more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (a decompression bomb); FileNotFoundError
@@ -306,6 +306,9 @@ def _decode(path, mode, what="image"):
                 raise ValueError(f"{path}: {what} declares {im.size[0]}x{im.size[1]} pixels, more than "
                                  f"PIL.Image.MAX_IMAGE_PIXELS = {limit} (a decompression bomb?)")
             im.load()
+            if exif:
+                from PIL import ImageOps
+                im = ImageOps.exif_transpose(im)
             return np.asarray(im.convert(mode), np.uint8).copy()
     except FileNotFoundError:
         raise
@@ -325,6 +328,14 @@ def read_image(path):
     than ``PIL.Image.MAX_IMAGE_PIXELS`` (the declared size is in the message);
     FileNotFoundError when it is missing."""
     return _decode(path, "RGB")
+
+
+def read_photo(path):
+    """A photo as a camera wrote it -> uint8 (H, W, 3) RGB, turned upright by its EXIF
+    orientation tag (phones store pictures sideways and say so there), with read_image's
+    errors. For raw photos; annotated data sets keep read_image (their points are in the
+    stored orientation)."""
+    return _decode(path, "RGB", exif=True)
 
 
 def read_aflw_mat(path, allow_outside_root=False):

@@ -57,6 +57,8 @@ class Loader:
         n = len(self.dataset)
         if not self.shuffle:
             return np.arange(n)
+        if hasattr(self.dataset, "epoch_order"):  # a streamed data set shuffles through a buffer
+            return self.dataset.epoch_order(self.seed, self.epoch if epoch is None else epoch)
         return np.random.default_rng([self.seed, self.epoch if epoch is None else epoch]).permutation(n)
 
     def _load(self, i):
@@ -68,13 +70,27 @@ class Loader:
             self.skipped.append((int(i), str(exc)))
             return None
 
+    def _samples(self, epoch, start):
+        """(index, sample or None when skipped) of the epoch from position start on."""
+        order = self.order(epoch)
+        if not hasattr(self.dataset, "stream"):
+            for i in order[start:]:
+                yield i, self._load(i)
+            return
+        for i, s in self.dataset.stream(order, start):
+            if isinstance(s, Exception):
+                if self.on_error == "raise":
+                    raise ValueError(f"sample {int(i)}: {s}") from s
+                self.skipped.append((int(i), str(s)))
+                s = None
+            yield i, s
+
     def _batches(self, epoch, start=0):
         if hasattr(self.dataset, "render_batch"):  # a generator renders whole batches (SynthFace)
             yield from self._rendered_batches(epoch, start)
             return
         samples, indices = [], []
-        for i in self.order(epoch)[start * self.batch_size:]:
-            s = self._load(i)
+        for i, s in self._samples(epoch, start * self.batch_size):
             if s is None:
                 continue
             samples.append(s)
