@@ -3,10 +3,12 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from . import runtime
 from .data import SynthFace
 from .data.datasets import LandmarkFaces
+from .data.formats import list_images
 from .data.synth.preview import save_grid
 from .eval import benchmark
 from .runtime import build_info
@@ -23,10 +25,29 @@ def cmd_info(args):
 def cmd_synthface(args):
     if args.threads:
         runtime.set_num_threads(args.threads)
-    ds = SynthFace(seed=args.seed, size=args.size, num_images=max(10000, args.start + args.num))
+    num_images = max(10000, args.start + args.num)
+    if args.shards:                     # any size: SynthFace renders at 64+ and downscales below
+        from .data.shards import write_shards
+        from .data.synth import synthface_at
+        ds = synthface_at(args.size, seed=args.seed, num_images=num_images)
+        n = write_shards(args.shards, _synth_faces(ds, args.start, args.num, args.seed), args.size,
+                         args.shard_faces, made_by="pacofr synthface", seed=args.seed)
+        print(json.dumps({"out": args.shards, "faces": n}))
+        return 0
+    ds = SynthFace(seed=args.seed, size=args.size, num_images=num_images)
     save_grid(ds.render_batch(range(args.start, args.start + args.num)), args.out, columns=args.columns)
     print(args.out)
     return 0
+
+
+def _synth_faces(ds, start, num, seed, chunk=256):
+    from tqdm import tqdm
+    with tqdm(total=num, unit="face", desc="synthface") as bar:
+        for a in range(start, start + num, chunk):
+            images = ds.render_batch(range(a, min(a + chunk, start + num)))["image"]
+            for k, image in enumerate(images):
+                yield image, {"source": "synthface", "seed": seed, "index": a + k}
+            bar.update(len(images))
 
 
 def cmd_prepare(args):
@@ -64,6 +85,17 @@ def cmd_pretrain(args):
     return 0
 
 
+def _annotated_photos(folder):
+    """The photos of an --photos folder that have 68-point .pts files beside them (scored),
+    or None when none has."""
+    if not any(p.with_suffix(".pts").exists() for p in list_images(folder)):
+        return None
+    records = LandmarkFaces.from_pts_folder(folder).records
+    if any(len(r["landmarks"]) != 68 for r in records):
+        raise ValueError(f"{folder}: the .pts files of --photos must have 68 points")
+    return records
+
+
 def cmd_eval(args):
     if args.threads:
         runtime.set_num_threads(args.threads)
@@ -71,9 +103,9 @@ def cmd_eval(args):
     photos = None
     try:
         if args.photos:
-            photos = LandmarkFaces.from_pts_folder(args.photos).records
-            if any(len(r["landmarks"]) != 68 for r in photos):
-                raise ValueError(f"{args.photos}: --photos needs 68-point .pts files")
+            from .data.detect import backend
+            backend()                   # the [detect] extra, before the long part
+            photos = _annotated_photos(args.photos)
         model = benchmark.load_encoder(args.encoder, args.model, args.seed)
         results, art = benchmark.evaluate(model, which, mode=args.mode, head=args.head,
                                           parsing_head=args.parsing_head, labels=args.labels,
@@ -83,6 +115,12 @@ def cmd_eval(args):
                                           progress=not args.no_progress, train_data=args.train_data,
                                           test_data=args.test_data, normalizer=args.normalizer, lapa=args.lapa)
         results["encoder"] = args.encoder
+        if args.photos and {"alignment", "parsing"} & set(art["fitted"]):
+            from .eval.inference import predict_folder
+            folder = Path(args.out) / "photos"
+            summary = predict_folder(args.photos, folder, art["fitted"].get("alignment"), art["fitted"].get("parsing"),
+                                     progress=not args.no_progress)
+            results["photo_predictions"] = {"folder": str(folder), **summary}
         paths = benchmark.write(results, art, args.out, label=args.encoder if args.encoder == "scratch" else "encoder")
     except (ValueError, TypeError, FileNotFoundError, ArithmeticError, ImportError) as exc:
         print(f"pacofr eval: {exc}", file=sys.stderr)
@@ -107,7 +145,8 @@ def build_parser():
 
 
 def _add_synthface(sub):
-    sf = sub.add_parser("synthface", help="render SynthFace faces with their landmarks and parsing maps to a PNG")
+    sf = sub.add_parser("synthface", help="render SynthFace faces with their landmarks and parsing maps to a PNG, "
+                        "or as pre-training shards (--shards)")
     sf.add_argument("--num", type=int, default=16, help="how many faces (default 16)")
     sf.add_argument("--start", type=int, default=0, help="first image index")
     sf.add_argument("--seed", type=int, default=0)
@@ -115,6 +154,9 @@ def _add_synthface(sub):
     sf.add_argument("--columns", type=int, default=8)
     sf.add_argument("--threads", type=int)
     sf.add_argument("--out", default="synthface.png")
+    sf.add_argument("--shards", metavar="FOLDER", help="instead of a PNG, write the faces as a pre-training shard "
+                    "folder (as pacofr prepare does) for pacofr pretrain --data FOLDER")
+    sf.add_argument("--shard-faces", dest="shard_faces", type=int, default=1000, help="faces per shard")
     sf.set_defaults(func=cmd_synthface)
 
 
@@ -191,7 +233,9 @@ def _add_eval(sub):
                     help="NME normaliser of the alignment task (EVAL.md indices for 68, 98 and 19 points)")
     ev.add_argument("--lapa", help="a LaPa root (train/ and test/ with images, labels, landmarks): the parsing task "
                     "trains on its train split and is scored on its test split at the photos' resolution")
-    ev.add_argument("--photos", help="a folder of photos with 68-point .pts files: also score the trained heads on them")
+    ev.add_argument("--photos", help="a folder of raw photos: the trained heads predict on every face the detector "
+                    "finds (landmarks in the photo's pixels, parsing maps; OUT/photos/, needs pacofr[detect]); photos "
+                    "with 68-point .pts files beside them are also scored")
     ev.add_argument("--threads", type=int)
     ev.add_argument("--out", default="eval", help="output folder (default ./eval)")
     ev.add_argument("--no-progress", action="store_true")

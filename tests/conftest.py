@@ -1,4 +1,7 @@
 import os
+import signal
+import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ HAVE_DNNL = pacofr.build_info()["onednn"] is not None
 # or a machine without PyTorch for the live comparisons, is a failure, not a skip.
 REQUIRE_DNNL = os.environ.get("PACOFR_REQUIRE_DNNL") == "1"
 REQUIRE_TORCH = os.environ.get("PACOFR_REQUIRE_TORCH") == "1"
+REQUIRE_DETECT = os.environ.get("PACOFR_REQUIRE_DETECT") == "1"   # CI: the [detect] extra must be there
 try:
     import torch as _torch
 except ImportError:
@@ -23,6 +27,22 @@ def pytest_sessionstart(session):
         raise pytest.UsageError("PACOFR_REQUIRE_DNNL=1 but pacofr was built without oneDNN")
     if REQUIRE_TORCH and _torch is None:
         raise pytest.UsageError("PACOFR_REQUIRE_TORCH=1 but PyTorch is not installed")
+    if REQUIRE_DETECT:
+        from pacofr.data import detect
+        try:
+            detect.backend()
+        except ImportError as exc:
+            raise pytest.UsageError(f"PACOFR_REQUIRE_DETECT=1 but {exc}") from None
+
+
+@pytest.fixture
+def detector():
+    """dlib's detector and 5-point model (the [detect] extra); a skip where it is missing."""
+    from pacofr.data import detect
+    try:
+        return detect.backend()
+    except ImportError as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(params=BACKENDS)
@@ -58,3 +78,15 @@ def assert_close(got, want, rtol=1e-4, atol=1e-6, what=""):
     scale = np.abs(want).max() if want.size else 0.0
     err = np.abs(got - want).max() if want.size else 0.0
     assert err <= atol + rtol * scale, f"{what}: max error {err:.3g} vs scale {scale:.3g}"
+
+
+def start_and_kill(cmd, ready, timeout=120):
+    """Start cmd, SIGKILL it as soon as ready() is true (polled every 5 ms), and check that it
+    died of the kill rather than finishing first."""
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + timeout
+    while time.time() < deadline and not ready() and p.poll() is None:
+        time.sleep(0.005)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert p.returncode == -signal.SIGKILL, "the run finished before it could be killed"

@@ -2,16 +2,14 @@
 previews, checkpoints, exact resume after kill -9, corrupt-checkpoint fallback, interrupts,
 non-finite losses, config files."""
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import start_and_kill
 
 import pacofr
 from pacofr import checkpoint as ck
@@ -61,13 +59,7 @@ def test_resume_after_kill_is_bit_identical(tmp_path):
             "--set", "incubation_steps=5", "--dtype", "fp32"]  # auto may time differently in two runs
     base = [sys.executable, "-m", "pacofr.cli", "pretrain"]
     killed = tmp_path / "killed"
-    p = subprocess.Popen(base + args + ["--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while time.time() < deadline and not ck.checkpoint_dirs(killed) and p.poll() is None:
-        time.sleep(0.01)
-    os.kill(p.pid, signal.SIGKILL)
-    p.wait()
-    assert p.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    start_and_kill(base + args + ["--out", str(killed)], lambda: ck.checkpoint_dirs(killed))
     done_before = len(read_metrics(killed))
     assert done_before < 40
     r = subprocess.run(base + args + ["--out", str(killed), "--resume"], capture_output=True, text=True, timeout=300)

@@ -115,15 +115,14 @@ def load_or_make_plan(src, out, opts, workers, pool):
     """OUT's plan when it has one (a resumed run: same SRC and options, else ValueError), else
     a new one, written atomically."""
     path = out / PLAN
-    root = Path(src) if Path(src).is_dir() else Path(src).parent
     if path.exists():
         plan = json.loads(path.read_text())
-        if plan["root"] != str(root) or plan["options"] != asdict(opts):
-            raise ValueError(f"{out} holds a run of other sources or options ({plan['root']}, {plan['options']}); "
+        if plan["src"] != str(Path(src).resolve()) or plan["options"] != asdict(opts):
+            raise ValueError(f"{out} holds a run of other sources or options ({plan['src']}, {plan['options']}); "
                              f"resume with the same ones or choose a new OUT")
         return plan
     root, names = list_sources(src)
-    plan = make_plan(root, names, opts, workers, pool)
+    plan = {"src": str(Path(src).resolve()), **make_plan(root, names, opts, workers, pool)}
     atomic_write_bytes(path, json.dumps(plan).encode())
     return plan
 

@@ -58,6 +58,29 @@ def write_manifest(root, shards, size, **info):
     atomic_write_bytes(Path(root) / MANIFEST, json.dumps(doc, indent=1).encode())
 
 
+def write_shards(root, faces, size, shard_faces=1000, **info):
+    """A whole shard folder from an iterable of (uint8 (S, S, 3) crop, metadata dict): shards
+    of ``shard_faces`` faces, then the manifest -> number of faces written."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    shards, chunk = [], []
+
+    def flush():
+        name = shard_name(len(shards))
+        shards.append((name, write_shard(root / name, chunk)))
+        chunk.clear()
+    for image, meta in faces:
+        if np.asarray(image).shape != (size, size, 3):
+            raise ValueError(f"face crops must be ({size}, {size}, 3), got {np.asarray(image).shape}")
+        chunk.append((encode_jpeg(image), meta))
+        if len(chunk) == shard_faces:
+            flush()
+    if chunk:
+        flush()
+    write_manifest(root, shards, size, **info)
+    return sum(c for _, c in shards)
+
+
 def is_shard_folder(path):
     return (Path(path) / MANIFEST).is_file()
 

@@ -31,7 +31,7 @@ def evaluate(model, which=ALL_TASKS, mode="linear", head="heatmap", parsing_head
     format (``tasks.landmark_data``) that replace SynthFace for the alignment task. lapa: a LaPa
     root whose ``train`` split trains the parsing head and whose ``test`` split is scored at the
     photos' own resolution (``photos.score_lapa``), in place of SynthFace. Returns
-    (results, artefacts for the figures)."""
+    (results, artefacts for the figures; ``artefacts["fitted"]`` holds the trained heads)."""
     unknown = set(which) - set(ALL_TASKS)
     if unknown:
         raise ValueError(f"unknown task(s) {sorted(unknown)}; choose from {ALL_TASKS}")
@@ -78,6 +78,7 @@ def evaluate(model, which=ALL_TASKS, mode="linear", head="heatmap", parsing_head
         res = score_photos(fitted.get("alignment"), fitted.get("parsing"), photos)
         art["photos"] = res
         results["photos"] = {k: v for k, v in res.items() if k != "pred"}
+    art["fitted"] = fitted              # the trained heads, for predictions on other photos
     return results, art
 
 

@@ -4,7 +4,7 @@ resolution after the inverse warp; landmarks in original pixel coordinates)."""
 import numpy as np
 
 from ..data import formats
-from ..data.align import align_face, invert, unwarp_points, warp
+from ..data.align import align_face, align_matrix, invert, unwarp_points, warp
 from . import alignment, parsing
 from .tasks import normalize
 
@@ -16,22 +16,32 @@ def crop(image, landmarks, size):
     return normalize(out["image"][None]), out["matrix"]
 
 
-def landmarks_in_photo(fitted, image, crop_landmarks):
-    """Predict landmarks for one photo (H, W, 3) uint8, cropped by crop_landmarks (the face's
-    known points, or a detector's 5 points) -> (L, 2) in the photo's pixel coordinates."""
-    x, A = crop(image, crop_landmarks, fitted.encoder.config.img_size)
+def landmarks_in_crop(fitted, image, A):
+    """Predict landmarks for one photo (H, W, 3) uint8 in the crop that the (2, 3) map A
+    (photo -> crop) cuts out -> (L, 2) in the photo's pixel coordinates."""
+    x = normalize(warp(image, A, fitted.encoder.config.img_size)[None])
     return unwarp_points(fitted.predict(x)[0], A)
 
 
-def parsing_in_photo(fitted, image, crop_landmarks):
-    """Predict a LaPa-style label map for one photo at its own resolution: the crop's class
-    probabilities are warped back bilinearly (8-bit) and the arg-max taken per pixel; pixels
-    outside the crop are background (0)."""
-    x, A = crop(image, crop_landmarks, fitted.encoder.config.img_size)
+def parsing_in_crop(fitted, image, A):
+    """Predict a LaPa-style label map for one photo at its own resolution, in the crop that A
+    cuts out: the crop's class probabilities are warped back bilinearly (8-bit) and the
+    arg-max taken per pixel; pixels outside the crop are background (0)."""
+    x = normalize(warp(image, A, fitted.encoder.config.img_size)[None])
     probs = fitted.predict(x)[0]                                   # (K, S, S)
     q = np.ascontiguousarray(np.clip(np.rint(probs * 255), 0, 255).astype(np.uint8).transpose(1, 2, 0))
     back = warp(q, invert(A), image.shape[:2]).reshape(image.shape[0], image.shape[1], -1)
     return back.argmax(2).astype(np.uint8)   # outside the crop every class is 0: arg-max 0
+
+
+def landmarks_in_photo(fitted, image, crop_landmarks):
+    """landmarks_in_crop, cropped by a face's known points (any scheme, or its 5 points)."""
+    return landmarks_in_crop(fitted, image, align_matrix(crop_landmarks, fitted.encoder.config.img_size))
+
+
+def parsing_in_photo(fitted, image, crop_landmarks):
+    """parsing_in_crop, cropped by a face's known points (any scheme, or its 5 points)."""
+    return parsing_in_crop(fitted, image, align_matrix(crop_landmarks, fitted.encoder.config.img_size))
 
 
 def lapa_data(root, split="train", size=112, limit=None):

@@ -26,6 +26,7 @@ class PretrainConfig:
     synth_images: int = 20000
     synth_identities: int = 0          # 0: synth_images // 10
     flip: bool = True                  # horizontal flip augmentation
+    shuffle_buffer: int = 4096         # faces in the shuffle buffer of a shard folder (pacofr prepare)
     # optimisation
     steps: int = 1000
     batch_size: int = 64
@@ -94,7 +95,7 @@ class PretrainConfig:
                 need(isinstance(v, str), f"{f.name} must be a string, got {v!r}")
         need(isinstance(self.betas, tuple) and len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
              f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        for name in ("log_every", "checkpoint_every", "usage_window", "synth_images"):
+        for name in ("log_every", "checkpoint_every", "usage_window", "synth_images", "shuffle_buffer"):
             need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("preview_every", "eval_every", "threads", "seed", "synth_identities", "belief_hidden"):
             need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")

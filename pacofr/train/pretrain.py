@@ -13,6 +13,7 @@ from ..data import SynthFace
 from ..data.augment import AugmentConfig
 from ..data.datasets import ImageFolder, LandmarkFaces, open_landmark_faces
 from ..data.loader import Loader
+from ..data.shards import ShardSet, is_shard_folder
 from ..data.synth import Downscaled, synthface_at
 from ..config import get_config
 from ..model import create_model
@@ -73,12 +74,14 @@ def make_dataset(cfg, size):
         return synthface_at(size, seed=cfg.seed, num_images=cfg.synth_images,
                             num_identities=cfg.synth_identities or None)
     path = Path(cfg.data)
+    if is_shard_folder(path):           # pacofr prepare's (or synthface --shards') tar shards, streamed
+        return ShardSet(path, size, buffer=cfg.shuffle_buffer)
     faces = open_landmark_faces(path, size)
     if faces is not None:
         return faces
     if not path.is_dir():
-        raise ValueError(f"data must be 'synthface', a folder of face images, a COCO keypoint .json or an "
-                         f"HRNet .csv; {path} is none of these")
+        raise ValueError(f"data must be 'synthface', a shard folder (pacofr prepare), a folder of face images, "
+                         f"a COCO keypoint .json or an HRNet .csv; {path} is none of these")
     return ImageFolder(path, size)
 
 
@@ -163,7 +166,9 @@ def _resume(run):
         return
     saved_model, opt, paco, state = loaded
     now = json.loads(json.dumps(run.cfg.to_dict()))
-    diff = sorted(k for k in now if state["config"].get(k) != now[k] and k not in RESUMABLE_CHANGES)
+    # a field newer than the checkpoint ran with its default (each new field's default keeps the old behaviour)
+    then = {**json.loads(json.dumps(PretrainConfig().to_dict())), **state["config"]}
+    diff = sorted(k for k in now if then.get(k) != now[k] and k not in RESUMABLE_CHANGES)
     if diff:
         raise ValueError(f"{folder}: the run was started with another config (differs in {diff})")
     run.model.load_state_dict(saved_model.state_dict())
