@@ -1,0 +1,104 @@
+"""`pacofr prepare` throughput, and how close detected alignment comes to annotated alignment.
+
+1. Speed: a folder of real photos (every image of ../shared/data, each also re-framed a few
+   times so that no two files are equal) through `prepare` with 1 and 2 worker processes:
+   photos/s and faces/s end to end (plan with hashes, decode, detect, align, JPEG, shards).
+2. Alignment: on every photo with 68-point ground truth, the detector's face and the gap
+   between the crop aligned from its 5 points and the crop aligned from the true 68 points
+   (mean shift of the 68 points between the crops, over the inter-ocular distance).
+
+    python benchmarks/bench_prepare.py [--copies 4] [--json benchmarks/results/prepare.json]
+"""
+import argparse
+import json
+import pathlib
+import platform
+import sys
+import tempfile
+import time
+
+import numpy as np
+from PIL import Image
+
+HERE = pathlib.Path(__file__).resolve().parent
+DATA = HERE.parent.parent / "shared" / "data"
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+from pacofr.data import detect, formats  # noqa: E402
+from pacofr.data.prepare import prepare  # noqa: E402
+
+
+def make_folder(root, copies):
+    """Every image of ../shared/data, plus `copies - 1` re-framings (a border of 8k pixels)."""
+    n = 0
+    for path in formats.list_images(DATA):
+        image = formats.read_image(path)
+        for k in range(copies):
+            framed = np.pad(image, ((8 * k, 8 * k), (8 * k, 8 * k), (0, 0)), mode="edge")
+            Image.fromarray(framed).save(root / f"{n:04d}_{k}_{path.stem}.jpg", quality=92)
+        n += 1
+    return n * copies
+
+
+def speed(copies):
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        src = pathlib.Path(tmp) / "src"
+        src.mkdir()
+        photos = make_folder(src, copies)
+        for workers in (1, 2):
+            t = time.perf_counter()
+            summary = prepare(src, pathlib.Path(tmp) / f"out{workers}", workers=workers, progress=False)
+            dt = time.perf_counter() - t
+            rows.append({"workers": workers, "photos": photos, "faces": summary["faces"], "seconds": round(dt, 2),
+                         "photos_per_s": round(photos / dt, 2), "faces_per_s": round(summary["faces"] / dt, 2)})
+    return rows
+
+
+def alignment():
+    from test_detect import photos_with_68_points
+    rows = []
+    for name, path, gt in photos_with_68_points():
+        image = formats.read_image(path)
+        t = time.perf_counter()
+        faces = detect.detect_faces(image)
+        ms = 1000 * (time.perf_counter() - t)
+        eyes = gt[36:48].mean(0)
+        face = min(faces, key=lambda f: np.linalg.norm(f.five_points.mean(0) - eyes), default=None)
+        iod = float(np.linalg.norm(gt[45] - gt[36]))
+        idx = list(detect.DLIB5_IN_68)
+        rows.append({"photo": name, "size": f"{image.shape[1]}x{image.shape[0]}", "found": face is not None,
+                     "score": round(face.score, 3) if face else None, "detect_ms": round(ms, 1),
+                     "points_err_iod": round(float(np.linalg.norm(face.five_points - gt[idx], axis=1).mean() / iod), 4)
+                     if face else None,
+                     "gap_detected": round(detect.alignment_gap(face.five_points, gt), 4) if face else None,
+                     "gap_true_points": round(detect.alignment_gap(gt[idx], gt), 4)})
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--copies", type=int, default=4, help="framings of each photo in the speed folder")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
+               platform.processor())
+    result = {"cpu": cpu, "speed": speed(args.copies), "alignment": alignment()}
+    print(f"# bench_prepare: {cpu}\n")
+    print("| workers | photos | faces | s | photos/s | faces/s |\n|---|---|---|---|---|---|")
+    for r in result["speed"]:
+        print(f"| {r['workers']} | {r['photos']} | {r['faces']} | {r['seconds']} | {r['photos_per_s']} | {r['faces_per_s']} |")
+    print("\n| photo | size | found (score) | detect ms | 5-point error / IOD | gap, detected | gap, true 5 points |")
+    print("|---|---|---|---|---|---|---|")
+    for r in result["alignment"]:
+        print(f"| {r['photo']} | {r['size']} | {'yes' if r['found'] else 'NO'} ({r['score']}) | {r['detect_ms']} | "
+              f"{r['points_err_iod']} | {r['gap_detected']} | {r['gap_true_points']} |")
+    gaps = [r["gap_detected"] for r in result["alignment"] if r["found"]]
+    print(f"\nfound {len(gaps)} of {len(result['alignment'])}; median gap {np.median(gaps):.4f} (detected), "
+          f"{np.median([r['gap_true_points'] for r in result['alignment']]):.4f} (true 5 points)")
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
