@@ -78,10 +78,12 @@ def cmd_pretrain(args):
     try:
         cfg = make_config(args.preset, args.config, **overrides)
         result = pretrain(cfg, resume=args.resume, progress=not args.no_progress)
-    except (ValueError, TypeError, FileNotFoundError, ArithmeticError) as exc:  # NonFiniteLoss included
+    except (ValueError, TypeError, FileNotFoundError, ArithmeticError, ImportError) as exc:  # NonFiniteLoss too
         print(f"pacofr pretrain: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({"out": str(result.out), "step": result.step, **result.metrics}))
+    from .distributed import world
+    if world().is_root:                 # one line per job, not per rank
+        print(json.dumps({"out": str(result.out), "step": result.step, **result.metrics}))
     return 0
 
 

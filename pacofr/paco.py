@@ -18,6 +18,7 @@ import numpy as np
 
 from . import _C
 from . import masking, regions
+from .distributed import World
 from .model import Model
 
 __all__ = ["NonFiniteLoss", "PacoFR"]
@@ -49,10 +50,15 @@ class _Clock:
 class PacoFR:
     """PaCo-FR around a student ``model`` (a ``pacofr.Model``, with a codebook when ``cfg`` uses
     one), configured by ``cfg`` (a ``pacofr.train.PretrainConfig`` or any object with its
-    fields). ``incubation_steps``: optimizer steps of the incubation stage (METHOD.md §2)."""
+    fields). ``incubation_steps``: optimizer steps of the incubation stage (METHOD.md §2).
+    ``world``: a ``pacofr.distributed.World`` when each rank holds a slice of every batch; the
+    statistics that depend on the whole batch (codebook initialisation, EMA k-means and
+    re-seeding, the ring of code choices, belief accuracy) then see every rank's patches, in
+    rank order, as one process with the whole batch would."""
 
-    def __init__(self, model, cfg, incubation_steps):
+    def __init__(self, model, cfg, incubation_steps, world=None):
         self.model, self.cfg, self.incubation_steps = model, cfg, int(incubation_steps)
+        self.world = world or World()
         c = model.config
         self.G, self.N, self.d, self.p = c.grid_size, c.num_patches, c.patch_dim, c.patch_size
         self.n_keep = self.N - int(round(cfg.mask_ratio * self.N))
@@ -167,7 +173,7 @@ class PacoFR:
         Pn, mu, sigma = _C.patch_stats(P.reshape(-1, d))
         Pn, mu, sigma = Pn.reshape(B, self.N, d), mu.reshape(B, self.N), sigma.reshape(B, self.N)
         if not self.codebook_ready:
-            self.init_codebook(Pn.reshape(-1, d), ctx["step"])
+            self.init_codebook(self.world.allgather(Pn.reshape(-1, d)), ctx["step"])
         subst = np.take_along_axis(ids_keep, pos, 1)                           # grid ids
         xS = np.ascontiguousarray(_gather_rows(Pn, subst).reshape(B * s, d))
         sdS = np.ascontiguousarray(np.take_along_axis(sigma, subst, 1))
@@ -195,12 +201,12 @@ class PacoFR:
         ring of recent top-1 codes."""
         codebook, xS, logits = self.model.param("codebook.weight"), ctx["xS"], ctx["logits"]
         target, _ = _C.codebook_nearest(xS, codebook)                         # incubation targets
-        out["belief_acc"] = float((logits.argmax(1) == target).mean())
+        out["belief_acc"] = self.world.mean(float((logits.argmax(1) == target).mean()))
         out["align"] = _C.mse_forward(ctx["t"], xS)
         if ctx["incubating"]:
             out["inc"], ctx["probs"] = _C.cross_entropy_forward(logits, target)
             ctx["target"] = target
-        top1 = ctx["idx"][:, 0]
+        top1 = self.world.allgather(ctx["idx"][:, 0])
         n = min(top1.size, self.recent.size)
         at = (self.recent_at + np.arange(n)) % self.recent.size
         self.recent[at] = top1[-n:]
@@ -306,7 +312,7 @@ class PacoFR:
     def _kmeans(self, ctx):
         """EMA k-means toward every patch of the batch, then dead-code re-seeding -> how many."""
         cfg, codebook = self.cfg, self.model.param("codebook.weight")
-        flat = ctx["Pn"].reshape(-1, self.d)
+        flat = self.world.allgather(ctx["Pn"].reshape(-1, self.d))
         assign, _ = _C.codebook_nearest(flat, codebook)
         _C.codebook_ema(codebook, self.ema_count, self.ema_sum, flat, assign, cfg.codebook_decay, cfg.codebook_eps)
         K = codebook.shape[0]

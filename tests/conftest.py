@@ -14,6 +14,7 @@ HAVE_DNNL = pacofr.build_info()["onednn"] is not None
 REQUIRE_DNNL = os.environ.get("PACOFR_REQUIRE_DNNL") == "1"
 REQUIRE_TORCH = os.environ.get("PACOFR_REQUIRE_TORCH") == "1"
 REQUIRE_DETECT = os.environ.get("PACOFR_REQUIRE_DETECT") == "1"   # CI: the [detect] extra must be there
+REQUIRE_MPI = os.environ.get("PACOFR_REQUIRE_MPI") == "1"         # CI: mpirun and mpi4py must be there
 try:
     import torch as _torch
 except ImportError:
@@ -27,12 +28,35 @@ def pytest_sessionstart(session):
         raise pytest.UsageError("PACOFR_REQUIRE_DNNL=1 but pacofr was built without oneDNN")
     if REQUIRE_TORCH and _torch is None:
         raise pytest.UsageError("PACOFR_REQUIRE_TORCH=1 but PyTorch is not installed")
+    if REQUIRE_MPI and mpirun_missing():
+        raise pytest.UsageError(f"PACOFR_REQUIRE_MPI=1 but {mpirun_missing()}")
     if REQUIRE_DETECT:
         from pacofr.data import detect
         try:
             detect.backend()
         except ImportError as exc:
             raise pytest.UsageError(f"PACOFR_REQUIRE_DETECT=1 but {exc}") from None
+
+
+def mpirun_missing():
+    """Why multi-rank tests cannot run here (None when they can)."""
+    import importlib.util
+    import shutil
+    if shutil.which("mpirun") is None:
+        return "no mpirun (apt-get install openmpi-bin libopenmpi-dev)"
+    if importlib.util.find_spec("mpi4py") is None:
+        return "no mpi4py (pip install 'pacofr[mpi]')"
+    return None
+
+
+@pytest.fixture
+def mpirun():
+    """The launch prefix for N ranks on this machine (a function of N); a skip without MPI."""
+    why = mpirun_missing()
+    if why:
+        pytest.skip(why)
+    return lambda n: ["mpirun", "-np", str(n), "--oversubscribe", "--allow-run-as-root", "--bind-to", "none",
+                      "-x", "OMP_NUM_THREADS=1"]
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ MAX_FILE, MAX_FUNCTION = 600, 60
 
 # bottom to top: a module may import its own layer and the layers below it, never one above
 LAYERS = [
-    ["_C", "_version", "_threads", "_io", "_checks", "config", "runtime", "ops", "posembed", "data", "ref"],
+    ["_C", "_version", "_threads", "_io", "_checks", "config", "runtime", "ops", "posembed", "data", "ref",
+     "distributed"],
     ["model", "heads"],
     ["checkpoint"],
     ["regions", "masking"],

@@ -26,14 +26,22 @@ class Loader:
     Each batch: ``images`` float32 (B, 3, S, S), ``indices`` int64 (B,), and ``landmarks`` /
     ``parsing`` when the data set has them. ``augment``: an AugmentConfig or None.
     ``on_error``: ``"raise"`` (a ValueError naming the sample's file) or ``"skip"`` (the
-    sample is left out and recorded in ``skipped``; batches stay full)."""
+    sample is left out and recorded in ``skipped``; batches stay full). ``part=(rank, size)``:
+    this process loads only its rank's slice of every (global) batch of ``batch_size`` (data
+    parallel: the global batches and their order do not depend on ``size``)."""
 
     def __init__(self, dataset, batch_size, seed=0, shuffle=True, drop_last=True, augment=None,
-                 mean=IMAGENET_MEAN, std=IMAGENET_STD, prefetch=2, on_error="raise", epoch=0):
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD, prefetch=2, on_error="raise", epoch=0, part=(0, 1)):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        rank, size = (int(v) for v in part)
+        if not 0 <= rank < size or batch_size % size:
+            raise ValueError(f"part={part}: need 0 <= rank < size and a batch size ({batch_size}) divisible by size")
+        if size > 1 and (on_error != "raise" or not drop_last):
+            raise ValueError("a loader split across ranks needs on_error='raise' and drop_last=True (equal batches)")
+        self.part, self.local_batch = (rank, size), batch_size // size
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.seed, self.shuffle, self.drop_last = int(seed), bool(shuffle), bool(drop_last)
@@ -70,9 +78,18 @@ class Loader:
             self.skipped.append((int(i), str(exc)))
             return None
 
+    def _local_order(self, epoch):
+        """The epoch's order restricted to this rank's slices of the global batches."""
+        order = self.order(epoch)
+        rank, size = self.part
+        if size == 1:
+            return order
+        B, b = self.batch_size, self.local_batch
+        return order[:len(order) - len(order) % B].reshape(-1, B)[:, rank * b:(rank + 1) * b].ravel()
+
     def _samples(self, epoch, start):
         """(index, sample or None when skipped) of the epoch from position start on."""
-        order = self.order(epoch)
+        order = self._local_order(epoch)
         if not hasattr(self.dataset, "stream"):
             for i in order[start:]:
                 yield i, self._load(i)
@@ -90,24 +107,24 @@ class Loader:
             yield from self._rendered_batches(epoch, start)
             return
         samples, indices = [], []
-        for i, s in self._samples(epoch, start * self.batch_size):
+        for i, s in self._samples(epoch, start * self.local_batch):
             if s is None:
                 continue
             samples.append(s)
             indices.append(i)
-            if len(samples) == self.batch_size:
+            if len(samples) == self.local_batch:
                 yield self._collate(samples, indices, epoch)
                 samples, indices = [], []
         if samples and not self.drop_last:
             yield self._collate(samples, indices, epoch)
 
     def _rendered_batches(self, epoch, start=0):
-        order = self.order(epoch)
-        stop = len(order) - len(order) % self.batch_size if self.drop_last else len(order)
-        for k in range(start * self.batch_size, stop, self.batch_size):
-            indices = order[k:k + self.batch_size]
-            b = self.dataset.render_batch(indices)
-            yield self._collate(None, indices, epoch, b["image"], b.get("landmarks"), b.get("parsing"))
+        order, b = self._local_order(epoch), self.local_batch
+        stop = len(order) - len(order) % b if self.drop_last else len(order)
+        for k in range(start * b, stop, b):
+            indices = order[k:k + b]
+            r = self.dataset.render_batch(indices)
+            yield self._collate(None, indices, epoch, r["image"], r.get("landmarks"), r.get("parsing"))
 
     def _collate(self, samples, indices, epoch, images=None, lm=None, parsing=None):
         if samples is not None:

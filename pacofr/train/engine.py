@@ -47,7 +47,9 @@ def train_one_step(paco, optimizer, it, pos, cfg):
     """Step ``pos.step`` over ``cfg.accum_steps`` micro-batches from ``it``; then ``pos.step``
     moves on. -> (terms averaged over the micro-batches, images seen, the last batch,
     learning rate, gradient norm or None). An exception inside leaves the gradients partial:
-    the caller rolls back to ``paco.snapshot()`` taken before."""
+    the caller rolls back to ``paco.snapshot()`` taken before. Data parallel (``paco.world``
+    of several ranks, each with its slice of the batch): the gradients and the logged terms
+    are averaged over the ranks before the update, which every rank then applies alike."""
     lr = cosine_lr(pos.step, cfg.base_lr(), cfg.steps, cfg.warmup(), cfg.min_lr)
     optimizer.lr = lr
     paco.model.zero_grad()
@@ -59,6 +61,13 @@ def train_one_step(paco, optimizer, it, pos, cfg):
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + float(v) / cfg.accum_steps
         seen += len(b["indices"])
+    world = paco.world
+    if world.size > 1:
+        world.allreduce_mean_(paco.model.flat_grads)
+        names = sorted(sums)
+        means = world.allreduce_sum([sums[k] for k in names]) / world.size
+        sums.update(zip(names, means.tolist()))
+        seen *= world.size
     with DeferInterrupt():
         gnorm = optimizer.step(grad_scale=1.0 / cfg.accum_steps)
         paco.update_teacher()

@@ -50,6 +50,16 @@ class Metrics:
             self.tb.close()
 
 
+class NoMetrics:
+    """What ranks other than 0 log in a data-parallel run: nothing (rank 0 writes the file)."""
+
+    def write(self, row):
+        pass
+
+    def close(self):
+        pass
+
+
 class Throughput:
     """Images per second since the last logged step."""
 

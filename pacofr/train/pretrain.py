@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import checkpoint, runtime
+from .. import checkpoint, distributed, runtime
 from .._io import atomic_write_bytes
 from ..data import SynthFace
 from ..data.augment import AugmentConfig
@@ -139,24 +139,36 @@ def _teacher_dtype(cfg, dtype, out):
     return fast
 
 
-def _setup(cfg):
-    """Model, data, optimizer and PaCo-FR state of a fresh run."""
+def _dtypes(cfg, out, world):
+    """(dtype, teacher dtype) resolved by rank 0 (its calibration, its runtime.json) for all."""
+    dtypes = None
+    if world.is_root:
+        out.mkdir(parents=True, exist_ok=True)
+        dtype = _dtype(cfg, out)
+        dtypes = (dtype, _teacher_dtype(cfg, dtype, out))
+    return world.bcast(dtypes)
+
+
+def _setup(cfg, world):
+    """Model, data, optimizer and PaCo-FR state of a fresh run (this rank's part of it)."""
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    dtype = _dtype(cfg, out)
-    cfg = cfg.replace(teacher_dtype=_teacher_dtype(cfg, dtype, out))
+    dtype, teacher_dtype = _dtypes(cfg, out, world)
+    cfg = cfg.replace(teacher_dtype=teacher_dtype)
     model = create_model(cfg.model, seed=cfg.seed, dtype=dtype, norm_pix_loss=cfg.norm_pix,
                          codebook_size=cfg.codebook_size if cfg.uses_codebook else 0,
                          belief_hidden=cfg.belief_hidden)
     dataset = make_dataset(cfg, model.config.img_size)
-    loader = Loader(dataset, cfg.batch_size, seed=cfg.seed, augment=_augment(cfg), prefetch=2)
+    if cfg.batch_size % world.size:
+        raise ValueError(f"batch_size {cfg.batch_size} must divide among the {world.size} ranks")
+    loader = Loader(dataset, cfg.batch_size, seed=cfg.seed, augment=_augment(cfg), prefetch=2,
+                    part=(world.rank, world.size))
     if len(loader) < 1:
         raise ValueError(f"the data set has {len(dataset)} images, fewer than one batch of {cfg.batch_size}")
     _check_data_gives_regions(cfg, dataset)
     incubation = cfg.incubation(len(loader)) if cfg.uses_codebook else 0
     optimizer = AdamW(model, lr=cfg.base_lr(), weight_decay=cfg.weight_decay, betas=cfg.betas,
                       clip_grad_norm=cfg.clip_grad or None)
-    return _Run(cfg, out, model, loader, optimizer, PacoFR(model, cfg, incubation), incubation, Position())
+    return _Run(cfg, out, model, loader, optimizer, PacoFR(model, cfg, incubation, world), incubation, Position())
 
 
 def _resume(run):
@@ -178,6 +190,8 @@ def _resume(run):
 
 
 def _save(run):
+    if not run.paco.world.is_root:     # one writer: rank 0 (every rank holds the same state)
+        return
     pos, cfg = run.pos, run.cfg
     state = {"step": pos.step, "epoch": pos.epoch, "batch_in_epoch": pos.batch_in_epoch, "config": cfg.to_dict(),
              "incubation_steps": run.incubation}
@@ -200,7 +214,7 @@ def _after_step(run, metrics, throughput, bar, batch, eval_hook, result):
         metrics.write(row)
         log.show(bar, row)
         run.last = row
-    if cfg.preview_every and step % cfg.preview_every == 0:  # before the hook: it may run the model
+    if cfg.preview_every and step % cfg.preview_every == 0 and run.paco.world.is_root:  # before the hook
         save_preview(run.paco, batch, step, run.out / "previews" / f"step_{step:07d}.png")
     if eval_hook is not None and cfg.eval_every and step % cfg.eval_every == 0:
         metrics.write({"step": step, **{f"eval/{k}": v for k, v in eval_hook(run.model, step).items()}})
@@ -226,8 +240,9 @@ def _loop(run, eval_hook, progress, stop_after):
     """Steps until ``cfg.steps`` (or ``stop_after`` of them); a Ctrl-C inside a step rolls its
     partial effects back and leaves a checkpoint of the last finished step."""
     cfg, pos = run.cfg, run.pos
-    metrics, throughput = log.Metrics(run.out, pos.step), log.Throughput()
-    bar = log.progress_bar(progress, cfg.steps, pos.step, cfg.preset)
+    root = run.paco.world.is_root
+    metrics, throughput = log.Metrics(run.out, pos.step) if root else log.NoMetrics(), log.Throughput()
+    bar = log.progress_bar(progress and root, cfg.steps, pos.step, cfg.preset)
     it, done_here, snap, run.last = batches(run.loader, pos), 0, None, {}
     blas = _one_blas_thread()
     try:
@@ -263,12 +278,25 @@ def pretrain(config=None, eval_hook=None, progress=True, stop_after=None, **over
     cfg = _resolve(config, overrides)
     if cfg.threads:
         runtime.set_num_threads(cfg.threads)
-    run = _setup(cfg)
+    world = distributed.world()
+    try:
+        return _pretrain(cfg, world, resume, eval_hook, progress, stop_after)
+    except BaseException as exc:
+        if world.size > 1:              # never leave the other ranks waiting in a collective
+            world.abort(exc)
+        raise
+
+
+def _pretrain(cfg, world, resume, eval_hook, progress, stop_after):
+    from .._version import __version__
+    world.agree("config or pacofr version", {"config": cfg.to_dict(), "version": __version__})
+    run = _setup(cfg, world)
     if not resume and checkpoint.checkpoint_dirs(run.out):
         raise ValueError(f"{run.out} already holds a run (checkpoints/): pass resume=True (--resume) to continue "
                          f"it, or choose another out folder")
     if resume:
         _resume(run)
-    atomic_write_bytes(run.out / "pretrain_config.json", json.dumps(cfg.to_dict(), indent=1).encode())
+    if world.is_root:
+        atomic_write_bytes(run.out / "pretrain_config.json", json.dumps(cfg.to_dict(), indent=1).encode())
     _loop(run, eval_hook, progress, stop_after)
     return PretrainResult(out=run.out, model=run.model, step=run.pos.step, metrics=run.last)
