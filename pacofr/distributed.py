@@ -4,7 +4,7 @@ is, and the few collective operations training needs, on mpi4py (``pip install
 is then the identity: nothing changes for a plain ``python`` run.
 
 ``world()`` returns the process's ``World``, made once. A launcher is recognised by the
-environment it sets (Open MPI, MPICH / Intel MPI / PMI, Slurm's PMI-2 / PMIx); a multi-rank
+environment it sets (Open MPI, MPICH / Intel MPI / PMI, PMIx, a Slurm job step); a multi-rank
 launch without mpi4py is an ImportError naming the extra, never a silent run of N copies."""
 import hashlib
 import json
@@ -15,7 +15,7 @@ import traceback
 import numpy as np
 
 MISSING = "launched under MPI with {n} ranks, but mpi4py is not installed: pip install 'pacofr[mpi]'"
-_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
+_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS", "SLURM_STEP_NUM_TASKS")
 _WORLD = None
 
 
