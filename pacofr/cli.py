@@ -9,6 +9,7 @@ from . import runtime
 from .data import SynthFace
 from .data.datasets import LandmarkFaces
 from .data.formats import list_images
+from .distributed import world
 from .data.synth.preview import save_grid
 from .eval import benchmark
 from .runtime import build_info
@@ -81,7 +82,6 @@ def cmd_pretrain(args):
     except (ValueError, TypeError, FileNotFoundError, ArithmeticError, ImportError) as exc:  # NonFiniteLoss too
         print(f"pacofr pretrain: {exc}", file=sys.stderr)
         return 2
-    from .distributed import world
     if world().is_root:                 # one line per job, not per rank
         print(json.dumps({"out": str(result.out), "step": result.step, **result.metrics}))
     return 0
@@ -117,6 +117,8 @@ def cmd_eval(args):
                                           progress=not args.no_progress, train_data=args.train_data,
                                           test_data=args.test_data, normalizer=args.normalizer, lapa=args.lapa)
         results["encoder"] = args.encoder
+        if not world().is_root:         # under mpirun every rank holds the same results: rank 0 writes
+            return 0
         if args.photos and {"alignment", "parsing"} & set(art["fitted"]):
             from .eval.inference import predict_folder
             folder = Path(args.out) / "photos"

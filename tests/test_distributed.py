@@ -172,3 +172,15 @@ def test_a_failing_rank_stops_the_job_and_names_itself(tmp_path, mpirun):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and time.time() - t < 60
     assert "pacofr: rank" in r.stderr and "05.png" in r.stderr
+
+
+def test_eval_under_mpirun_gives_the_numbers_of_one_process(tmp_path, mpirun):
+    """The encoding of the data sets is shared out among 2 ranks and gathered back: the report
+    equals one process's."""
+    cmd = lambda out: [sys.executable, "-m", "pacofr.cli", "eval", "--model", "pacofr_test_tiny", "--train-images",
+                       "100", "--test-images", "70", "--steps", "3", "--threads", "1", "--out", str(out), "--no-progress"]
+    run_ok(cmd(tmp_path / "one"))
+    r = run_ok(mpirun(2) + cmd(tmp_path / "two"))
+    assert r.stdout.count('"json"') == 1, "one report line per job"
+    one, two = (json.loads((tmp_path / d / "eval.json").read_text()) for d in ("one", "two"))
+    assert one == two

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..model import Model, create_model
 from ..optim import AdamW, cosine_lr, layer_decay_scales
 from .. import heads as H
@@ -83,12 +84,21 @@ def make_head(cfg, encoder, num_outputs):
 
 def encode(encoder, images, batch_size=64, pool=None):
     """Frozen features: images (n, 3, S, S) float32 -> tokens (n, 1+N, C), or (n, C)
-    embeddings when pool is "cls" / "mean"."""
+    embeddings when pool is "cls" / "mean". Under MPI the batches are shared out among the
+    ranks in contiguous runs and the features gathered back in order on every rank: the
+    same batches, so the same numbers, as one process."""
+    world = distributed.world()
+    starts = list(range(0, len(images), batch_size))
+    mine = starts[world.rank * len(starts) // world.size:(world.rank + 1) * len(starts) // world.size]
     out = []
-    for k in range(0, len(images), batch_size):
+    for k in mine:
         tok = encoder.encode(np.ascontiguousarray(images[k:k + batch_size], np.float32))
         out.append(tok if pool is None else H.embeddings(tok, pool))
-    return np.concatenate(out)
+    if world.size == 1:
+        return np.concatenate(out)
+    shape = (0,) + ((1 + encoder.config.num_patches, encoder.config.embed_dim) if pool is None
+                    else (encoder.config.embed_dim,))
+    return world.allgather(np.concatenate(out) if out else np.zeros(shape, np.float32))
 
 
 @dataclass
