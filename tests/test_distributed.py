@@ -184,3 +184,26 @@ def test_eval_under_mpirun_gives_the_numbers_of_one_process(tmp_path, mpirun):
     assert r.stdout.count('"json"') == 1, "one report line per job"
     one, two = (json.loads((tmp_path / d / "eval.json").read_text()) for d in ("one", "two"))
     assert one == two
+
+
+def test_a_killed_rank_ends_the_job_and_the_checkpoint_resumes(tmp_path, mpirun):
+    """SIGKILL one rank after the first checkpoint: mpirun ends the job within seconds (no
+    hang in the other rank's allreduce), and the run resumes from its last checkpoint."""
+    import os
+    import signal
+    from pacofr import checkpoint as ck
+    out = tmp_path / "run"
+    job = subprocess.Popen(mpirun(2) + pretrain_cmd(out, steps=400, extra=["--checkpoint-every", "2"]),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ck.checkpoint_dirs(out) and job.poll() is None:
+        time.sleep(0.05)
+    ranks = subprocess.run(["pgrep", "-P", str(job.pid)], capture_output=True, text=True).stdout.split()
+    assert job.poll() is None and len(ranks) == 2, "the job ended before a rank could be killed"
+    os.kill(int(ranks[-1]), signal.SIGKILL)
+    t = time.time()
+    job.communicate(timeout=60)
+    assert job.returncode != 0 and time.time() - t < 30
+    last = ck.step_of(ck.checkpoint_dirs(out)[-1])
+    run_ok(pretrain_cmd(out, steps=last + 2, extra=["--resume", "--checkpoint-every", "2"]))
+    assert metrics(out)[-1]["step"] == last + 2
