@@ -119,16 +119,24 @@ def cmd_eval(args):
         results["encoder"] = args.encoder
         if not world().is_root:         # under mpirun every rank holds the same results: rank 0 writes
             return 0
+        paths = benchmark.write(results, art, args.out, label=args.encoder if args.encoder == "scratch" else "encoder")
         if args.photos and {"alignment", "parsing"} & set(art["fitted"]):
             from .eval.inference import predict_folder
             folder = Path(args.out) / "photos"
             summary = predict_folder(args.photos, folder, art["fitted"].get("alignment"), art["fitted"].get("parsing"),
                                      progress=not args.no_progress)
             results["photo_predictions"] = {"folder": str(folder), **summary}
-        paths = benchmark.write(results, art, args.out, label=args.encoder if args.encoder == "scratch" else "encoder")
+            paths = benchmark.write(results, art, args.out,
+                                    label=args.encoder if args.encoder == "scratch" else "encoder")
     except (ValueError, TypeError, FileNotFoundError, ArithmeticError, ImportError) as exc:
+        if world().size > 1:            # the other ranks wait in a collective: stop them all
+            world().abort(exc)
         print(f"pacofr eval: {exc}", file=sys.stderr)
         return 2
+    except BaseException as exc:
+        if world().size > 1:
+            world().abort(exc)
+        raise
     print(open(paths["md"]).read())
     print(json.dumps(paths))
     return 0
@@ -174,12 +182,14 @@ def _add_prepare(sub):
     pp.add_argument("--min-size", dest="min_size", type=float, default=40.0,
                     help="smallest face box side kept, in photo pixels (default 40)")
     pp.add_argument("--min-score", dest="min_score", type=float, default=-0.5,
-                    help="lowest detector score kept (default -0.5; 0 is dlib's own threshold)")
+                    help="faces scoring >= 0 (dlib's threshold) are kept; a photo with none is searched again "
+                    "down to this score (default -0.5, for faces turned away); faces below it are dropped")
     pp.add_argument("--margin", type=float, default=0.0, help="zoom out: the face fills 1 / (1 + margin) of "
                     "the canonical crop (default 0: the crop pacofr aligns faces to)")
     pp.add_argument("--quality", type=int, default=95, help="JPEG quality of the crops")
     pp.add_argument("--shard-photos", dest="shard_photos", type=int, default=1000, help="photos per shard at most")
-    pp.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: one per core)")
+    pp.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                    help="processes (default: one per CPU this process may use)")
     pp.add_argument("--no-progress", action="store_true")
     pp.set_defaults(func=cmd_prepare)
 

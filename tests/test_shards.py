@@ -62,6 +62,32 @@ def test_buffered_order_is_a_seeded_permutation():
     assert (emitted_at >= read_at - 8).all()
 
 
+def loop_order(counts, seed, epoch, buffer):
+    """The buffered shuffle written as the loop it describes (the twin of the vectorised one)."""
+    counts = np.asarray(counts, np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    rng = np.random.default_rng([seed, epoch, 0x5AD])
+    order = rng.permutation(len(counts))
+    stream = np.concatenate([np.arange(offsets[s], offsets[s + 1]) for s in order])
+    buffer = max(1, min(buffer, len(stream)))
+    slots = rng.integers(0, buffer, size=len(stream) - buffer)
+    buf, out = list(stream[:buffer]), []
+    for j, incoming in zip(slots, stream[buffer:]):
+        out.append(buf[j])
+        buf[j] = incoming
+    buf = np.array(buf)
+    rng.shuffle(buf)
+    return np.concatenate([np.array(out, np.int64), buf])
+
+
+@pytest.mark.parametrize("counts, buffer", [([7, 0, 13, 5, 9], 8), ([100] * 30, 64), ([3], 1), ([5, 5], 100),
+                                            ([50] * 10, 1), ([1000] * 20, 4096)])
+def test_vectorised_order_equals_the_loop(counts, buffer):
+    for seed in range(3):
+        np.testing.assert_array_equal(shards.buffered_order(counts, seed, 2, buffer)[0],
+                                      loop_order(counts, seed, 2, buffer))
+
+
 def test_loader_streams_an_epoch_and_resumes_mid_epoch(tmp_path):
     crops = make_set(tmp_path, n=60, per_shard=10)
     ds = shards.ShardSet(tmp_path, buffer=16)
@@ -123,6 +149,12 @@ def test_broken_sets_raise_clear_errors(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps(doc))
     with pytest.raises(ValueError, match="shard-000001.tar: 10 faces, the manifest says 11"):
         list(shards.ShardSet(tmp_path).stream(np.arange(21)))
+    doc["shards"][0]["faces"], doc["shards"][1]["faces"] = 9, 10   # shard 0 holds one more than listed:
+    (tmp_path / "manifest.json").write_text(json.dumps(doc))         # its 10th is not shard 1's first face
+    with pytest.raises(ValueError, match="shard-000000.tar: more faces than the 9 the manifest says"):
+        list(shards.ShardSet(tmp_path).stream(np.arange(19)))
+    with pytest.raises(ValueError, match="shard_faces must be >= 1"):
+        shards.write_shards(tmp_path / "x", [], 32, shard_faces=0)
 
 
 def test_corrupt_crop_raises_or_is_skipped(tmp_path):

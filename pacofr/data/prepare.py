@@ -30,7 +30,8 @@ class PrepareOptions:
     size: int = 112            # crop side in pixels
     faces: str = "largest"     # "largest": the largest face of each photo; "all": every face
     min_size: float = 40.0     # smallest face box side kept, in photo pixels
-    min_score: float = -0.5    # lowest detector score kept (dlib's margin; 0 is its default threshold)
+    min_score: float = -0.5    # faces scoring >= 0 (dlib's threshold) are taken; a photo with none is searched
+                               # again down to min_score (turned faces); faces below min_score are dropped
     margin: float = 0.0        # > 0 zooms out about the crop centre (the face fills 1 / (1 + margin))
     quality: int = 95          # JPEG quality of the crops
     shard_photos: int = 1000   # photos per job (and shard) at most
@@ -96,7 +97,7 @@ def make_plan(root, names, opts, workers, pool=None):
         else:
             skipped.append({"source": name, "reason": f"not an image file ({Path(name).suffix or 'no suffix'})"})
     paths = [str(root / n) for n in candidates]
-    hashes = pool.map(_hash_one, paths, chunksize=64) if pool is not None else [_sha256(p) for p in paths]
+    hashes = list(pool.map(_hash_one, paths, chunksize=64)) if pool is not None else [_sha256(p) for p in paths]
     first, photos = {}, []
     for name, (sha, error) in zip(candidates, hashes):
         if error:
@@ -130,7 +131,7 @@ def load_or_make_plan(src, out, opts, workers, pool):
 def _photo_faces(image, name, sha, opts):
     """The crops of one photo -> (list of (jpeg, metadata), list of skip reasons)."""
     from .detect import align_detected, detect_faces
-    found = detect_faces(image, fallback=min(opts.min_score, 0.0))
+    found = detect_faces(image, fallback=min(opts.min_score, 0.0))   # confident faces, else a retry down to min_score
     if not found:
         return [], ["no face found"]
     kept, reasons = [], []
@@ -163,12 +164,14 @@ def run_job(args):
     opts = PrepareOptions(**opts)
     faces, log = [], []
     for name, sha in photos:
-        try:
+        try:                            # whatever one photo does, the job goes on: it is logged
             image = formats.read_photo(Path(root) / name)
-        except (ValueError, OSError) as exc:
-            log.append({"source": name, "reason": str(exc).replace(str(Path(root) / name) + ": ", "")})
+            crops, reasons = _photo_faces(image, name, sha, opts)
+        except Exception as exc:        # noqa: BLE001 (a per-photo boundary: decoders and dlib raise many kinds)
+            reason = str(exc).replace(str(Path(root) / name) + ": ", "")
+            log.append({"source": name, "reason": reason if isinstance(exc, (ValueError, OSError))
+                        else f"{type(exc).__name__}: {reason}"})
             continue
-        crops, reasons = _photo_faces(image, name, sha, opts)
         faces += crops
         log += [{"source": name, "reason": r} for r in reasons]
     name = shards.shard_name(job)
@@ -201,20 +204,42 @@ def prepare(src, out, options=None, workers=2, progress=True):
     backend()                           # a missing [detect] extra fails here, before any work
     out = Path(out)
     (out / "logs").mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(".*.tmp"):    # a killed run's half-written shard or log
-        stale.unlink()
-    for stale in (out / "logs").glob(".*.tmp"):
-        stale.unlink()
-    workers = max(1, int(workers))
-    ctx = multiprocessing.get_context("spawn")   # no fork of a process that may run OpenMP threads
-    with ctx.Pool(workers) as pool:
+    with _exclusive(out):
+        for stale in list(out.glob(".*.tmp")) + list((out / "logs").glob(".*.tmp")):
+            stale.unlink()              # a killed run's half-written shard or log
+        plan = _run_jobs(src, out, opts, max(1, int(workers)), progress)
+        return _finish(out, plan, opts)
+
+
+def _exclusive(out):
+    """Hold OUT/.lock for the run: a second `pacofr prepare` on the same OUT is refused."""
+    import contextlib
+    import fcntl
+
+    @contextlib.contextmanager
+    def held():
+        with open(out / ".lock", "w") as fp:
+            try:
+                fcntl.flock(fp, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise ValueError(f"{out}: another pacofr prepare is writing here") from None
+            yield
+    return held()
+
+
+def _run_jobs(src, out, opts, workers, progress):
+    """The plan, then every job without a shard, in spawn-started processes (no fork of a
+    process that may run OpenMP threads). A worker that dies (out of memory, a crash in a
+    decoder) ends the run with BrokenProcessPool: run it again and it resumes."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from tqdm import tqdm
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         plan = load_or_make_plan(src, out, opts, workers, pool)
         todo = [j for j in range(len(plan["jobs"])) if not (out / shards.shard_name(j)).exists()]
         args = [(j, plan["photos"][slice(*plan["jobs"][j])], plan["root"], str(out), asdict(opts)) for j in todo]
-        from tqdm import tqdm
         bar = tqdm(total=len(plan["photos"]), disable=not progress, unit="photo", desc="pacofr prepare")
         bar.update(len(plan["photos"]) - sum(len(a[1]) for a in args))
-        for _, _, photos, _ in pool.imap_unordered(run_job, args):
-            bar.update(photos)
+        for done in as_completed([pool.submit(run_job, a) for a in args]):
+            bar.update(done.result()[2])
         bar.close()
-    return _finish(out, plan, opts)
+    return plan

@@ -61,6 +61,8 @@ def write_manifest(root, shards, size, **info):
 def write_shards(root, faces, size, shard_faces=1000, **info):
     """A whole shard folder from an iterable of (uint8 (S, S, 3) crop, metadata dict): shards
     of ``shard_faces`` faces, then the manifest -> number of faces written."""
+    if int(shard_faces) < 1:
+        raise ValueError(f"shard_faces must be >= 1, got {shard_faces}")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     shards, chunk = [], []
@@ -97,12 +99,21 @@ def buffered_order(counts, seed, epoch, buffer):
     stream = np.concatenate([np.arange(offsets[s], offsets[s + 1]) for s in shards] or [np.zeros(0, np.int64)])
     buffer = max(1, min(int(buffer), len(stream)))
     slots = rng.integers(0, buffer, size=max(0, len(stream) - buffer))
-    buf, out = stream[:buffer].copy(), np.empty(len(stream), np.int64)
-    for k, (j, incoming) in enumerate(zip(slots.tolist(), stream[buffer:].tolist())):
-        out[k] = buf[j]
-        buf[j] = incoming
+    # Step k emits slot slots[k] and refills it with stream[buffer + k]. What a slot holds at
+    # step k is what the last earlier step that chose it put there (or its first face): found
+    # for every step at once by grouping the steps by slot (vectorised; no loop over faces).
+    steps = np.lexsort((np.arange(len(slots)), slots))          # by slot, then by step
+    prev = np.full(len(slots), -1, np.int64)
+    same = slots[steps[1:]] == slots[steps[:-1]]
+    prev[steps[1:][same]] = steps[:-1][same]
+    out = np.empty(len(stream), np.int64)
+    out[:len(slots)] = np.where(prev >= 0, stream[buffer + np.maximum(prev, 0)], stream[slots])
+    buf = stream[:buffer].copy()
+    last = np.ones(len(slots), bool)
+    last[steps[:-1][same]] = False                               # the last step of each slot refills it for good
+    buf[slots[last]] = stream[buffer + np.flatnonzero(last)]
     rng.shuffle(buf)
-    out[len(stream) - len(buf):] = buf
+    out[len(slots):] = buf
     return out, shards
 
 
@@ -146,6 +157,8 @@ class ShardSet:
             with tarfile.open(path, mode="r|") as tar:
                 for m in tar:
                     if m.isfile() and m.name.endswith(".jpg"):
+                        if k == self.counts[s]:
+                            raise ValueError(f"{path}: more faces than the {int(self.counts[s])} the manifest says")
                         yield int(self.offsets[s]) + k, tar.extractfile(m).read()
                         k += 1
         except (tarfile.TarError, OSError, EOFError) as exc:
@@ -174,9 +187,9 @@ class ShardSet:
         due = np.full(len(self), -1, np.int64)
         due[order[start:]] = np.arange(start, len(order))
         shard_of = np.searchsorted(self.offsets, order[start:], side="right") - 1
-        firsts = dict.fromkeys(shard_of.tolist())       # shards in the order their faces fall due
+        shard_ids, first = np.unique(shard_of, return_index=True)
+        queue = iter(shard_ids[np.argsort(first)].tolist())  # shards in the order their faces fall due
         reading, pending = iter(()), {}
-        queue = iter(firsts)
         for pos in range(start, len(order)):
             want = int(order[pos])
             while want not in pending:

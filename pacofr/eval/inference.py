@@ -32,7 +32,7 @@ def predict_photo(image, fitted_landmarks=None, fitted_parsing=None, faces="all"
             face["landmarks"] = landmarks_in_crop(fitted_landmarks, image, A)
         if fitted_parsing is not None:
             parsed = parsing_in_crop(fitted_parsing, image, A)
-            labels = np.where(parsed > 0, parsed, labels)      # faces paint over the background only
+            labels = np.where((labels == 0) & (parsed > 0), parsed, labels)   # a face paints background only
         out.append(face)
     return out, labels
 
@@ -56,10 +56,6 @@ def overlay(image, faces, labels=None, alpha=0.45):
     return pic
 
 
-def _stem(rel):
-    return str(rel.with_suffix("")).replace("/", "__")
-
-
 def _save_labels(labels, path):
     from PIL import Image
     pic = Image.fromarray(np.ascontiguousarray(labels, np.uint8)).convert("P")
@@ -68,10 +64,12 @@ def _save_labels(labels, path):
 
 
 def predict_folder(folder, out, fitted_landmarks=None, fitted_parsing=None, faces="all", progress=False):
-    """Every photo below ``folder`` -> ``out/<name>.json`` (faces with box, score, 5 points,
-    landmarks in the photo's pixels), ``out/<name>_parsing.png`` (labels at the photo's
-    resolution) and ``out/<name>_overlay.jpg``; returns a summary with the per-photo face
-    counts and the photos skipped (unreadable, or no face found) with the reason."""
+    """Every photo below ``folder`` -> ``out/<path>.json`` (faces with box, score, 5 points,
+    landmarks in the photo's pixels), ``out/<path>_parsing.png`` (labels at the photo's
+    resolution) and ``out/<path>_overlay.jpg``, where <path> is the photo's own path below
+    ``folder`` (sub-folders mirrored, suffix kept: no two photos share outputs); returns a
+    summary with the per-photo face counts and the photos skipped (unreadable, or no face
+    found, or any other error in that photo) with the reason."""
     if fitted_landmarks is None and fitted_parsing is None:
         raise ValueError("predict_folder needs a landmark head, a parsing head or both")
     from tqdm import tqdm
@@ -80,16 +78,17 @@ def predict_folder(folder, out, fitted_landmarks=None, fitted_parsing=None, face
     summary = {"photos": {}, "skipped": {}}
     for path in tqdm(formats.list_images(folder), disable=not progress, unit="photo", desc="photos"):
         rel = path.relative_to(folder)
-        try:
+        try:                            # one photo's trouble is its own: logged, the rest go on
             image = formats.read_photo(path)
-        except ValueError as exc:
-            summary["skipped"][str(rel)] = str(exc)
+            found, labels = predict_photo(image, fitted_landmarks, fitted_parsing, faces)
+        except Exception as exc:        # noqa: BLE001 (a per-photo boundary)
+            summary["skipped"][str(rel)] = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
             continue
-        found, labels = predict_photo(image, fitted_landmarks, fitted_parsing, faces)
         if not found:
             summary["skipped"][str(rel)] = "no face found"
             continue
-        stem = _stem(rel)
+        stem = str(rel)
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
         doc = {"source": str(rel), "photo_size": [int(image.shape[1]), int(image.shape[0])],
                "faces": [{**f, **({"landmarks": np.round(f["landmarks"], 2).tolist()} if "landmarks" in f else {})}
                          for f in found]}

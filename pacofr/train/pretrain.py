@@ -2,6 +2,7 @@
 ``main_pretrain``): configuration, data, model, optimizer and PaCo-FR state, resume, the loop
 over ``engine.train_one_step``, previews, the eval hook and checkpoints with exact resume."""
 import contextlib
+import hashlib
 import json
 import sys
 from dataclasses import dataclass
@@ -173,9 +174,13 @@ def _setup(cfg, world):
 
 def _resume(run):
     """Load the latest usable checkpoint of ``run.out`` into the run (when it has one)."""
-    folder, loaded = checkpoint.latest_checkpoint(run.out)
-    if folder is None:
+    world = run.paco.world
+    folder, loaded = checkpoint.latest_checkpoint(run.out) if world.is_root else (None, None)
+    chosen = world.bcast(None if folder is None else str(folder))   # every rank resumes from rank 0's pick
+    if chosen is None:
         return
+    if not world.is_root:
+        folder, loaded = Path(chosen), checkpoint.load_checkpoint(chosen)
     saved_model, opt, paco, state = loaded
     now = json.loads(json.dumps(run.cfg.to_dict()))
     # a field newer than the checkpoint ran with its default (each new field's default keeps the old behaviour)
@@ -187,6 +192,8 @@ def _resume(run):
     run.optimizer.load_state_dict({"m": opt["m"], "v": opt["v"], **state["optimizer"]})
     run.paco.load_state_dict({**paco, **state["paco"]})
     run.pos = Position(state["step"], state["epoch"], state["batch_in_epoch"])
+    world.agree("checkpoint", {"folder": chosen, "step": run.pos.step,
+                               "weights": hashlib.sha256(run.model.flat_params.tobytes()).hexdigest()})
 
 
 def _save(run):
