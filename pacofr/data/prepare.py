@@ -157,8 +157,10 @@ def _photo_faces(image, name, sha, opts):
 
 def run_job(args):
     """One job in a worker: its photos -> OUT/logs/<shard>.jsonl, then OUT/<shard> (both
-    atomic; the shard last, as the job's done mark) -> (job, faces, photos, skips)."""
+    atomic; the shard last, as the job's done mark) -> (job, faces, photos, skips). Each
+    photo done is reported on the worker's tick queue (``_TICKS``) for the progress bar."""
     job, photos, root, out, opts = args
+    ticks = _TICKS
     from .. import runtime
     runtime.set_num_threads(1)          # one photo at a time per process: the processes are the parallelism
     opts = PrepareOptions(**opts)
@@ -172,12 +174,44 @@ def run_job(args):
             log.append({"source": name, "reason": reason if isinstance(exc, (ValueError, OSError))
                         else f"{type(exc).__name__}: {reason}"})
             continue
+        finally:
+            if ticks is not None:
+                ticks.put(1)
         faces += crops
         log += [{"source": name, "reason": r} for r in reasons]
     name = shards.shard_name(job)
     atomic_write_bytes(Path(out) / "logs" / (name[:-4] + ".jsonl"), "".join(json.dumps(e) + "\n" for e in log).encode())
     n = shards.write_shard(Path(out) / name, faces)
     return job, n, len(photos), len(log)
+
+
+_TICKS = None   # in a worker: the queue its jobs report each photo on
+
+
+def _worker_init(ticks, parent):
+    """A worker's start: its tick queue, and death with its parent (Linux's PR_SET_PDEATHSIG),
+    so a `kill -9` of `pacofr prepare` leaves no worker behind."""
+    global _TICKS
+    _TICKS = ticks
+    try:
+        import ctypes
+        import signal
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):   # not Linux: workers end when their queue closes
+        pass
+    if os.getppid() != parent:          # the parent died before the line above
+        os._exit(1)
+
+
+def _drain(ticks):
+    """How many ticks wait on the queue (taking them)."""
+    import queue
+    n = 0
+    while True:
+        try:
+            n += ticks.get_nowait()
+        except queue.Empty:
+            return n
 
 
 def _finish(out, plan, opts):
@@ -231,15 +265,23 @@ def _run_jobs(src, out, opts, workers, progress):
     """The plan, then every job without a shard, in spawn-started processes (no fork of a
     process that may run OpenMP threads). A worker that dies (out of memory, a crash in a
     decoder) ends the run with BrokenProcessPool: run it again and it resumes."""
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from tqdm import tqdm
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    ctx = multiprocessing.get_context("spawn")
+    ticks = ctx.Queue()                 # one tick per photo from the workers: the bar moves per photo
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                             initargs=(ticks, os.getpid())) as pool:
         plan = load_or_make_plan(src, out, opts, workers, pool)
         todo = [j for j in range(len(plan["jobs"])) if not (out / shards.shard_name(j)).exists()]
         args = [(j, plan["photos"][slice(*plan["jobs"][j])], plan["root"], str(out), asdict(opts)) for j in todo]
         bar = tqdm(total=len(plan["photos"]), disable=not progress, unit="photo", desc="pacofr prepare")
         bar.update(len(plan["photos"]) - sum(len(a[1]) for a in args))
-        for done in as_completed([pool.submit(run_job, a) for a in args]):
-            bar.update(done.result()[2])
+        pending = {pool.submit(run_job, a) for a in args}
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in done:
+                future.result()         # a job's error (or a dead worker) ends the run here
+            bar.update(_drain(ticks))
+        bar.update(_drain(ticks))
         bar.close()
     return plan
