@@ -119,24 +119,20 @@ def cmd_eval(args):
         results["encoder"] = args.encoder
         if not world().is_root:         # under mpirun every rank holds the same results: rank 0 writes
             return 0
-        paths = benchmark.write(results, art, args.out, label=args.encoder if args.encoder == "scratch" else "encoder")
-        if args.photos and {"alignment", "parsing"} & set(art["fitted"]):
+        if args.photos and {"alignment", "parsing"} & set(art["fitted"]):   # each photo's trouble stays its own
             from .eval.inference import predict_folder
             folder = Path(args.out) / "photos"
             summary = predict_folder(args.photos, folder, art["fitted"].get("alignment"), art["fitted"].get("parsing"),
                                      progress=not args.no_progress)
             results["photo_predictions"] = {"folder": str(folder), **summary}
-            paths = benchmark.write(results, art, args.out,
-                                    label=args.encoder if args.encoder == "scratch" else "encoder")
-    except (ValueError, TypeError, FileNotFoundError, ArithmeticError, ImportError) as exc:
+        paths = benchmark.write(results, art, args.out, label=args.encoder if args.encoder == "scratch" else "encoder")
+    except BaseException as exc:
         if world().size > 1:            # the other ranks wait in a collective: stop them all
             world().abort(exc)
+        if not isinstance(exc, (ValueError, TypeError, FileNotFoundError, ArithmeticError, ImportError)):
+            raise
         print(f"pacofr eval: {exc}", file=sys.stderr)
         return 2
-    except BaseException as exc:
-        if world().size > 1:
-            world().abort(exc)
-        raise
     print(open(paths["md"]).read())
     print(json.dumps(paths))
     return 0

@@ -83,10 +83,6 @@ def _sha256(path):
     return h.hexdigest(), None
 
 
-def _hash_one(path):
-    return _sha256(path)
-
-
 def make_plan(root, names, opts, workers, pool=None):
     """The run's plan: photos to process (name, sha256) cut into jobs, and the files skipped
     before any decoding (not an image by name, unreadable, exact duplicates)."""
@@ -97,7 +93,7 @@ def make_plan(root, names, opts, workers, pool=None):
         else:
             skipped.append({"source": name, "reason": f"not an image file ({Path(name).suffix or 'no suffix'})"})
     paths = [str(root / n) for n in candidates]
-    hashes = list(pool.map(_hash_one, paths, chunksize=64)) if pool is not None else [_sha256(p) for p in paths]
+    hashes = list(pool.map(_sha256, paths, chunksize=64)) if pool is not None else [_sha256(p) for p in paths]
     first, photos = {}, []
     for name, (sha, error) in zip(candidates, hashes):
         if error:
