@@ -87,6 +87,21 @@ def cmd_pretrain(args):
     return 0
 
 
+def cmd_sweep(args):
+    from .sweep import load_sweep, run_sweep
+    if args.threads:
+        runtime.set_num_threads(args.threads)
+    try:
+        sweep = load_sweep(args.file)
+        out = args.out or str(Path("sweeps") / Path(args.file).stem)
+        run_sweep(sweep, out, progress=not args.no_progress, tables_only=args.tables_only)
+    except (ValueError, TypeError, FileNotFoundError, ArithmeticError, ImportError) as exc:
+        print(f"pacofr sweep: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"out": out, "table": str(Path(out) / "table.md")}))
+    return 0
+
+
 def _annotated_photos(folder):
     """The photos of an --photos folder that have 68-point .pts files beside them (scored),
     or None when none has."""
@@ -115,7 +130,8 @@ def cmd_eval(args):
                                           steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                           layer_decay=args.layer_decay, seed=args.seed, photos=photos,
                                           progress=not args.no_progress, train_data=args.train_data,
-                                          test_data=args.test_data, normalizer=args.normalizer, lapa=args.lapa)
+                                          test_data=args.test_data, normalizer=args.normalizer, lapa=args.lapa,
+                                          split=args.split)
         results["encoder"] = args.encoder
         if not world().is_root:         # under mpirun every rank holds the same results: rank 0 writes
             return 0
@@ -149,6 +165,7 @@ def build_parser():
     _add_prepare(sub)
     _add_pretrain(sub)
     _add_eval(sub)
+    _add_sweep(sub)
     return p
 
 
@@ -198,7 +215,7 @@ def _add_pretrain(sub):
     pt.add_argument("--batch-size", dest="batch_size", type=int)
     pt.add_argument("--accum-steps", dest="accum_steps", type=int, help="micro-batches per optimizer step")
     pt.add_argument("--lr", type=float, help="peak learning rate (default 1.5e-4 * batch / 256)")
-    pt.add_argument("--masking", choices=["random", "block", "structured"])
+    pt.add_argument("--masking", choices=["random", "block", "structured", "facial"])
     pt.add_argument("--seed", type=int)
     pt.add_argument("--data", help="'synthface' (default), a folder of face images (with iBUG .pts beside them: "
                     "aligned, landmark region maps), a COCO keypoint .json or an HRNet .csv")
@@ -231,6 +248,8 @@ def _add_eval(sub):
     ev.add_argument("--labels", type=float, default=1.0, help="fraction of the training labels used (e.g. 0.01)")
     ev.add_argument("--train-images", dest="train_images", type=int, default=2000)
     ev.add_argument("--test-images", dest="test_images", type=int, default=500)
+    ev.add_argument("--split", choices=["test", "val"], default="test", help="the SynthFace split scored: test "
+                    "(final numbers) or val (synthface-v2: make every choice on it, keep test for the end)")
     ev.add_argument("--steps", type=int, default=300, help="head training steps")
     ev.add_argument("--batch-size", dest="batch_size", type=int, default=32)
     ev.add_argument("--lr", type=float, default=0.0, help="peak learning rate (default: 2e-2 linear, 5e-4 fine-tune)")
@@ -250,6 +269,18 @@ def _add_eval(sub):
     ev.add_argument("--out", default="eval", help="output folder (default ./eval)")
     ev.add_argument("--no-progress", action="store_true")
     ev.set_defaults(func=cmd_eval)
+
+
+def _add_sweep(sub):
+    sw = sub.add_parser("sweep", help="arms x seeds of pre-training at equal compute, each scored by protocol "
+                        "synthface-v2; resumable; rows.jsonl and a table with 95%% intervals (pacofr.sweep)")
+    sw.add_argument("file", help="a JSON or YAML sweep file (pacofr/sweep/spec.py describes its fields)")
+    sw.add_argument("--out", help="output folder (default sweeps/<file name>); a rerun continues it")
+    sw.add_argument("--tables-only", dest="tables_only", action="store_true",
+                    help="only rewrite the table and figures from the rows so far")
+    sw.add_argument("--threads", type=int)
+    sw.add_argument("--no-progress", action="store_true")
+    sw.set_defaults(func=cmd_sweep)
 
 
 def main(argv=None):

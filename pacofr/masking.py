@@ -15,7 +15,7 @@ from .regions import COMPONENTS, region_map
 
 __all__ = ["KINDS", "MAX_MASK_GRID", "make_masks", "num_masked", "subst_positions"]
 
-KINDS = ("random", "block", "structured")
+KINDS = ("random", "block", "structured", "facial")
 U64 = (1 << 64) - 1
 MAX_MASK_GRID = 4096     # csrc/paco/masking.h PF_MASK_MAX_GRID
 
@@ -44,12 +44,15 @@ def _regions(regions, B, N):
     return np.ascontiguousarray(r, np.int64)
 
 
-def make_masks(kind, batch_size, grid, ratio, seed, step, regions=None, indices=None):
+def make_masks(kind, batch_size, grid, ratio, seed, step, regions=None, indices=None, region_ratio=0.5):
     """Masks for one batch: ``kind`` in ``KINDS``, ``batch_size`` images on a grid x grid patch
     grid, n_mask = round(ratio * N) patches removed in every row.
 
-    regions: for ``structured``, None (the canonical ``region_map(grid)``), one (N,) map for the
-    batch or (B, N) maps per image; checked but unused by the other kinds. indices: (B,) global
+    regions: for ``structured`` and ``facial``, None (the canonical ``region_map(grid)``), one
+    (N,) map for the batch or (B, N) maps per image; checked but unused by the other kinds.
+    ``facial`` masks whole facial components (every one but hair/background) in a random order
+    while the count stays <= round(region_ratio * n_mask), then random patches (facial
+    components first, as FSFM's CRFR-P and facial-video MAE work mask); region_ratio in [0, 1]. indices: (B,) global
     sample indices (default ``arange(B)``); row b is a pure function of (kind, seed, step,
     indices[b]) and of its region map, whatever the batch composition or thread count.
 
@@ -88,6 +91,11 @@ def make_masks(kind, batch_size, grid, ratio, seed, step, regions=None, indices=
         return _C.mask_random(idx, G, n_mask, seed, step)
     if kind == "block":
         return _C.mask_block(idx, G, n_mask, seed, step)
+    if kind == "facial":
+        if isinstance(region_ratio, bool) or not 0.0 <= float(region_ratio) <= 1.0:
+            raise ValueError(f"region_ratio must be in [0, 1], got {region_ratio!r}")
+        return _C.mask_facial(idx, G, n_mask, seed, step, region_map(G) if reg is None else reg,
+                              int(round(float(region_ratio) * n_mask)))
     return _C.mask_structured(idx, G, n_mask, seed, step, region_map(G) if reg is None else reg)
 
 

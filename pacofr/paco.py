@@ -121,7 +121,8 @@ class PacoFR:
         maps = self.region_maps(B, landmarks, parsing)
         mask, ids_keep, ids_restore = masking.make_masks(
             cfg.masking, B, self.G, cfg.mask_ratio, cfg.seed, key_step,
-            regions=maps if cfg.masking == "structured" else None, indices=indices)
+            regions=maps if cfg.masking in ("structured", "facial") else None, indices=indices,
+            region_ratio=getattr(cfg, "mask_region_ratio", 0.15))
         pos = None
         if self.n_subst:
             pos = masking.subst_positions(cfg.seed, key_step, indices, self.n_keep, self.n_subst)
@@ -143,7 +144,7 @@ class PacoFR:
         B = images.shape[0]
         ctx = {"step": step, "incubating": step < self.incubation_steps, "images": images,
                "regions": np.broadcast_to(self.canonical, (B, self.N)) if regions is None else regions}
-        self._ctx, self.last = ctx, {"mask": mask, "ids_keep": ids_keep}
+        self._ctx, self.last = ctx, {"mask": mask, "ids_keep": ids_keep, "regions": ctx["regions"]}
         out = {}
         clock = _Clock(self.times)
         if self.n_subst:

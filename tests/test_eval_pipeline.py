@@ -36,7 +36,7 @@ def test_splits_are_deterministic_and_budgets_nested():
     with pytest.raises(ValueError, match="fraction"):
         tasks.label_budget(10, 0)
     with pytest.raises(ValueError, match="split"):
-        tasks.synthface_split("val", 3)
+        tasks.synthface_split("holdout", 3)
 
 
 def test_verification_pairs_follow_the_lfw_layout():

@@ -25,6 +25,7 @@ LAYERS = [
     ["optim"],
     ["paco"],
     ["train", "eval"],
+    ["sweep"],
     ["cli"],
 ]
 SIBLINGS = {"train", "eval"}   # one layer, but neither imports the other

@@ -327,6 +327,34 @@ def test_structured_masks_cover_whole_components(G, ratio):
         check_structured(row, regions, n_mask, G)
 
 
+def test_facial_masks_take_whole_facial_components_then_random_patches(synth):
+    G, ratio = 14, 0.75
+    n_mask = n_mask_of(ratio, G * G)
+    hair = R.COMPONENTS.index("hair_background")
+    maps = R.region_map_from_landmarks(synth["landmarks"], 112, G)
+    for regions in (R.region_map(G), maps[0], maps[3]):
+        facial = int((regions != hair).sum())
+        sizes = np.bincount(regions, minlength=len(R.COMPONENTS))
+        # a budget of exactly the facial patches: every facial component, nothing else
+        if facial <= n_mask:
+            rr = facial / n_mask
+            mask = M.make_masks("facial", 8, G, ratio, 1, 2, regions=regions, region_ratio=rr)[0]
+            assert (mask[:, regions != hair] == 1).all()
+        # a small budget: one or a few whole components, then random patches, so that about the
+        # masking ratio of the face is removed (not all of it, as structured masking does)
+        mask = M.make_masks("facial", 200, G, ratio, 3, 4, regions=regions, region_ratio=0.15)[0]
+        whole = np.array([[sizes[c] > 0 and row[regions == c].all() for c in range(hair)] for row in mask])
+        assert whole.any(1).all()
+        assert 0.7 < mask[:, regions != hair].mean() < 0.9
+        # region_ratio 0: uniform random patches (each patch removed with probability ratio)
+        mask = M.make_masks("facial", 400, G, ratio, 5, 6, regions=regions, region_ratio=0.0)[0]
+        assert abs(mask.mean(0) - n_mask / G ** 2).max() < 0.1
+    with pytest.raises(ValueError, match=r"region_ratio must be in \[0, 1\]"):
+        M.make_masks("facial", 2, G, ratio, 0, 0, region_ratio=1.5)
+    with pytest.raises(ValueError, match="n_region"):
+        _C.mask_facial(np.arange(2), G, n_mask, 0, 0, R.region_map(G), n_mask + 1)
+
+
 def test_structured_top_up_follows_the_rule():
     """In the twin, step by step: the greedy pass keeps whole components while they fit, skips
     the others; each top-up patch had the most masked 4-neighbours (at least one) of all
@@ -444,7 +472,7 @@ def test_twin_and_invariants_property(kind, G, ratio, seed, step, B, data):
 # ---------------------------------------------------------------- bad arguments
 
 @pytest.mark.parametrize("kwargs,error,message", [
-    (dict(kind="grid"), ValueError, "kind must be one of 'random', 'block', 'structured', got 'grid'"),
+    (dict(kind="grid"), ValueError, "kind must be one of 'random', 'block', 'structured', 'facial', got 'grid'"),
     (dict(ratio=1.0), ValueError, r"ratio must be in \[0, 1\), got 1.0"),
     (dict(ratio=-0.1), ValueError, r"ratio must be in \[0, 1\), got -0.1"),
     (dict(ratio=float("nan")), ValueError, r"ratio must be in \[0, 1\)"),

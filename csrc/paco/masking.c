@@ -20,6 +20,8 @@
 #define SALT_RANDOM 0x52414E444F4D4D4Bull
 #define SALT_BLOCK 0x424C4F434B4D534Bull
 #define SALT_STRUCTURED 0x5354525543544D4Bull
+#define SALT_FACIAL 0x464143494D41534Bull   /* "FACIMASK" */
+#define HAIR_BACKGROUND (PF_NUM_COMPONENTS - 1)
 /* and the substitution positions their own stream (ASCII "SUBSTPOS") */
 #define SALT_SUBST 0x5355425354504F53ull
 #define BLOCK_ATTEMPTS 10   /* failed rectangle draws in a row before the top-up takes over */
@@ -134,10 +136,10 @@ static int64_t block_rects(uint8_t *mask, int64_t G, int64_t n_mask, stream *s) 
 }
 
 /* mask (N) zeroed, regions (N) -> whole components: the components in a random order, each
- * masked entirely when the masked count stays <= n_mask, skipped otherwise. Returns the
- * masked count. */
+ * masked entirely when the masked count stays <= n_mask, skipped otherwise; component `skip`
+ * (-1: none) never. Returns the masked count. */
 static int64_t structured_components(uint8_t *mask, const int64_t *regions, int64_t N, int64_t n_mask,
-                                     stream *s) {
+                                     stream *s, int skip) {
     int64_t size[PF_NUM_COMPONENTS] = {0};
     int order[PF_NUM_COMPONENTS];
     for (int64_t i = 0; i < N; i++) size[regions[i]]++;
@@ -149,7 +151,7 @@ static int64_t structured_components(uint8_t *mask, const int64_t *regions, int6
     int64_t count = 0;
     for (int k = 0; k < PF_NUM_COMPONENTS; k++) {
         const int c = order[k];
-        if (size[c] == 0 || count + size[c] > n_mask) continue;
+        if (c == skip || size[c] == 0 || count + size[c] > n_mask) continue;
         for (int64_t i = 0; i < N; i++)
             if (regions[i] == c) mask[i] = 1;
         count += size[c];
@@ -157,9 +159,25 @@ static int64_t structured_components(uint8_t *mask, const int64_t *regions, int6
     return count;
 }
 
+/* mask (N) zeroed, regions (N) -> whole facial components (all but hair/background) while
+ * the count stays <= n_region, then uniformly random patches among the unmasked ones up to
+ * n_mask (a partial Fisher-Yates shuffle of them). perm: scratch of N int64. */
+static void facial_row(uint8_t *mask, const int64_t *regions, int64_t N, int64_t n_region, int64_t n_mask,
+                       stream *s, int64_t *perm) {
+    const int64_t count = structured_components(mask, regions, N, n_region, s, HAIR_BACKGROUND);
+    int64_t m = 0;
+    for (int64_t i = 0; i < N; i++)
+        if (!mask[i]) perm[m++] = i;
+    for (int64_t j = 0; j < n_mask - count; j++) {
+        const int64_t r = j + below(s, m - j), t = perm[r];
+        perm[r] = perm[j], perm[j] = t;
+        mask[t] = 1;
+    }
+}
+
 /* ---------------------------------------------------------------- batch drivers */
 
-enum { KIND_RANDOM, KIND_BLOCK, KIND_STRUCTURED };
+enum { KIND_RANDOM, KIND_BLOCK, KIND_STRUCTURED, KIND_FACIAL };
 
 /* B >= 0, grid G in [1, PF_MASK_MAX_GRID], n_mask in [0, G*G]. */
 static pf_status check_sizes(const char *who, int64_t B, int64_t G, int64_t n_mask) {
@@ -172,11 +190,12 @@ static pf_status check_sizes(const char *who, int64_t B, int64_t G, int64_t n_ma
     return PF_OK;
 }
 
-/* Rows b in [0, B) of one kind; regions (N,) or (B, N) for KIND_STRUCTURED (else NULL). */
+/* Rows b in [0, B) of one kind; regions (N,) or (B, N) for KIND_STRUCTURED and KIND_FACIAL
+ * (else NULL); n_region: KIND_FACIAL's budget of whole components. */
 static pf_status mask_batch(int kind, uint8_t *mask, int64_t *ids_keep, int64_t *ids_restore, int64_t B,
-                            int64_t G, int64_t n_mask, uint64_t seed, uint64_t step, const int64_t *indices,
-                            const int64_t *regions, int regions_per_image) {
-    static const uint64_t salts[] = {SALT_RANDOM, SALT_BLOCK, SALT_STRUCTURED};
+                            int64_t G, int64_t n_mask, int64_t n_region, uint64_t seed, uint64_t step,
+                            const int64_t *indices, const int64_t *regions, int regions_per_image) {
+    static const uint64_t salts[] = {SALT_RANDOM, SALT_BLOCK, SALT_STRUCTURED, SALT_FACIAL};
     const int64_t N = G * G, n_keep = N - n_mask;
     const int nt = pf_get_num_threads();
     int64_t *scratch = pf_malloc((size_t)nt * (size_t)N * sizeof(int64_t));
@@ -188,13 +207,15 @@ static pf_status mask_batch(int kind, uint8_t *mask, int64_t *ids_keep, int64_t 
         for (int64_t b = 0; b < B; b++) {
             uint8_t *m = mask + b * N;
             stream s = stream_for(salts[kind], seed, step, indices[b]);
+            const int64_t *reg = regions ? regions + (regions_per_image ? b * N : 0) : NULL;
             memset(m, 0, (size_t)N);
             if (kind == KIND_RANDOM) {
                 random_row(m, N, n_mask, &s, tmp);
+            } else if (kind == KIND_FACIAL) {
+                facial_row(m, reg, N, n_region, n_mask, &s, tmp);
             } else {
-                const int64_t count = kind == KIND_BLOCK
-                    ? block_rects(m, G, n_mask, &s)
-                    : structured_components(m, regions + (regions_per_image ? b * N : 0), N, n_mask, &s);
+                const int64_t count = kind == KIND_BLOCK ? block_rects(m, G, n_mask, &s)
+                                                         : structured_components(m, reg, N, n_mask, &s, -1);
                 top_up(m, G, count, n_mask, &s, tmp);
             }
             row_ids(m, N, n_mask, ids_keep + b * n_keep, ids_restore + b * N);
@@ -208,14 +229,23 @@ static pf_status mask_batch(int kind, uint8_t *mask, int64_t *ids_keep, int64_t 
 pf_status pf_mask_random(uint8_t *mask, int64_t *ids_keep, int64_t *ids_restore, int64_t B, int64_t G,
                          int64_t n_mask, uint64_t seed, uint64_t step, const int64_t *indices) {
     TRY(check_sizes("mask_random", B, G, n_mask));
-    return mask_batch(KIND_RANDOM, mask, ids_keep, ids_restore, B, G, n_mask, seed, step, indices, NULL, 0);
+    return mask_batch(KIND_RANDOM, mask, ids_keep, ids_restore, B, G, n_mask, 0, seed, step, indices, NULL, 0);
 }
 
 /* The same outputs: BEiT's rectangles, then the top-up. */
 pf_status pf_mask_block(uint8_t *mask, int64_t *ids_keep, int64_t *ids_restore, int64_t B, int64_t G,
                         int64_t n_mask, uint64_t seed, uint64_t step, const int64_t *indices) {
     TRY(check_sizes("mask_block", B, G, n_mask));
-    return mask_batch(KIND_BLOCK, mask, ids_keep, ids_restore, B, G, n_mask, seed, step, indices, NULL, 0);
+    return mask_batch(KIND_BLOCK, mask, ids_keep, ids_restore, B, G, n_mask, 0, seed, step, indices, NULL, 0);
+}
+
+/* regions (N) or (B, N): every id a component id, or PF_EINVAL naming the first that is not. */
+static pf_status check_regions(const char *who, const int64_t *regions, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (regions[i] < 0 || regions[i] >= PF_NUM_COMPONENTS)
+            return pf_fail(PF_EINVAL, "%s: regions (flat index %lld) holds %lld, outside the component ids "
+                           "[0, %d)", who, (long long)i, (long long)regions[i], PF_NUM_COMPONENTS);
+    return PF_OK;
 }
 
 /* The same outputs: whole components of regions (N) or (B, N), then the top-up. */
@@ -223,12 +253,21 @@ pf_status pf_mask_structured(uint8_t *mask, int64_t *ids_keep, int64_t *ids_rest
                              int64_t n_mask, uint64_t seed, uint64_t step, const int64_t *indices,
                              const int64_t *regions, int regions_per_image) {
     TRY(check_sizes("mask_structured", B, G, n_mask));
-    const int64_t n = (regions_per_image ? B : 1) * G * G;
-    for (int64_t i = 0; i < n; i++)
-        if (regions[i] < 0 || regions[i] >= PF_NUM_COMPONENTS)
-            return pf_fail(PF_EINVAL, "mask_structured: regions (flat index %lld) holds %lld, outside the "
-                           "component ids [0, %d)", (long long)i, (long long)regions[i], PF_NUM_COMPONENTS);
-    return mask_batch(KIND_STRUCTURED, mask, ids_keep, ids_restore, B, G, n_mask, seed, step, indices, regions,
+    TRY(check_regions("mask_structured", regions, (regions_per_image ? B : 1) * G * G));
+    return mask_batch(KIND_STRUCTURED, mask, ids_keep, ids_restore, B, G, n_mask, 0, seed, step, indices, regions,
+                      regions_per_image);
+}
+
+/* The same outputs: whole facial components up to n_region patches, then random ones. */
+pf_status pf_mask_facial(uint8_t *mask, int64_t *ids_keep, int64_t *ids_restore, int64_t B, int64_t G,
+                         int64_t n_mask, int64_t n_region, uint64_t seed, uint64_t step, const int64_t *indices,
+                         const int64_t *regions, int regions_per_image) {
+    TRY(check_sizes("mask_facial", B, G, n_mask));
+    if (n_region < 0 || n_region > n_mask)
+        return pf_fail(PF_EINVAL, "mask_facial: n_region must be in [0, n_mask = %lld], got %lld", (long long)n_mask,
+                       (long long)n_region);
+    TRY(check_regions("mask_facial", regions, (regions_per_image ? B : 1) * G * G));
+    return mask_batch(KIND_FACIAL, mask, ids_keep, ids_restore, B, G, n_mask, n_region, seed, step, indices, regions,
                       regions_per_image);
 }
 

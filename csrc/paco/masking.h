@@ -1,5 +1,6 @@
 /* masking.h: PaCo-FR patch masks (METHOD.md section 1): random (MAE), block (BEiT) and
- * structured (whole facial components, then a spatially coherent top-up); and the positions of
+ * structured (whole facial components, then a spatially coherent top-up), facial (whole facial
+ * components up to a budget, then random patches); and the positions of
  * the substituted patches, from the same counter-based generator. */
 #ifndef PF_MASKING_H
 #define PF_MASKING_H
@@ -30,6 +31,13 @@ pf_status pf_mask_block(uint8_t *mask, int64_t *ids_keep, int64_t *ids_restore, 
 pf_status pf_mask_structured(uint8_t *mask, int64_t *ids_keep, int64_t *ids_restore, int64_t B, int64_t G,
                              int64_t n_mask, uint64_t seed, uint64_t step, const int64_t *indices,
                              const int64_t *regions, int regions_per_image);
+
+/* Facial-components-first masks: whole components other than hair/background (id 12), in a
+ * random order, while the count stays <= n_region (0 <= n_region <= n_mask); then a uniformly
+ * random top-up among the unmasked patches to n_mask. regions as for pf_mask_structured. */
+pf_status pf_mask_facial(uint8_t *mask, int64_t *ids_keep, int64_t *ids_restore, int64_t B, int64_t G,
+                         int64_t n_mask, int64_t n_region, uint64_t seed, uint64_t step, const int64_t *indices,
+                         const int64_t *regions, int regions_per_image);
 
 /* Largest n_keep pf_subst_positions accepts (the largest patch count, PF_MASK_MAX_GRID^2). */
 #define PF_SUBST_MAX_KEEP ((int64_t)PF_MASK_MAX_GRID * PF_MASK_MAX_GRID)

@@ -9,7 +9,7 @@
 
 /* ---------------------------------------------------------------- masking (METHOD.md section 1) */
 
-enum { MASK_RANDOM, MASK_BLOCK, MASK_STRUCTURED };
+enum { MASK_RANDOM, MASK_BLOCK, MASK_STRUCTURED, MASK_FACIAL };
 
 /* regions of mask_structured: int64 (N,) shared by the batch, or (B, N); NULL with an exception. */
 static PyArrayObject *mask_regions(PyObject *obj, npy_intp B, npy_intp N) {
@@ -24,15 +24,16 @@ static PyArrayObject *mask_regions(PyObject *obj, npy_intp B, npy_intp N) {
     return reg;
 }
 
-/* mask_<kind>(indices (B,) int64, grid, n_mask, seed, step[, regions (N,) | (B, N) int64])
+/* mask_<kind>(indices (B,) int64, grid, n_mask, seed, step[, regions (N,) | (B, N) int64[, n_region]])
  *   -> (mask (B, N) uint8, ids_keep (B, N - n_mask) int64, ids_restore (B, N) int64).
- * seed and step are taken modulo 2^64. */
+ * seed and step are taken modulo 2^64; regions for structured and facial, n_region for facial. */
 static PyObject *mask_kind(PyObject *args, int kind) {
-    static const char *fmts[] = {"OLLKK:mask_random", "OLLKK:mask_block", "OLLKKO:mask_structured"};
+    static const char *fmts[] = {"OLLKK:mask_random", "OLLKK:mask_block", "OLLKKO:mask_structured",
+                                 "OLLKKOL:mask_facial"};
     PyObject *i_obj, *r_obj = NULL;
-    long long grid, n_mask;
+    long long grid, n_mask, n_region = 0;
     unsigned long long seed, step;
-    if (!PyArg_ParseTuple(args, fmts[kind], &i_obj, &grid, &n_mask, &seed, &step, &r_obj)) return NULL;
+    if (!PyArg_ParseTuple(args, fmts[kind], &i_obj, &grid, &n_mask, &seed, &step, &r_obj, &n_region)) return NULL;
     PyArrayObject *idx = I64(i_obj, "indices", 1, NULL);
     if (!idx) return NULL;
     if (grid < 1 || grid > PF_MASK_MAX_GRID)
@@ -41,7 +42,7 @@ static PyObject *mask_kind(PyObject *args, int kind) {
     if (n_mask < 0 || n_mask > N)
         return PyErr_Format(PyExc_ValueError, "n_mask must be in [0, N = %lld], got %lld", (long long)N, n_mask);
     PyArrayObject *reg = NULL;
-    if (kind == MASK_STRUCTURED && !(reg = mask_regions(r_obj, B, N))) return NULL;
+    if ((kind == MASK_STRUCTURED || kind == MASK_FACIAL) && !(reg = mask_regions(r_obj, B, N))) return NULL;
     PyArrayObject *mask = (PyArrayObject *)PyArray_EMPTY(2, (npy_intp *)SHP(B, N), NPY_UINT8, 0);
     PyArrayObject *keep = (PyArrayObject *)PyArray_EMPTY(2, (npy_intp *)SHP(B, N - n_mask), NPY_INT64, 0);
     PyArrayObject *restore = (PyArrayObject *)PyArray_EMPTY(2, (npy_intp *)SHP(B, N), NPY_INT64, 0);
@@ -56,6 +57,8 @@ static PyObject *mask_kind(PyObject *args, int kind) {
     pf_status st;
     PF_NOGIL(st = kind == MASK_RANDOM ? pf_mask_random(pm, pk, pr, B, grid, n_mask, seed, step, pi)
                 : kind == MASK_BLOCK  ? pf_mask_block(pm, pk, pr, B, grid, n_mask, seed, step, pi)
+                : kind == MASK_FACIAL ? pf_mask_facial(pm, pk, pr, B, grid, n_mask, n_region, seed, step, pi, pg,
+                                                       per_image)
                                       : pf_mask_structured(pm, pk, pr, B, grid, n_mask, seed, step, pi, pg, per_image));
     if (st != PF_OK) {
         Py_DECREF(mask), Py_DECREF(keep), Py_DECREF(restore);
@@ -68,6 +71,7 @@ static PyObject *mask_kind(PyObject *args, int kind) {
 static PyObject *py_mask_random(PyObject *self, PyObject *args) { (void)self; return mask_kind(args, MASK_RANDOM); }
 static PyObject *py_mask_block(PyObject *self, PyObject *args) { (void)self; return mask_kind(args, MASK_BLOCK); }
 static PyObject *py_mask_structured(PyObject *self, PyObject *args) { (void)self; return mask_kind(args, MASK_STRUCTURED); }
+static PyObject *py_mask_facial(PyObject *self, PyObject *args) { (void)self; return mask_kind(args, MASK_FACIAL); }
 
 /* subst_positions(seed, step, indices (B,) int64, n_keep, s) -> (B, s) int64: s distinct places in
  * [0, n_keep) per row, ascending; seed and step are taken modulo 2^64. */
@@ -456,6 +460,10 @@ PyMethodDef pf_paco_methods[] = {
      "mask_structured(indices, grid, n_mask, seed, step, regions) -> (mask, ids_keep, ids_restore)\n\n"
      "As mask_random, masking whole facial components of regions ((N,) shared or (B, N) int64 component\n"
      "ids in [0, 13)), then a spatially coherent top-up."},
+    {"mask_facial", py_mask_facial, METH_VARARGS,
+     "mask_facial(indices, grid, n_mask, seed, step, regions, n_region) -> (mask, ids_keep, ids_restore)\n\n"
+     "As mask_structured, masking whole facial components (all but hair/background, id 12) while the count\n"
+     "stays <= n_region, then uniformly random patches up to n_mask."},
     {"subst_positions", py_subst_positions, METH_VARARGS,
      "subst_positions(seed, step, indices, n_keep, s) -> (B, s) int64\n\n"
      "indices (B,) int64 sample indices: for each, s distinct places in [0, n_keep) (within that image's\n"

@@ -24,20 +24,21 @@ def load_encoder(spec, model_name="pacofr_vit_tiny_p8_112", seed=0):
 
 def evaluate(model, which=ALL_TASKS, mode="linear", head="heatmap", parsing_head="linear", labels=1.0,
              train_images=2000, test_images=500, steps=300, batch_size=32, lr=0.0, layer_decay=0.75, seed=0, photos=None,
-             progress=False, train_data=None, test_data=None, normalizer="inter_ocular", lapa=None):
+             progress=False, train_data=None, test_data=None, normalizer="inter_ocular", lapa=None, split="test"):
     """Run the named tasks on SynthFace ``synthface-v1`` splits at the model's image size.
     photos: records (``image``, 68-point ``landmarks``) to score the trained alignment and
     parsing heads on real images too. train_data / test_data: landmark data sets in a public
     format (``tasks.landmark_data``) that replace SynthFace for the alignment task. lapa: a LaPa
     root whose ``train`` split trains the parsing head and whose ``test`` split is scored at the
-    photos' own resolution (``photos.score_lapa``), in place of SynthFace. Returns
+    photos' own resolution (``photos.score_lapa``), in place of SynthFace. split: the SynthFace
+    split scored, "test" (final numbers) or "val" (synthface-v2's split for every choice). Returns
     (results, artefacts for the figures; ``artefacts["fitted"]`` holds the trained heads)."""
     unknown = set(which) - set(ALL_TASKS)
     if unknown:
         raise ValueError(f"unknown task(s) {sorted(unknown)}; choose from {ALL_TASKS}")
     size = model.config.img_size
     train = tasks.synthface_split("train", train_images, size) if {"alignment", "parsing", "recognition"} & set(which) else None
-    test = tasks.synthface_split("test", test_images, size)
+    test = tasks.synthface_split(_scored_split(split), test_images, size)
     common = dict(mode=mode, steps=steps, batch_size=batch_size, lr=lr, layer_decay=layer_decay, seed=seed,
                   probe_steps=steps if mode == "finetune" else 0)     # fine-tuning is LP-FT
     # the frozen encoder's SynthFace tokens, computed once for every probe and identity metric
@@ -46,7 +47,7 @@ def evaluate(model, which=ALL_TASKS, mode="linear", head="heatmap", parsing_head
     tokens = None
     if train is not None and {"alignment", "parsing"} & set(which):
         tokens = (encode(enc, train["images"][:tasks.label_budget(train_images, labels)]), test_tokens)
-    results = {"protocol": "synthface-v1", "image_size": size, "train_images": train_images,
+    results = {"protocol": "synthface-v1", "split": split, "image_size": size, "train_images": train_images,
                "test_images": test_images, "labels": labels, "mode": mode}
     art = {"test": test}
     fitted = {}
@@ -80,6 +81,12 @@ def evaluate(model, which=ALL_TASKS, mode="linear", head="heatmap", parsing_head
         results["photos"] = {k: v for k, v in res.items() if k != "pred"}
     art["fitted"] = fitted              # the trained heads, for predictions on other photos
     return results, art
+
+
+def _scored_split(split):
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be 'test' or 'val', got {split!r}")
+    return split
 
 
 def _lapa_parsing(model, lapa, cfg, train_images, labels, progress):

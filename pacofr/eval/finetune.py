@@ -158,7 +158,7 @@ def _batches(n, batch_size, seed):
 
 
 def fit(model, images, targets, cfg, weights=None, num_outputs=None, progress=False, log_every=10, tokens=None,
-        probe=None):
+        probe=None, monitor=None):
     """Train cfg's head on (images, targets).
 
     images: float32 (n, 3, S, S), normalised as in pre-training. targets: landmarks (n, L, 2)
@@ -167,7 +167,10 @@ def fit(model, images, targets, cfg, weights=None, num_outputs=None, progress=Fa
     fine-tuning never changes the caller's model. tokens: the frozen encoder's output for images
     (n, 1+N, C), to share one ``encode`` among several linear probes. probe: a linear-probe
     ``Fitted`` of the same task, model and images to start LP-FT fine-tuning from (instead of
-    training one for ``cfg.probe_steps``)."""
+    training one for ``cfg.probe_steps``). monitor: (every, fn): fn(Fitted) -> dict of numbers
+    (e.g. a validation metric) is called every ``every`` steps and after the last, its
+    values joining ``history`` (the validation curve); the probe stage of LP-FT is not
+    monitored."""
     encoder, images = _check_fit_inputs(model, images, targets, cfg, tokens, probe)
     if num_outputs is None:  # landmarks per face, LaPa's classes, or identities
         num_outputs = _num_outputs(cfg, targets)
@@ -185,7 +188,11 @@ def fit(model, images, targets, cfg, weights=None, num_outputs=None, progress=Fa
         feats = _frozen_features(encoder, images, tokens, _pool(cfg))
         norm = _feature_norm(feats)
         feats = _standardize(feats, norm)
-    history = _train(encoder, head, images, feats, targets, weights, cfg, progress, log_every)
+    watch = None
+    if monitor is not None:
+        every, fn = monitor
+        watch = (int(every), lambda h: fn(Fitted(encoder, h, cfg, [], norm)))
+    history = _train(encoder, head, images, feats, targets, weights, cfg, progress, log_every, watch)
     return Fitted(encoder, head, cfg, history, norm)
 
 
@@ -227,8 +234,9 @@ def _frozen_features(encoder, images, tokens, pool):
     return encode(encoder, images, pool=pool)
 
 
-def _train(encoder, head, images, feats, targets, weights, cfg, progress, log_every):
-    """cfg.steps of AdamW on the head (and, fine-tuning, the encoder) -> the loss history."""
+def _train(encoder, head, images, feats, targets, weights, cfg, progress, log_every, watch=None):
+    """cfg.steps of AdamW on the head (and, fine-tuning, the encoder) -> the loss history
+    (with ``watch`` = (every, fn(head) -> dict), fn's values every so many steps)."""
     finetune, pool = cfg.mode == "finetune", _pool(cfg)
     opt = AdamW(encoder, lr=cfg.base_lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999),
                 clip_grad_norm=cfg.clip_grad or None) if finetune else None
@@ -258,6 +266,8 @@ def _train(encoder, head, images, feats, targets, weights, cfg, progress, log_ev
         head.step(lr, cfg.weight_decay)
         if step % log_every == 0 or step == cfg.steps - 1:
             history.append({"step": step + 1, "loss": float(loss), "lr": lr})
+        if watch is not None and ((step + 1) % watch[0] == 0 or step == cfg.steps - 1):
+            history.append({"step": step + 1, **watch[1](head)})
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")

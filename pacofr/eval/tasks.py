@@ -2,8 +2,8 @@
 put together. Every function returns a plain dict (JSON-ready after ``report.jsonable``).
 
 SynthFace splits of protocol ``synthface-v1``: ``pretrain`` (seed 0), ``train`` (seed 1) and
-``test`` (seed 2); identities are drawn per seed, so the test identities are disjoint from the
-train ones. A label budget keeps the first round(fraction * n) training images (nested
+``test`` (seed 2); ``synthface-v2`` adds ``val`` (seed 3) on which every choice is made.
+Identities are drawn per seed, so the identities of each split are disjoint from the others'. A label budget keeps the first round(fraction * n) training images (nested
 budgets: the 1% images are among the 10% ones)."""
 import numpy as np
 
@@ -15,7 +15,7 @@ from . import alignment, parsing, quality, recognition
 from .finetune import FitConfig, encode, encoder_of, fit
 from ..heads import embeddings
 
-SPLIT_SEEDS = {"pretrain": 0, "train": 1, "test": 2}
+SPLIT_SEEDS = {"pretrain": 0, "train": 1, "test": 2, "val": 3}
 
 
 def normalize(images_u8):
@@ -63,7 +63,7 @@ def label_budget(n, fraction):
     return max(1, int(round(n * fraction)))
 
 
-def _take(data, k):
+def take(data, k):
     return {key: (v[:k] if isinstance(v, np.ndarray) else v) for key, v in data.items()}
 
 
@@ -105,30 +105,31 @@ def _test_tokens(cfg, tokens):
 
 
 def run_alignment(model, train, test, cfg=None, labels=1.0, normalizer="inter_ocular", threshold=0.1,
-                  progress=False, tokens=None, probe=None):
+                  progress=False, tokens=None, probe=None, monitor=None):
     """Train an alignment head (cfg: FitConfig, task "alignment") on the first
     ``label_budget(len(train), labels)`` training images, then score it on test. tokens:
     optional (train tokens, test tokens) of the frozen encoder, shared by linear probes (and by
     the probe stage of LP-FT fine-tuning). probe: the linear probe (a ``Fitted``) to fine-tune
-    from (LP-FT)."""
+    from (LP-FT). monitor: ``fit``'s (every, fn) validation curve."""
     cfg = cfg or FitConfig(task="alignment")
     k = label_budget(len(train["images"]), labels)
-    tr = _take(train, k)
+    tr = take(train, k)
     fitted = fit(model, tr["images"], tr["landmarks"], cfg, progress=progress,
-                 tokens=None if tokens is None else tokens[0][:k], probe=probe)
+                 tokens=None if tokens is None else tokens[0][:k], probe=probe, monitor=monitor)
     res = evaluate_alignment(fitted, test, normalizer, threshold, tokens=_test_tokens(cfg, tokens))
     res.update(train_images=k, labels=labels, config=cfg.__dict__, history=fitted.history)
     return res, fitted
 
 
-def run_parsing(model, train, test, cfg=None, labels=1.0, num_classes=11, progress=False, tokens=None, probe=None):
+def run_parsing(model, train, test, cfg=None, labels=1.0, num_classes=11, progress=False, tokens=None, probe=None,
+                monitor=None):
     """Train a parsing head (cfg task "parsing") on the first label-budget images, score F1.
-    tokens, probe: as for run_alignment."""
+    tokens, probe, monitor: as for run_alignment."""
     cfg = cfg or FitConfig(task="parsing", head="linear")
     k = label_budget(len(train["images"]), labels)
-    tr = _take(train, k)
+    tr = take(train, k)
     fitted = fit(model, tr["images"], tr["parsing"], cfg, num_outputs=num_classes, progress=progress,
-                 tokens=None if tokens is None else tokens[0][:k], probe=probe)
+                 tokens=None if tokens is None else tokens[0][:k], probe=probe, monitor=monitor)
     res = evaluate_parsing(fitted, test, num_classes, tokens=_test_tokens(cfg, tokens))
     res.update(train_images=k, labels=labels, config=cfg.__dict__, history=fitted.history)
     return res, fitted

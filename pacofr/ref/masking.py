@@ -12,7 +12,7 @@ import numpy as np
 M64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
 SALTS = {"random": 0x52414E444F4D4D4B, "block": 0x424C4F434B4D534B, "structured": 0x5354525543544D4B,
-         "subst": 0x5355425354504F53}
+         "facial": 0x464143494D41534B, "subst": 0x5355425354504F53}
 NUM_COMPONENTS = 13
 BLOCK_ATTEMPTS = 10
 BLOCK_MIN_ASPECT = 0.3
@@ -79,9 +79,9 @@ def block_rects(G, n_mask, s):
     return mask, rects
 
 
-def structured_components(regions, n_mask, s):
-    """Whole components in a random order while the count stays <= n_mask -> (mask (N,) uint8,
-    masked components, skipped non-empty components)."""
+def structured_components(regions, n_mask, s, skip=-1):
+    """Whole components in a random order while the count stays <= n_mask (never ``skip``) ->
+    (mask (N,) uint8, masked components, skipped non-empty components)."""
     regions = np.asarray(regions)
     size = np.bincount(regions, minlength=NUM_COMPONENTS)
     order = list(range(NUM_COMPONENTS))
@@ -90,7 +90,7 @@ def structured_components(regions, n_mask, s):
         order[c], order[j] = order[j], order[c]
     mask, count, taken, skipped = np.zeros(regions.size, np.uint8), 0, [], []
     for c in order:
-        if size[c] == 0:
+        if size[c] == 0 or c == skip:
             continue
         if count + size[c] > n_mask:
             skipped.append(c)
@@ -117,11 +117,25 @@ def top_up(mask, G, n_mask, s):
     return added
 
 
-def mask_row(kind, G, n_mask, seed, step, index, regions=None):
+def facial_row(regions, n_region, n_mask, s):
+    """Whole facial components (never hair/background) while the count stays <= n_region,
+    then a partial Fisher-Yates shuffle of the unmasked patches up to n_mask."""
+    mask = structured_components(regions, n_region, s, skip=NUM_COMPONENTS - 1)[0]
+    perm = list(np.flatnonzero(mask == 0))
+    for j in range(n_mask - int(mask.sum())):
+        r = j + s.below(len(perm) - j)
+        perm[r], perm[j] = perm[j], perm[r]
+        mask[perm[j]] = 1
+    return mask
+
+
+def mask_row(kind, G, n_mask, seed, step, index, regions=None, n_region=0):
     """One image's mask (G * G,) uint8."""
     s = Stream(kind, seed, step, index)
     if kind == "random":
         return random_row(G * G, n_mask, s)
+    if kind == "facial":
+        return facial_row(regions, n_region, n_mask, s)
     if kind == "block":
         mask = block_rects(G, n_mask, s)[0].ravel()
     else:
@@ -130,16 +144,20 @@ def mask_row(kind, G, n_mask, seed, step, index, regions=None):
     return mask
 
 
-def make_masks(kind, batch_size, grid, ratio, seed, step, regions=None, indices=None):
-    """pacofr.masking.make_masks in NumPy (``regions`` must be given for ``structured``)."""
+def make_masks(kind, batch_size, grid, ratio, seed, step, regions=None, indices=None, region_ratio=0.5):
+    """pacofr.masking.make_masks in NumPy (``regions`` must be given for ``structured`` and
+    ``facial``)."""
     N = grid * grid
     n_mask = int(round(float(ratio) * N))
+    n_region = int(round(float(region_ratio) * n_mask))
     indices = np.arange(batch_size) if indices is None else np.asarray(indices)
-    if kind == "structured":
+    with_regions = kind in ("structured", "facial")
+    if with_regions:
         regions = np.broadcast_to(np.asarray(regions, np.int64), (batch_size, N))
     mask = np.zeros((batch_size, N), np.uint8)
     for b in range(batch_size):
-        mask[b] = mask_row(kind, grid, n_mask, seed, step, int(indices[b]), regions[b] if kind == "structured" else None)
+        mask[b] = mask_row(kind, grid, n_mask, seed, step, int(indices[b]), regions[b] if with_regions else None,
+                           n_region)
     ids_shuffle = np.argsort(mask, axis=1, kind="stable")   # kept ascending, then removed ascending
     ids_restore = np.argsort(ids_shuffle, axis=1)
     return mask, ids_shuffle[:, :N - n_mask], ids_restore

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..config import check_fields
 
-MASKINGS = ("random", "block", "structured")
+MASKINGS = ("random", "block", "structured", "facial")
 REGION_SOURCES = ("canonical", "landmarks", "parsing")
 SC_MODES = ("token", "region")
 CODEBOOK_INITS = ("random", "kmeans++")
@@ -24,6 +24,7 @@ class PretrainConfig:
     # they are centre-cropped)
     data: str = "synthface"
     synth_images: int = 20000
+    data_seed: int = 0                 # SynthFace's seed (0: split "pretrain"); ``seed`` sets weights, masks, order
     synth_identities: int = 0          # 0: synth_images // 10
     flip: bool = True                  # horizontal flip augmentation
     shuffle_buffer: int = 4096         # faces in the shuffle buffer of a shard folder (pacofr prepare)
@@ -42,6 +43,8 @@ class PretrainConfig:
     # masking (METHOD.md §1)
     masking: str = "structured"
     mask_ratio: float = 0.75
+    mask_region_ratio: float = 0.15   # masking "facial": the share of removed patches taken as whole facial
+                                      # components first (the rest random, so the face loses about mask_ratio)
     region_source: str = "canonical"
     # codebook and belief predictor (§2)
     codebook_size: int = 1024
@@ -76,6 +79,7 @@ class PretrainConfig:
     checkpoint_every: int = 200
     keep_checkpoints: int = 3
     eval_every: int = 0                # calls the eval hook every so many steps; 0: never
+    diag_every: int = 250              # diagnostics (train/diagnostics.py) every so many steps; 0: never
     threads: int = 0                   # 0: keep pacofr's setting
 
     def __post_init__(self):
@@ -97,7 +101,7 @@ class PretrainConfig:
              f"betas must be two numbers in [0, 1), got {self.betas!r}")
         for name in ("log_every", "checkpoint_every", "usage_window", "synth_images", "shuffle_buffer"):
             need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("preview_every", "eval_every", "threads", "seed", "synth_identities", "belief_hidden"):
+        for name in ("preview_every", "eval_every", "diag_every", "data_seed", "threads", "seed", "synth_identities", "belief_hidden"):
             need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         need(self.codebook_eps > 0, f"codebook_eps must be positive, got {self.codebook_eps}")
         need(self.warmup_steps >= -1 and self.incubation_steps >= -1, "warmup_steps and incubation_steps must be >= -1")
@@ -110,6 +114,7 @@ class PretrainConfig:
         need(self.teacher_dtype in ("auto", "model", "fp32", "bf16"),
              f"teacher_dtype must be 'auto', 'model', 'fp32' or 'bf16', got {self.teacher_dtype!r}")
         need(0 <= self.mask_ratio < 1, f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
+        need(0 <= self.mask_region_ratio <= 1, f"mask_region_ratio must be in [0, 1], got {self.mask_region_ratio}")
         need(0 <= self.subst_ratio <= 1, f"subst_ratio must be in [0, 1], got {self.subst_ratio}")
         need(self.steps >= 1 and self.batch_size >= 1 and self.accum_steps >= 1,
              "steps, batch_size and accum_steps must be >= 1")

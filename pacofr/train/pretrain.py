@@ -20,14 +20,15 @@ from ..config import get_config
 from ..model import create_model
 from ..optim import AdamW
 from ..paco import PacoFR
-from . import log
+from . import diagnostics, log
 from .config import PretrainConfig, make_config
 from .engine import Position, batches, train_one_step
 from .preview import save_preview
 
 # fields that may change when a run is resumed (the rest must match the checkpoint's)
 RESUMABLE_CHANGES = {"steps", "log_every", "preview_every", "checkpoint_every", "keep_checkpoints", "eval_every",
-                     "threads", "out", "dtype", "teacher_dtype"}
+                     "diag_every", "threads", "out", "dtype", "teacher_dtype"}
+DIAG_IMAGES = 32   # images of the logged batch the diagnostics look at
 
 
 @dataclass
@@ -72,7 +73,7 @@ def _check_data_gives_regions(cfg, dataset):
 
 def make_dataset(cfg, size):
     if cfg.data == "synthface":
-        return synthface_at(size, seed=cfg.seed, num_images=cfg.synth_images,
+        return synthface_at(size, seed=cfg.data_seed, num_images=cfg.synth_images,
                             num_identities=cfg.synth_identities or None)
     path = Path(cfg.data)
     if is_shard_folder(path):           # pacofr prepare's (or synthface --shards') tar shards, streamed
@@ -223,6 +224,8 @@ def _after_step(run, metrics, throughput, bar, batch, eval_hook, result):
         run.last = row
     if cfg.preview_every and step % cfg.preview_every == 0 and run.paco.world.is_root:  # before the hook
         save_preview(run.paco, batch, step, run.out / "previews" / f"step_{step:07d}.png")
+    if cfg.diag_every and step % cfg.diag_every == 0 and run.paco.world.is_root:
+        metrics.write({"step": step, **diagnostics.diagnose(run.paco, batch["images"][:DIAG_IMAGES])})
     if eval_hook is not None and cfg.eval_every and step % cfg.eval_every == 0:
         metrics.write({"step": step, **{f"eval/{k}": v for k, v in eval_hook(run.model, step).items()}})
     if step % cfg.checkpoint_every == 0 or step == cfg.steps:

@@ -1,0 +1,173 @@
+"""A sweep's rows, aggregated: mean and 95% confidence interval (Student's t over the
+pre-training seeds) of every metric per arm, written as OUT/summary.json and OUT/table.md,
+with the heads' validation curves (OUT/curves.png) and the pre-training diagnostics over
+steps (OUT/diagnostics.png) when matplotlib is installed."""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .._io import atomic_write_bytes
+from ..eval import report
+from .spec import slug
+
+__all__ = ["ci95", "summarize", "write", "headline", "finite"]
+
+SUBSETS_SHOWN = ("large_pose", "occlusion", "illumination")
+DIAG_SHOWN = ("diag/token_cosine", "diag/effective_rank_norm", "diag/position_acc", "diag/rec/face", "usage")
+
+
+def finite(row):
+    """A row with NumPy values made plain and NaN / Inf made None (strict JSON)."""
+    return report.jsonable(row)
+
+
+def ci95(values):
+    """(mean, half-width of the 95% t-interval, n) of the finite values; the half-width is NaN
+    with fewer than two."""
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], np.float64)
+    if v.size == 0:
+        return float("nan"), float("nan"), 0
+    if v.size < 2:
+        return float(v[0]), float("nan"), 1
+    from scipy.stats import t
+    half = float(t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+    return float(v.mean()), half, int(v.size)
+
+
+def summarize(rows):
+    """{arm: {"metrics": {key: {"mean", "ci95", "n", "values"}}, "steps", "step_seconds",
+    "seeds"}} in the order arms first appear."""
+    out = {}
+    for r in rows:
+        a = out.setdefault(r["arm"], {"rows": [], "steps": r.get("steps"), "step_seconds": r.get("step_seconds")})
+        a["rows"].append(r)
+    for arm, a in out.items():
+        keys = sorted({k for r in a["rows"] for k in r["metrics"]})
+        a["seeds"] = [r["seed"] for r in a["rows"]]
+        a["metrics"] = {}
+        for k in keys:
+            vals = [r["metrics"].get(k) for r in a["rows"]]
+            mean, half, n = ci95(vals)
+            a["metrics"][k] = {"mean": mean, "ci95": half, "n": n, "values": vals}
+        diag_keys = sorted({k for r in a["rows"] for k in r.get("diagnostics", {})})
+        a["diagnostics"] = {k: ci95([r.get("diagnostics", {}).get(k) for r in a["rows"]])[0] for k in diag_keys}
+        del a["rows"]
+    return out
+
+
+def _cell(m):
+    """A metric (a fraction) in percent: mean ± 95% half-width."""
+    if m is None or m["n"] == 0:
+        return "-"
+    if m["n"] < 2:
+        return f"{100 * m['mean']:.2f}"
+    return f"{100 * m['mean']:.2f} ± {100 * m['ci95']:.2f}"
+
+
+def columns(summary, protocol):
+    """The table's metric keys: NME and F1 at each budget and mode, the subsets of the first
+    budget's probe, identity metrics when scored."""
+    keys = {k for a in summary.values() for k in a["metrics"]}
+    cols = []
+    for lab in protocol["labels"]:
+        pct = f"{100 * lab:g}%"
+        for mode in ("linear", "finetune"):
+            cols += [c for c in (f"alignment/{mode}/{pct}/nme", f"parsing/{mode}/{pct}/f1") if c in keys]
+    first = f"{100 * protocol['labels'][0]:g}%"
+    cols += [c for c in (f"alignment/linear/{first}/nme/{s}" for s in SUBSETS_SHOWN) if c in keys]
+    cols += sorted(k for k in keys if k.startswith("identity/"))
+    return cols
+
+
+def _label(key):
+    return (key.replace("alignment/", "NME ").replace("parsing/", "F1 ").replace("/nme/", " ").replace("/nme", "")
+            .replace("/f1", "").replace("linear/", "LP ").replace("finetune/", "FT ").replace("identity/", ""))
+
+
+def table_markdown(summary, sweep_d):
+    """The summary as a markdown table (percentages, mean ± 95% interval over seeds)."""
+    cols = columns(summary, sweep_d["protocol"])
+    rows = []
+    for arm, a in summary.items():
+        row = {"arm": arm, "seeds": len(a["seeds"]), "steps": a["steps"],
+               "s/step": "-" if a["step_seconds"] is None else f"{a['step_seconds']:.3f}"}
+        for c in cols:
+            row[_label(c) + " %"] = _cell(a["metrics"].get(c))
+        rows.append(row)
+    if not rows:
+        return "(no rows yet)\n"
+    return report.markdown_table(rows, list(rows[0]))
+
+
+def headline(metrics):
+    """One line of a run's main numbers, for the log."""
+    parts = [f"{_label(k)} {100 * v:.2f}%" for k, v in metrics.items()
+             if v is not None and (k.endswith("/nme") or k.endswith("/f1") or k == "identity/verification")]
+    return ", ".join(parts)
+
+
+def write(out, sweep, rows):
+    """summary.json, table.md and the figures of the rows so far -> the summary."""
+    from .spec import sweep_dict
+    out = Path(out)
+    sd = sweep_dict(sweep)
+    summary = summarize(rows)
+    p = sd["protocol"]
+    title = (f"# Sweep {sd['name']}\n\nProtocol {p['name']}, split `{p['split']}`, {sd['seconds']:g} s of "
+             f"pre-training compute per arm and seed; mean ± 95% interval (Student's t) over the seeds; "
+             f"values in percent.\n\n")
+    atomic_write_bytes(out / "table.md", (title + table_markdown(summary, sd) + "\n").encode())
+    atomic_write_bytes(out / "summary.json", json.dumps(report.jsonable(summary), indent=1).encode())
+    try:
+        plot_curves(rows, out / "curves.png")
+        plot_diagnostics(out, sweep, out / "diagnostics.png")
+    except ImportError:
+        pass
+    return summary
+
+
+def plot_curves(rows, path):
+    """The heads' validation curves, mean over seeds per arm, one panel per head."""
+    keys = sorted({k for r in rows for k in r.get("curves", {})})
+    if not keys:
+        return None
+    fig = report._figure(4 * len(keys), 3.2)
+    for i, key in enumerate(keys):
+        ax = fig.add_subplot(1, len(keys), i + 1)
+        for arm in dict.fromkeys(r["arm"] for r in rows):
+            curves = [np.asarray(r["curves"][key], np.float64) for r in rows if r["arm"] == arm and key in r["curves"]]
+            n = min(len(c) for c in curves)
+            if n:
+                c = np.mean([c[:n] for c in curves], 0)
+                ax.plot(c[:, 0], 100 * c[:, 1], label=arm)
+        ax.set(title=key, xlabel="head steps", ylabel="validation %")
+        ax.grid(alpha=0.3)
+    fig.axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return report._save(fig, path)
+
+
+def plot_diagnostics(out, sweep, path):
+    """Pre-training diagnostics over steps (the first seed's run of each arm)."""
+    series = {}
+    for arm in sweep.arms:
+        metrics = Path(out) / "runs" / slug(arm.name) / f"seed_{sweep.seeds[0]}" / "metrics.jsonl"
+        if metrics.exists():
+            rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+            series[arm.name] = rows
+    if not series:
+        return None
+    fig = report._figure(3.6 * len(DIAG_SHOWN), 3.2)
+    for i, key in enumerate(DIAG_SHOWN):
+        ax = fig.add_subplot(1, len(DIAG_SHOWN), i + 1)
+        for arm, rows in series.items():
+            pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+            if pts:
+                ax.plot(*zip(*pts), label=arm)
+        ax.set(title=key, xlabel="pre-training step")
+        ax.grid(alpha=0.3)
+    fig.axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return report._save(fig, path)

@@ -1,0 +1,125 @@
+"""pacofr sweep: the sweep file's checks, equal-compute step counts, the 95% intervals, and a
+whole sweep on the tiny model (rows, table, resume where it stopped, a changed sweep refused)."""
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pacofr.sweep import aggregate, parse_sweep, run_sweep, step_counts
+from pacofr.sweep.runner import measure_step_seconds, read_rows
+
+TINY_PROTOCOL = {"labels": [0.5], "train_images": 12, "eval_images": 10, "probe_steps": 4, "curve_every": 2,
+                 "batch_size": 4}
+BASE = {"model": "pacofr_test_tiny", "batch_size": 4, "synth_images": 64, "dtype": "fp32", "teacher_dtype": "fp32",
+        "preview_every": 0, "log_every": 1}
+
+
+def sweep_dict(**change):
+    d = {"name": "tiny", "seconds": 3, "seeds": [0, 1], "base": BASE,
+         "per_step": {"warmup_steps": 0.5, "incubation_steps": 0.5, "diag_every": 0.5},
+         "arms": {"scratch": {"pretrain": False}, "mae": {"preset": "mae"}, "pacofr": {"steps": 2}},
+         "protocol": TINY_PROTOCOL}
+    d.update(change)
+    return d
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"speed": 1}, r"unknown fields \['speed'\]"),
+    ({"seconds": 0}, "seconds must be a positive number"),
+    ({"seeds": [0, 0]}, "seeds must be a list of distinct ints"),
+    ({"seeds": []}, "seeds must be a list"),
+    ({"arms": {}}, "arms must be a non-empty mapping"),
+    ({"arms": {"a": {"seed": 3}}}, r"arm 'a': \['seed'\] are set by the sweep"),
+    ({"arms": {"a": {"preset": "beit"}}}, "arm 'a': unknown preset 'beit'"),
+    ({"arms": {"a": {"masking": "spiral"}}}, "arm 'a': masking must be one of"),
+    ({"arms": {"a": [1]}}, "arm 'a' must be a mapping"),
+    ({"arms": {"a b": {}, "a_b": {}}}, "same folder name"),
+    ({"base": {"out": "x"}}, "base must be a mapping of config fields without"),
+    ({"per_step": {"lr": 0.1}}, "per_step may set"),
+    ({"per_step": {"warmup_steps": 2}}, "fractions of the step count"),
+    ({"protocol": {"split": "test2"}}, "protocol: split must be 'val'"),
+    ({"protocol": {"probe": 3}}, r"protocol: unknown protocol fields \['probe'\]"),
+    ({"protocol": {"labels": [0.1], "finetune_labels": [0.5]}}, "finetune_labels must be among labels"),
+])
+def test_bad_sweep_files_say_what_is_wrong(change, message):
+    with pytest.raises(ValueError, match=message):
+        parse_sweep(sweep_dict(**change))
+
+
+def test_equal_compute_step_counts_and_per_step_fields():
+    sweep = parse_sweep(sweep_dict(seconds=100, arms={"scratch": {"pretrain": False}, "mae": {"preset": "mae"},
+                                                       "pacofr": {}, "fixed": {"steps": 7}}))
+    counts = step_counts(sweep, {"mae": 0.4, "pacofr": 0.53})
+    assert counts == {"scratch": 0, "mae": 250, "pacofr": 188, "fixed": 7}   # floor(100 / t)
+    cfg = sweep.config(sweep.arms[2], 1, counts["pacofr"], "somewhere")
+    assert (cfg.steps, cfg.seed, cfg.warmup_steps, cfg.incubation_steps, cfg.diag_every) == (188, 1, 94, 94, 94)
+    mae = sweep.config(sweep.arms[1], 0, 250, "x")
+    assert mae.masking == "random" and mae.codebook_size == 0 and mae.model == "pacofr_test_tiny"
+
+
+def test_ci95_is_the_student_t_interval():
+    mean, half, n = aggregate.ci95([1.0, 2.0, 3.0])
+    assert (mean, n) == (2.0, 3) and half == pytest.approx(4.302652729911275 / math.sqrt(3), rel=1e-9)
+    assert aggregate.ci95([0.5, None, float("nan")])[1:] == (pytest.approx(float("nan"), nan_ok=True), 1)
+    assert aggregate.ci95([])[2] == 0
+
+
+def test_summary_and_table_from_rows():
+    rows = [{"arm": a, "seed": s, "steps": 10, "step_seconds": 0.5,
+             "metrics": {"alignment/linear/1%/nme": v, "parsing/linear/1%/f1": 1 - v}}
+            for a, vals in (("mae", (0.10, 0.12)), ("pacofr", (0.20, 0.22))) for s, v in enumerate(vals)]
+    summary = aggregate.summarize(rows)
+    m = summary["mae"]["metrics"]["alignment/linear/1%/nme"]
+    assert m["mean"] == pytest.approx(0.11) and m["n"] == 2 and m["values"] == [0.10, 0.12]
+    assert m["ci95"] == pytest.approx(12.706204736 * 0.01414213562 / math.sqrt(2), rel=1e-6)
+    table = aggregate.table_markdown(summary, {"protocol": {"labels": [0.01]}})
+    assert "| mae | 2 | 10 | 0.500 | 11.00 ± 12.71 | 89.00 ± 12.71 |" in table
+
+
+def test_a_tiny_sweep_runs_resumes_and_refuses_another_sweep(tmp_path):
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "step_times.json").write_text(json.dumps({"seconds_per_step": {"mae": 1.0}}))  # 3 s / 1 s: 3 steps
+    sweep = parse_sweep(sweep_dict())
+    summary = run_sweep(sweep, out, progress=False, log=None)
+    rows = read_rows(out)
+    assert [(r["arm"], r["seed"], r["steps"]) for r in rows] == [
+        ("scratch", 0, 0), ("mae", 0, 3), ("pacofr", 0, 2), ("scratch", 1, 0), ("mae", 1, 3), ("pacofr", 1, 2)]
+    for r in rows:
+        assert set(r["metrics"]) >= {"alignment/linear/50%/nme", "alignment/linear/50%/auc",
+                                     "alignment/linear/50%/nme/large_pose", "parsing/linear/50%/f1"}
+        assert [p[0] for p in r["curves"]["alignment/linear/50%"]] == [2, 4]
+        assert all(np.isfinite(r["metrics"]["parsing/linear/50%/f1"]) for r in rows)
+        assert ("diag/token_cosine" in r["diagnostics"]) == (r["arm"] != "scratch")
+    assert summary["mae"]["metrics"]["alignment/linear/50%/nme"]["n"] == 2
+    table = (out / "table.md").read_text()
+    assert "| pacofr | 2 | 2 |" in table and "±" in table
+    # two seeds of one arm differ (weights, masks and order follow the seed; the data does not)
+    assert rows[1]["metrics"] != rows[4]["metrics"]
+    # resume: the last row lost (killed while scoring) is scored again, without pre-training again
+    ck = sorted(p.name for p in (out / "runs" / "pacofr" / "seed_1" / "checkpoints").iterdir())
+    lines = (out / "rows.jsonl").read_text().splitlines()
+    (out / "rows.jsonl").write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:40])   # and a torn line
+    run_sweep(sweep, out, progress=False, log=None)
+    again = read_rows(out)
+    assert len(again) == 6 and again[-1]["metrics"] == rows[-1]["metrics"]
+    assert sorted(p.name for p in (out / "runs" / "pacofr" / "seed_1" / "checkpoints").iterdir()) == ck
+    with pytest.raises(ValueError, match="holds another sweep"):
+        run_sweep(parse_sweep(sweep_dict(seconds=4)), out, progress=False, log=None)
+
+
+def test_step_time_is_measured(tmp_path):
+    sweep = parse_sweep(sweep_dict())
+    t = measure_step_seconds(sweep, sweep.arms[1], steps=2, warm=1)
+    assert 0 < t < 30
+
+
+def test_cli_reports_a_bad_sweep_file(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(sweep_dict(seconds=-1)))
+    r = subprocess.run([sys.executable, "-m", "pacofr.cli", "sweep", str(bad), "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "seconds must be a positive number" in r.stderr
