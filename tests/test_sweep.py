@@ -111,6 +111,25 @@ def test_a_tiny_sweep_runs_resumes_and_refuses_another_sweep(tmp_path):
         run_sweep(parse_sweep(sweep_dict(seconds=4)), out, progress=False, log=None)
 
 
+def test_added_arms_are_timed_beside_a_reference_and_scaled(tmp_path, monkeypatch):
+    from pacofr.sweep import runner
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "step_times.json").write_text(json.dumps({"seconds_per_step": {"mae": 1.0}, "measured": {}}))
+    first = parse_sweep(sweep_dict(seconds=8, seeds=[0], arms={"mae": {"preset": "mae"}}))
+    run_sweep(first, out, progress=False, log=None)
+    now = {"mae": 0.5, "no sc": 0.75}            # the machine is twice as fast today
+    monkeypatch.setattr(runner, "measure_step_seconds", lambda sweep, arm: now[arm.name])
+    more = parse_sweep(sweep_dict(seconds=8, seeds=[0], arms={"mae": {"preset": "mae"}, "no sc": {"lambda_sc": 0}}))
+    run_sweep(more, out, progress=False, log=None)
+    times = json.loads((out / "step_times.json").read_text())
+    assert times["seconds_per_step"] == {"mae": 1.0, "no sc": 1.5} and times["scaled"] == {"no sc": 2.0}
+    assert [(r["arm"], r["steps"]) for r in read_rows(out)] == [("mae", 8), ("no sc", 5)]
+    changed = parse_sweep(sweep_dict(seconds=8, seeds=[0], arms={"mae": {"preset": "mae", "lr": 1e-3}}))
+    with pytest.raises(ValueError, match="arm 'mae'"):
+        run_sweep(changed, out, progress=False, log=None)
+
+
 def test_step_time_is_measured(tmp_path):
     sweep = parse_sweep(sweep_dict())
     t = measure_step_seconds(sweep, sweep.arms[1], steps=2, warm=1)

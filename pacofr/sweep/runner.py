@@ -48,25 +48,42 @@ def measure_step_seconds(sweep, arm, steps=TIMED_STEPS, warm=WARM_STEPS):
     return cfg.batch_size * cfg.accum_steps / statistics.median(rates)
 
 
-def _step_times(sweep, out, log):
-    """{arm: seconds per step}: kept in OUT/step_times.json, else measured now in ROUNDS
-    interleaved rounds (a drifting machine touches every arm alike), the median per arm."""
-    path = out / "step_times.json"
-    timed = [a for a in sweep.arms if a.pretrain and not a.steps]
-    if path.exists():
-        kept = json.loads(path.read_text())["seconds_per_step"]
-        if all(a.name in kept for a in timed):
-            return kept
-    seen = {a.name: [] for a in timed}
+def _measure(sweep, arms, log):
+    """{arm name: [seconds per step, one per round]} of arms, in ROUNDS interleaved rounds."""
+    seen = {a.name: [] for a in arms}
     for r in range(ROUNDS):
-        for arm in timed:
+        for arm in arms:
             seen[arm.name].append(measure_step_seconds(sweep, arm))
             _say(log, f"step time {arm.name} (round {r + 1}): {seen[arm.name][-1]:.3f} s")
-    times = {k: statistics.median(v) for k, v in seen.items()}
+    return seen
+
+
+def _step_times(sweep, out, log):
+    """{arm: seconds per step}, kept in OUT/step_times.json: measured in ROUNDS interleaved
+    rounds (a drifting machine touches every arm alike), the median per arm. Arms added to a
+    sweep later are measured beside one arm timed before (the reference), and their times
+    scaled by the reference's then / now, so that a machine faster or slower today does not
+    change their share of compute."""
+    path = out / "step_times.json"
+    timed = [a for a in sweep.arms if a.pretrain and not a.steps]
+    kept = json.loads(path.read_text()) if path.exists() else {"seconds_per_step": {}, "measured": {}}
+    times = kept["seconds_per_step"]
+    missing = [a for a in timed if a.name not in times]
+    if not missing:
+        return times
+    ref = next((a for a in sweep.arms if a.name in times and a.pretrain and not a.steps), None)
+    seen = _measure(sweep, missing + ([ref] if ref else []), log)
+    scale = 1.0
+    if ref is not None:
+        scale = times[ref.name] / statistics.median(seen.pop(ref.name))
+        _say(log, f"added arms timed beside {ref.name!r}: scaled by {scale:.3f} (its time then / now)")
+    for name, v in seen.items():
+        times[name] = scale * statistics.median(v)
+        kept["measured"][name] = v
     info = runtime.build_info()
-    atomic_write_bytes(path, json.dumps({"seconds_per_step": times, "measured": seen, "cpu": info.get("cpu"),
-                                         "isa": info.get("isa"), "threads": runtime.get_num_threads()},
-                                        indent=1).encode())
+    kept.update(seconds_per_step=times, cpu=info.get("cpu"), isa=info.get("isa"), threads=runtime.get_num_threads())
+    kept.setdefault("scaled", {}).update({k: scale for k in seen} if ref else {})
+    atomic_write_bytes(path, json.dumps(kept, indent=1).encode())
     return times
 
 
@@ -83,15 +100,16 @@ def step_counts(sweep, times):
 
 
 def _check_same_sweep(sweep, out):
+    """The sweep in OUT must be this one; arms (and seeds) may be added, never changed."""
     path, now = out / "sweep.json", sweep_dict(sweep)
     if path.exists():
         then = json.loads(path.read_text())
-        if then != now:
-            diff = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k))
+        diff = sorted(k for k in set(then) | set(now) if k not in ("arms", "seeds") and then.get(k) != now.get(k))
+        diff += [f"arm {a!r}" for a, d in then["arms"].items() if now["arms"].get(a, d) != d]
+        if diff:
             raise ValueError(f"{out} holds another sweep (differs in {diff}): choose another --out, or restore the "
-                             f"sweep file it was started with")
-    else:
-        atomic_write_bytes(path, json.dumps(now, indent=1).encode())
+                             f"sweep file it was started with (arms and seeds may be added)")
+    atomic_write_bytes(path, json.dumps(now, indent=1).encode())
 
 
 @contextlib.contextmanager
