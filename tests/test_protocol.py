@@ -34,23 +34,27 @@ def test_protocol_checks(fields, message):
 
 def test_metrics_are_the_task_functions_and_curves_are_recorded():
     model = create_model("pacofr_test_tiny", seed=4)
-    proto = P.Protocol(labels=(0.5, 1.0), finetune_labels=(0.5,), train_images=12, eval_images=10, probe_steps=5,
+    proto = P.Protocol(labels=(0.25, 1.0), finetune_labels=(0.25,), train_images=40, eval_images=10, probe_steps=5,
                        finetune_steps=3, curve_every=2, batch_size=4)
     res = P.evaluate(model, proto)
     m = res["metrics"]
-    for key in ("alignment/linear/50%/nme", "alignment/linear/100%/auc", "alignment/finetune/50%/fr",
-                "parsing/linear/100%/f1", "parsing/finetune/50%/f1", "alignment/linear/50%/nme/occlusion"):
+    for key in ("alignment/linear/25%/nme", "alignment/linear/100%/auc", "alignment/finetune/25%/fr",
+                "parsing/linear/100%/f1", "parsing/finetune/25%/f1", "alignment/linear/25%/nme/occlusion"):
         assert key in m
     assert "alignment/finetune/100%/nme" not in m
-    assert [s for s, _ in res["curves"]["alignment/linear/50%"]] == [2, 4, 5]
-    assert [s for s, _ in res["curves"]["parsing/finetune/50%"]] == [2, 3]
+    assert [s for s, _ in res["curves"]["alignment/linear/25%"]] == [2, 4, 5]
+    assert [s for s, _ in res["curves"]["parsing/finetune/25%"]] == [2, 3]
     # the last point of a probe's curve is its final score
-    assert res["curves"]["alignment/linear/50%"][-1][1] == pytest.approx(m["alignment/linear/50%/nme"], rel=1e-6)
-    # the 50% probe is tasks.run_alignment on the whole split at labels 0.5 (the first 6 faces)
-    train, val = tasks.synthface_split("train", 12, size=32), tasks.synthface_split("val", 10, size=32)
+    assert res["curves"]["alignment/linear/25%"][-1][1] == pytest.approx(m["alignment/linear/25%/nme"], rel=1e-6)
+    # the 25% probe is tasks.run_alignment on the whole split (40 faces of 4 identities) at
+    # labels 0.25: its first 10 faces, the same faces whatever the protocol renders
+    train, val = tasks.synthface_split("train", 40, size=32), tasks.synthface_split("val", 10, size=32)
+    small, _ = P.split_data(P.Protocol(labels=(0.25,), train_images=40, eval_images=10), size=32)
+    assert len(small["images_u8"]) == 10
+    np.testing.assert_array_equal(small["images_u8"], train["images_u8"][:10])
     enc = encoder_of(model)
     cfg = FitConfig(task="alignment", head="heatmap", mode="linear", steps=5, batch_size=4)
-    direct, _ = tasks.run_alignment(model, train, val, cfg, 0.5, tokens=(encode(enc, train["images"]),
+    direct, _ = tasks.run_alignment(model, train, val, cfg, 0.25, tokens=(encode(enc, train["images"]),
                                                                          encode(enc, val["images"])))
-    assert direct["train_images"] == 6
-    assert direct["subsets"]["all"]["nme"] == pytest.approx(m["alignment/linear/50%/nme"], rel=1e-6)
+    assert direct["train_images"] == 10
+    assert direct["subsets"]["all"]["nme"] == pytest.approx(m["alignment/linear/25%/nme"], rel=1e-6)

@@ -73,16 +73,19 @@ class Protocol:
 
 
 @functools.lru_cache(maxsize=4)
-def _split(split, n, size):
-    return tasks.synthface_split(split, n, size)
+def _split(split, n, size, identities):
+    return tasks.synthface_split(split, n, size, num_identities=identities)
 
 
 def split_data(protocol, size=112):
     """(train, eval) SynthFace splits of the protocol at size x size (rendered once per
     process). Only the train faces that the largest label budget uses are rendered: budgets
-    take the first faces, so these are the same faces as in the whole split."""
+    take the first faces, and with the whole split's identity count (a face is a function of
+    its index and of that count) these are the same faces as in the whole split."""
     need = max(tasks.label_budget(protocol.train_images, x) for x in protocol.labels)
-    return _split("train", need, size), _split(protocol.split, protocol.eval_images, size)
+    ids = max(1, protocol.train_images // 10)
+    return (_split("train", need, size, ids),
+            _split(protocol.split, protocol.eval_images, size, max(1, protocol.eval_images // 10)))
 
 
 def _pct(x):
