@@ -65,7 +65,7 @@ def main(argv=None):
             for labels in args.labels:
                 ft = [labels] if labels in args.finetune_labels else []
                 proto = P.Protocol(split="val", labels=(labels,), finetune_labels=tuple(ft), tasks=tuple(args.tasks),
-                                   probe_steps=steps, finetune_steps=args.finetune_steps, curve_every=args.curve_every,
+                                   probe_steps=steps, parsing_probe_steps=steps, finetune_steps=args.finetune_steps, curve_every=args.curve_every,
                                    batch_size=args.batch_size, eval_images=args.eval_images)
                 tag = f"{name} {steps} steps"
                 want = [f"{tag} | {t}/{m}/{100 * labels:g}%" for t in args.tasks for m in ["linear"] + ["finetune"] * bool(ft)]

@@ -35,6 +35,7 @@ def test_protocol_checks(fields, message):
 def test_metrics_are_the_task_functions_and_curves_are_recorded():
     model = create_model("pacofr_test_tiny", seed=4)
     proto = P.Protocol(labels=(0.25, 1.0), finetune_labels=(0.25,), train_images=40, eval_images=10, probe_steps=5,
+                       parsing_probe_steps=3,
                        finetune_steps=3, curve_every=2, batch_size=4)
     res = P.evaluate(model, proto)
     m = res["metrics"]
@@ -44,6 +45,7 @@ def test_metrics_are_the_task_functions_and_curves_are_recorded():
     assert "alignment/finetune/100%/nme" not in m
     assert [s for s, _ in res["curves"]["alignment/linear/25%"]] == [2, 4, 5]
     assert [s for s, _ in res["curves"]["parsing/finetune/25%"]] == [2, 3]
+    assert [s for s, _ in res["curves"]["parsing/linear/100%"]] == [2, 3]     # its own probe budget
     # the last point of a probe's curve is its final score
     assert res["curves"]["alignment/linear/25%"][-1][1] == pytest.approx(m["alignment/linear/25%/nme"], rel=1e-6)
     # the 25% probe is tasks.run_alignment on the whole split (40 faces of 4 identities) at

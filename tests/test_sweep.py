@@ -11,7 +11,8 @@ import pytest
 from pacofr.sweep import aggregate, parse_sweep, run_sweep, step_counts
 from pacofr.sweep.runner import measure_step_seconds, read_rows
 
-TINY_PROTOCOL = {"labels": [0.5], "train_images": 12, "eval_images": 10, "probe_steps": 4, "curve_every": 2,
+TINY_PROTOCOL = {"labels": [0.5], "train_images": 12, "eval_images": 10, "probe_steps": 4, "parsing_probe_steps": 4,
+                 "curve_every": 2,
                  "batch_size": 4}
 BASE = {"model": "pacofr_test_tiny", "batch_size": 4, "synth_images": 64, "dtype": "fp32", "teacher_dtype": "fp32",
         "preview_every": 0, "log_every": 1}

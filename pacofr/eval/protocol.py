@@ -33,7 +33,8 @@ class Protocol:
     tasks: tuple = ("alignment", "parsing")
     train_images: int = 2000
     eval_images: int = 500
-    probe_steps: int = 1500
+    probe_steps: int = 600         # linear probes of landmarks
+    parsing_probe_steps: int = 2400   # linear probes of parsing (cheaper per step, slower to converge)
     probe_lr: float = 0.0          # 0: FitConfig's linear-probe default
     finetune_labels: tuple = ()
     finetune_steps: int = 600
@@ -56,7 +57,8 @@ class Protocol:
             tasks.label_budget(self.train_images, x)          # raises for a fraction outside (0, 1]
         if not set(self.finetune_labels) <= set(self.labels):
             raise ValueError("finetune_labels must be among labels (LP-FT starts from that budget's probe)")
-        for name in ("train_images", "eval_images", "probe_steps", "finetune_steps", "curve_every", "batch_size"):
+        for name in ("train_images", "eval_images", "probe_steps", "parsing_probe_steps", "finetune_steps",
+                     "curve_every", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -104,7 +106,8 @@ def _alignment_metrics(res, prefix):
 
 def _head(protocol, task, mode, labels, evalset, eval_tokens):
     """(FitConfig, monitor) of one head: its validation curve on the eval split."""
-    steps = protocol.probe_steps if mode == "linear" else protocol.finetune_steps
+    probe = protocol.parsing_probe_steps if task == "parsing" else protocol.probe_steps
+    steps = probe if mode == "linear" else protocol.finetune_steps
     lr = protocol.probe_lr if mode == "linear" else protocol.finetune_lr
     cfg = FitConfig(task=task, head="heatmap" if task == "alignment" else "linear", mode=mode, steps=steps,
                     lr=lr, batch_size=protocol.batch_size, seed=protocol.seed)

@@ -104,6 +104,7 @@ def _check_same_sweep(sweep, out):
     path, now = out / "sweep.json", sweep_dict(sweep)
     if path.exists():
         then = json.loads(path.read_text())
+        then["protocol"].setdefault("parsing_probe_steps", then["protocol"]["probe_steps"])  # before the field
         diff = sorted(k for k in set(then) | set(now) if k not in ("arms", "seeds") and then.get(k) != now.get(k))
         diff += [f"arm {a!r}" for a, d in then["arms"].items() if now["arms"].get(a, d) != d]
         if diff:
