@@ -44,6 +44,7 @@ def main(argv=None):
     p.add_argument("--finetune-labels", type=float, nargs="*", default=[])
     p.add_argument("--probe-steps", type=int, nargs="+", default=[300, 600, 1200])
     p.add_argument("--finetune-steps", type=int, default=1000)
+    p.add_argument("--probe-lr", type=float, default=0.0, help="linear-probe learning rate (0: the default, 2e-2)")
     p.add_argument("--curve-every", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--eval-images", type=int, default=500)
@@ -65,9 +66,9 @@ def main(argv=None):
             for labels in args.labels:
                 ft = [labels] if labels in args.finetune_labels else []
                 proto = P.Protocol(split="val", labels=(labels,), finetune_labels=tuple(ft), tasks=tuple(args.tasks),
-                                   probe_steps=steps, parsing_probe_steps=steps, finetune_steps=args.finetune_steps, curve_every=args.curve_every,
+                                   probe_steps=steps, parsing_probe_steps=steps, probe_lr=args.probe_lr, finetune_steps=args.finetune_steps, curve_every=args.curve_every,
                                    batch_size=args.batch_size, eval_images=args.eval_images)
-                tag = f"{name} {steps} steps"
+                tag = f"{name} {steps} steps" + (f" lr {args.probe_lr:g}" if args.probe_lr else "")
                 want = [f"{tag} | {t}/{m}/{100 * labels:g}%" for t in args.tasks for m in ["linear"] + ["finetune"] * bool(ft)]
                 if all(w in curves for w in want):
                     continue

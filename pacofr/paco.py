@@ -220,6 +220,9 @@ class PacoFR:
         tlat = self.teacher.encode(images, ids_keep)
         clock.lap("teacher forward")
         ys, yt = np.ascontiguousarray(latent[:, 1:]), np.ascontiguousarray(tlat[:, 1:])
+        if getattr(self.cfg, "sc_center", False):    # correlations, not cosines: collapse earns nothing
+            ys = np.ascontiguousarray(ys - ys.mean(1, keepdims=True), np.float32)
+            yt = np.ascontiguousarray(yt - yt.mean(1, keepdims=True), np.float32)
         valid = kept_regions = count = None
         if self.cfg.sc_mode == "region":
             kept_regions = np.ascontiguousarray(np.take_along_axis(np.asarray(ctx["regions"]), ids_keep, 1))
@@ -281,6 +284,8 @@ class PacoFR:
             dtok = np.zeros((B, self.n_keep, C), np.float32)
             _C.region_pool_backward(dtok, dys, count, kept_regions)
             dlatent[:, 1:] = dtok
+        elif getattr(self.cfg, "sc_center", False):   # through the centring: minus the mean over tokens
+            dlatent[:, 1:] = dys - dys.mean(1, keepdims=True)
         else:
             dlatent[:, 1:] = dys
         return dlatent

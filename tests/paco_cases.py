@@ -13,6 +13,7 @@ CASES = {
     "soft_token": dict(incubation=False, hard=False, sc_mode="token"),
     "hard_region": dict(incubation=False, hard=True, sc_mode="region"),
     "incubation_token": dict(incubation=True, hard=False, sc_mode="token"),
+    "soft_token_centered": dict(incubation=False, hard=False, sc_mode="token", sc_center=True),
 }
 TERMS = ("total", "rec", "inc", "align", "sc", "acc")
 
@@ -26,7 +27,8 @@ def sample_positions(name, size, count=64):
 def make_config(case):
     c = CASES[case]
     return PretrainConfig(model="pacofr_test_tiny", codebook_size=K, belief_hidden=H, topk=4, tau=0.8,
-                          hard=c["hard"], sc_mode=c["sc_mode"], subst_ratio=0.5, mask_ratio=0.5, lambda_s=0.7,
+                          hard=c["hard"], sc_mode=c["sc_mode"], sc_center=c.get("sc_center", False), subst_ratio=0.5,
+                          mask_ratio=0.5, lambda_s=0.7,
                           beta=0.25, lambda_inc=1.0, lambda_sc=1.0, batch_size=4)
 
 
@@ -76,7 +78,8 @@ def run_torch(case, seed=0):
     subst = np.take_along_axis(ids_keep, pos, 1)
     out = ref.loss(images, ids_keep, subst, teacher, k=cfg.topk, tau=cfg.tau, hard=c["hard"],
                    incubation=c["incubation"], beta=cfg.beta, lambda_inc=cfg.lambda_inc, lambda_sc=cfg.lambda_sc,
-                   lambda_s=cfg.lambda_s, sc_mode=c["sc_mode"], regions=torch.from_numpy(regions))
+                   lambda_s=cfg.lambda_s, sc_mode=c["sc_mode"], regions=torch.from_numpy(regions),
+                   sc_center=cfg.sc_center)
     out["total"].backward()
     terms = {k: float(out[k].detach()) for k in TERMS}
     return terms, ref.grads_numpy()

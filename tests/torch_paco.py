@@ -208,12 +208,13 @@ class PacoReference(MAE):
     # ---- the loss ---------------------------------------------------------------------------
     def loss(self, x, ids_keep, subst, teacher_state=None, *, k=4, tau=1.0, hard=False,
              incubation=False, beta=0.25, lambda_inc=1.0, lambda_sc=1.0, lambda_s=1.0,
-             norm_pix=None, sc_mode="token", regions=None, num_regions=NUM_REGIONS):
+             norm_pix=None, sc_mode="token", regions=None, num_regions=NUM_REGIONS, sc_center=False):
         """One PaCo-FR loss. x (B, 3, S, S) normalised images; ids_keep (B, n) kept grid
         indices; subst (B, s) grid indices, each row a subset of that row of ids_keep;
         teacher_state: the teacher encoder's parameters, loaded on this call (None: the teacher
         set last, see ``teacher``; set it once with ``set_teacher`` when timing);
         regions (B, N) component ids (sc_mode "region" only). norm_pix None: cfg.norm_pix_loss.
+        sc_center: token affinities of the tokens minus each image's mean token.
 
         Returns tensors: total, rec, inc, align, sc, acc (scalars; inc is 0 outside incubation,
         acc is computed in both), latent (B, 1+n, C), teacher_latent, pred (B, N, d), t (B, s, d),
@@ -280,6 +281,8 @@ class PacoReference(MAE):
         with torch.no_grad():
             teacher_latent = teacher.forward_encoder(x, ids_keep)
         ys, yt = latent[:, 1:], teacher_latent[:, 1:]
+        if sc_center:
+            ys, yt = ys - ys.mean(1, keepdim=True), yt - yt.mean(1, keepdim=True)
         if sc_mode == "token":
             sc = self.affinity_loss(ys, yt)
         else:

@@ -66,6 +66,8 @@ class PretrainConfig:
     # spatial consistency (§4)
     lambda_sc: float = 1.0
     sc_mode: str = "token"
+    sc_center: bool = False            # token affinities of centred tokens (each image's mean token removed):
+                                       # tokens all alike no longer agree for free (no collapsed minimum)
     teacher_momentum: float = 0.996
     teacher_dtype: str = "auto"        # the EMA teacher's forward: "model" (the student's dtype), "fp32",
                                        # "bf16", or "auto": bf16 where a calibration finds bf16 products
@@ -109,6 +111,7 @@ class PretrainConfig:
         need(self.masking in MASKINGS, f"masking must be one of {MASKINGS}, got {self.masking!r}")
         need(self.region_source in REGION_SOURCES, f"region_source must be one of {REGION_SOURCES}, got {self.region_source!r}")
         need(self.sc_mode in SC_MODES, f"sc_mode must be one of {SC_MODES}, got {self.sc_mode!r}")
+        need(not (self.sc_center and self.sc_mode != "token"), "sc_center applies to sc_mode 'token' only")
         need(self.codebook_init in CODEBOOK_INITS, f"codebook_init must be one of {CODEBOOK_INITS}, got {self.codebook_init!r}")
         need(self.dtype in ("auto", "fp32", "bf16"), f"dtype must be 'auto', 'fp32' or 'bf16', got {self.dtype!r}")
         need(self.teacher_dtype in ("auto", "model", "fp32", "bf16"),
