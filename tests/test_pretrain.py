@@ -164,9 +164,11 @@ def test_non_finite_loss_names_step_and_term():
 
 def test_config_files_and_overrides(tmp_path):
     j = tmp_path / "c.json"
-    j.write_text(json.dumps({"mask_ratio": 0.6, "sc_mode": "region"}))
+    j.write_text(json.dumps({"mask_ratio": 0.6, "sc_mode": "region", "sc_center": False}))
     cfg = make_config("pacofr", j, steps=7)
-    assert (cfg.mask_ratio, cfg.sc_mode, cfg.steps, cfg.masking) == (0.6, "region", 7, "structured")
+    assert (cfg.mask_ratio, cfg.sc_mode, cfg.steps, cfg.masking) == (0.6, "region", 7, "random")
+    with pytest.raises(ValueError, match="sc_center applies to sc_mode 'token' only"):
+        make_config("pacofr", sc_mode="region")
     y = tmp_path / "c.yaml"
     y.write_text("masking: block\ntopk: 8\n")
     cfg = make_config("mae", y)
@@ -226,7 +228,7 @@ DATA = __import__("pathlib").Path(__file__).resolve().parent.parent.parent / "sh
 @pytest.mark.parametrize("source", ["landmarks", "parsing"])
 def test_per_image_region_maps_from_synthface(tmp_path, source):
     r = pretrain("pacofr", out=str(tmp_path / source), steps=2, checkpoint_every=2, progress=False,
-                 region_source=source, sc_mode="region", **SMALL)
+                 region_source=source, masking="structured", sc_mode="region", sc_center=False, **SMALL)
     assert r.step == 2 and np.isfinite(r.metrics["sc"])
 
 
@@ -255,7 +257,8 @@ def test_a_checkpoint_written_before_the_restructuring_loads_and_resumes(tmp_pat
     model, _, paco, state = ck.load_checkpoint(folder)
     assert paco["recent"].dtype == np.float32 and state["step"] == 2
     np.testing.assert_array_equal(pacofr.load_model(run).flat_params, model.flat_params)
-    cfg = PretrainConfig.from_dict(json.loads((run / "pretrain_config.json").read_text()))
+    cfg = PretrainConfig.from_saved(json.loads((run / "pretrain_config.json").read_text()))
+    assert not cfg.sc_center and cfg.data_seed == cfg.seed       # what that run did
     r = pretrain(cfg, out=str(run), steps=3, progress=False, resume=True)
     assert r.step == 3 and np.isfinite(r.metrics["loss"])
     _, _, paco3, _ = ck.load_checkpoint(ck.checkpoint_dirs(run)[-1])

@@ -33,7 +33,7 @@ class Protocol:
     tasks: tuple = ("alignment", "parsing")
     train_images: int = 2000
     eval_images: int = 500
-    probe_steps: int = 600         # linear probes of landmarks
+    probe_steps: int = 1200        # linear probes of landmarks
     parsing_probe_steps: int = 2400   # linear probes of parsing (cheaper per step, slower to converge)
     probe_lr: float = 0.0          # 0: FitConfig's linear-probe default
     finetune_labels: tuple = ()

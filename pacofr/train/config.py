@@ -9,6 +9,9 @@ from pathlib import Path
 from ..config import check_fields
 
 MASKINGS = ("random", "block", "structured", "facial")
+BASE_LR = 4e-3                         # lr per 256 images of batch (MAE's convention; MAE's own is 1.5e-4)
+# fields added after run folders were first written, with the value a run without them had
+LEGACY_FIELDS = {"sc_center": False, "mask_region_ratio": 0.15, "diag_every": 250}
 REGION_SOURCES = ("canonical", "landmarks", "parsing")
 SC_MODES = ("token", "region")
 CODEBOOK_INITS = ("random", "kmeans++")
@@ -29,10 +32,10 @@ class PretrainConfig:
     flip: bool = True                  # horizontal flip augmentation
     shuffle_buffer: int = 4096         # faces in the shuffle buffer of a shard folder (pacofr prepare)
     # optimisation
-    steps: int = 1000
-    batch_size: int = 64
+    steps: int = 2000
+    batch_size: int = 32
     accum_steps: int = 1               # micro-batches per optimizer step
-    lr: float = 0.0                    # 0: 1.5e-4 * batch_size * accum_steps / 256
+    lr: float = 0.0                    # 0: 4e-3 * batch_size * accum_steps / 256 (5e-4 at batch 32, synthface-v2's)
     min_lr: float = 0.0
     warmup_steps: int = -1             # -1: 5% of steps
     weight_decay: float = 0.05
@@ -41,7 +44,7 @@ class PretrainConfig:
     dtype: str = "auto"                # "fp32", "bf16", or "auto": bf16 where it is faster on this CPU
     seed: int = 0
     # masking (METHOD.md §1)
-    masking: str = "structured"
+    masking: str = "random"            # synthface-v2: "structured" hid the whole face or the whole background
     mask_ratio: float = 0.75
     mask_region_ratio: float = 0.15   # masking "facial": the share of removed patches taken as whole facial
                                       # components first (the rest random, so the face loses about mask_ratio)
@@ -66,8 +69,9 @@ class PretrainConfig:
     # spatial consistency (§4)
     lambda_sc: float = 1.0
     sc_mode: str = "token"
-    sc_center: bool = False            # token affinities of centred tokens (each image's mean token removed):
-                                       # tokens all alike no longer agree for free (no collapsed minimum)
+    sc_center: bool = True             # token affinities of centred tokens (each image's mean token removed):
+                                       # tokens all alike no longer agree for free (synthface-v2: without it
+                                       # L_sc pulls every token alike and costs 5 points of NME)
     teacher_momentum: float = 0.996
     teacher_dtype: str = "auto"        # the EMA teacher's forward: "model" (the student's dtype), "fp32",
                                        # "bf16", or "auto": bf16 where a calibration finds bf16 products
@@ -111,7 +115,8 @@ class PretrainConfig:
         need(self.masking in MASKINGS, f"masking must be one of {MASKINGS}, got {self.masking!r}")
         need(self.region_source in REGION_SOURCES, f"region_source must be one of {REGION_SOURCES}, got {self.region_source!r}")
         need(self.sc_mode in SC_MODES, f"sc_mode must be one of {SC_MODES}, got {self.sc_mode!r}")
-        need(not (self.sc_center and self.sc_mode != "token"), "sc_center applies to sc_mode 'token' only")
+        need(not (self.sc_center and self.sc_mode != "token"),
+             "sc_center applies to sc_mode 'token' only: set sc_center false with sc_mode 'region'")
         need(self.codebook_init in CODEBOOK_INITS, f"codebook_init must be one of {CODEBOOK_INITS}, got {self.codebook_init!r}")
         need(self.dtype in ("auto", "fp32", "bf16"), f"dtype must be 'auto', 'fp32' or 'bf16', got {self.dtype!r}")
         need(self.teacher_dtype in ("auto", "model", "fp32", "bf16"),
@@ -137,7 +142,7 @@ class PretrainConfig:
         return self.codebook_size > 0 and self.subst_ratio > 0
 
     def base_lr(self):
-        return self.lr or 1.5e-4 * self.batch_size * self.accum_steps / 256
+        return self.lr or BASE_LR * self.batch_size * self.accum_steps / 256
 
     def warmup(self):
         return self.warmup_steps if self.warmup_steps >= 0 else max(1, self.steps // 20)
@@ -153,6 +158,12 @@ class PretrainConfig:
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)
         return d
+
+    @classmethod
+    def from_saved(cls, d):
+        """The config a run folder or checkpoint recorded: fields it lacks take the value its
+        run had (LEGACY_FIELDS; data_seed: the run's seed, which chose its SynthFace faces)."""
+        return cls.from_dict({**LEGACY_FIELDS, "data_seed": d.get("seed", 0), **d})
 
     @classmethod
     def from_dict(cls, d):

@@ -29,9 +29,7 @@ from .preview import save_preview
 RESUMABLE_CHANGES = {"steps", "log_every", "preview_every", "checkpoint_every", "keep_checkpoints", "eval_every",
                      "diag_every", "threads", "out", "dtype", "teacher_dtype"}
 DIAG_IMAGES = 32   # images of the logged batch the diagnostics look at
-# fields added after checkpoints were first written, with the value a checkpoint without them ran with
-# (data_seed: the run's seed, which chose the SynthFace faces before the field)
-LEGACY_FIELDS = {"sc_center": False, "mask_region_ratio": 0.15, "diag_every": 250}
+
 
 
 @dataclass
@@ -187,9 +185,7 @@ def _resume(run):
         folder, loaded = Path(chosen), checkpoint.load_checkpoint(chosen)
     saved_model, opt, paco, state = loaded
     now = json.loads(json.dumps(run.cfg.to_dict()))
-    # a field newer than the checkpoint ran with the value that was its behaviour then
-    then = {**json.loads(json.dumps(PretrainConfig().to_dict())), **LEGACY_FIELDS,
-            "data_seed": state["config"].get("seed", 0), **state["config"]}
+    then = json.loads(json.dumps(PretrainConfig.from_saved(state["config"]).to_dict()))
     diff = sorted(k for k in now if then.get(k) != now[k] and k not in RESUMABLE_CHANGES)
     if diff:
         raise ValueError(f"{folder}: the run was started with another config (differs in {diff})")
