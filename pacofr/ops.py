@@ -1,7 +1,10 @@
-"""Array-in, array-out operations of the C core."""
+"""Array-in, array-out operations of the C core, and the one NumPy measure that pre-training
+diagnostics and evaluation share (``effective_rank``)."""
+import numpy as np
+
 from . import _C
 
-__all__ = ["matmul", "patch_stats", "patchify", "unpatchify"]
+__all__ = ["effective_rank", "matmul", "patch_stats", "patchify", "unpatchify"]
 
 
 def matmul(a, b, trans_a=False, trans_b=False, out=None, dtype="fp32", alpha=1.0, beta=0.0, bias=None):
@@ -38,3 +41,20 @@ def patch_stats(patches):
     """patches (R, d) float32 -> (normalised (R, d), mean (R,), std (R,)), the std from the
     unbiased variance + 1e-6 (MAE's norm-pix targets)."""
     return _C.patch_stats(patches)
+
+
+def effective_rank(x, center=True):
+    """exp(H(p)), p_i = σ_i / Σσ over the singular values of the (centred, if ``center``) R×D
+    matrix of the l2-normalised rows of x (EVAL.md). Singular values below σ_max·max(R, D)·eps
+    count as zero; a matrix with none left (identical rows, centred) has effective rank 1.
+    Returns a float in [1, min(R, D)]."""
+    x = np.asarray(x, np.float64)
+    z = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    if center:
+        z = z - z.mean(axis=0)
+    s = np.linalg.svd(z, compute_uv=False)
+    s = s[s > s.max(initial=0.0) * max(z.shape) * np.finfo(np.float64).eps]
+    if s.size == 0:
+        return 1.0
+    p = s / s.sum()
+    return float(np.exp(-np.sum(p * np.log(p))))

@@ -122,7 +122,7 @@ class PacoFR:
         mask, ids_keep, ids_restore = masking.make_masks(
             cfg.masking, B, self.G, cfg.mask_ratio, cfg.seed, key_step,
             regions=maps if cfg.masking in ("structured", "facial") else None, indices=indices,
-            region_ratio=getattr(cfg, "mask_region_ratio", 0.15))
+            region_ratio=cfg.mask_region_ratio)
         pos = None
         if self.n_subst:
             pos = masking.subst_positions(cfg.seed, key_step, indices, self.n_keep, self.n_subst)
@@ -220,7 +220,7 @@ class PacoFR:
         tlat = self.teacher.encode(images, ids_keep)
         clock.lap("teacher forward")
         ys, yt = np.ascontiguousarray(latent[:, 1:]), np.ascontiguousarray(tlat[:, 1:])
-        if getattr(self.cfg, "sc_center", False):    # correlations, not cosines: collapse earns nothing
+        if self.cfg.sc_center:    # correlations, not cosines: collapse earns nothing
             ys = np.ascontiguousarray(ys - ys.mean(1, keepdims=True), np.float32)
             yt = np.ascontiguousarray(yt - yt.mean(1, keepdims=True), np.float32)
         valid = kept_regions = count = None
@@ -284,7 +284,7 @@ class PacoFR:
             dtok = np.zeros((B, self.n_keep, C), np.float32)
             _C.region_pool_backward(dtok, dys, count, kept_regions)
             dlatent[:, 1:] = dtok
-        elif getattr(self.cfg, "sc_center", False):   # through the centring: minus the mean over tokens
+        elif self.cfg.sc_center:   # through the centring: minus the mean over tokens
             dlatent[:, 1:] = dys - dys.mean(1, keepdims=True)
         else:
             dlatent[:, 1:] = dys

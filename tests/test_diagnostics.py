@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import pacofr
+from pacofr import ops
 from pacofr.eval.quality import effective_rank as eval_effective_rank
 from pacofr.regions import COMPONENTS
 from pacofr.train import diagnostics as D
@@ -34,10 +35,14 @@ def test_token_cosine_of_collapsed_and_orthogonal_tokens():
 def test_effective_rank_agrees_with_eval_definition():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(60, 12)) @ np.diag(np.linspace(1, 0.05, 12))
-    assert D.effective_rank(x) == pytest.approx(eval_effective_rank(x), rel=1e-9)
-    assert D.effective_rank(np.ones((10, 4))) == 1.0            # all rows alike: rank 1
+    z = x / np.linalg.norm(x, axis=1, keepdims=True)
+    s = np.linalg.svd(z - z.mean(0), compute_uv=False)
+    p = s / s.sum()
+    assert ops.effective_rank(x) == pytest.approx(np.exp(-(p * np.log(p)).sum()), rel=1e-9)
+    assert ops.effective_rank(x) == pytest.approx(eval_effective_rank(x), rel=1e-12)
+    assert ops.effective_rank(np.ones((10, 4))) == 1.0            # all rows alike: rank 1
     iso = rng.normal(size=(4000, 8))
-    assert D.effective_rank(iso) > 7.5                          # near full rank
+    assert ops.effective_rank(iso) > 7.5                          # near full rank
 
 
 def test_position_probe_finds_positions_only_where_tokens_carry_them():

@@ -13,7 +13,7 @@ pre-training seeds::
 
 and the curves ``{"alignment/linear/1%": [[step, nme], ...], ...}``."""
 import functools
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from . import tasks
 from .finetune import FitConfig, encode, encoder_of
@@ -42,7 +42,7 @@ class Protocol:
     curve_every: int = 100
     batch_size: int = 32
     seed: int = 0
-    name: str = field(default="synthface-v2")
+    name: str = "synthface-v2"
 
     def __post_init__(self):
         object.__setattr__(self, "labels", tuple(float(x) for x in self.labels))
@@ -64,7 +64,7 @@ class Protocol:
 
     @classmethod
     def from_dict(cls, d):
-        known = {f for f in cls.__dataclass_fields__}
+        known = set(cls.__dataclass_fields__)
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown protocol fields {unknown}; known: {sorted(known)}")
@@ -125,7 +125,7 @@ def _curve(history, name):
     return [[h["step"], h[name]] for h in history if name in h]
 
 
-def evaluate(model, protocol=None, progress=False):
+def evaluate(model, protocol=None):
     """Score a model (pre-trained or not) under the protocol -> {"metrics": {key: float},
     "curves": {key: [[step, value], ...]}, "protocol": dict}."""
     protocol = protocol or Protocol()

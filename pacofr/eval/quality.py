@@ -3,6 +3,7 @@ l2-normalised embeddings: neighbour consistency, effective rank, and their blend
 """
 import numpy as np
 
+from .. import ops
 from .recognition import l2_normalize, top_k_cosine
 
 
@@ -18,15 +19,7 @@ def effective_rank(emb, center=True):
     matrix of l2-normalised rows. emb: (N, D). Singular values below σ_max·max(N, D)·eps count as
     zero; a matrix with none left (identical rows, centred) has effective rank 1.
     Returns a float in [1, min(N, D)]."""
-    x = l2_normalize(emb, "emb")
-    if center:
-        x = x - x.mean(axis=0)
-    s = np.linalg.svd(x, compute_uv=False)
-    s = s[s > s.max(initial=0.0) * max(x.shape) * np.finfo(np.float64).eps]
-    if s.size == 0:
-        return 1.0
-    p = s / s.sum()
-    return float(np.exp(-np.sum(p * np.log(p))))
+    return ops.effective_rank(l2_normalize(emb, "emb"), center)
 
 
 def neighbour_consistency(emb, labels, k=10):

@@ -3,8 +3,9 @@ put together. Every function returns a plain dict (JSON-ready after ``report.jso
 
 SynthFace splits of protocol ``synthface-v1``: ``pretrain`` (seed 0), ``train`` (seed 1) and
 ``test`` (seed 2); ``synthface-v2`` adds ``val`` (seed 3) on which every choice is made.
-Identities are drawn per seed, so the identities of each split are disjoint from the others'. A label budget keeps the first round(fraction * n) training images (nested
-budgets: the 1% images are among the 10% ones)."""
+Identities are drawn per seed, so the identities of each split are disjoint from the others'.
+A label budget keeps the first round(fraction * n) training images (nested budgets: the 1%
+images are among the 10% ones)."""
 import numpy as np
 
 from ..data import SUBSETS

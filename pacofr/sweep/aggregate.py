@@ -10,7 +10,7 @@ import numpy as np
 
 from .._io import atomic_write_bytes
 from ..eval import report
-from .spec import slug
+from .spec import slug, sweep_dict
 
 __all__ = ["ci95", "summarize", "write", "headline", "finite"]
 
@@ -110,7 +110,6 @@ def headline(metrics):
 
 def write(out, sweep, rows):
     """summary.json, table.md and the figures of the rows so far -> the summary."""
-    from .spec import sweep_dict
     out = Path(out)
     sd = sweep_dict(sweep)
     summary = summarize(rows)

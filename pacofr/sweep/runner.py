@@ -79,10 +79,11 @@ def _step_times(sweep, out, log):
         _say(log, f"added arms timed beside {ref.name!r}: scaled by {scale:.3f} (its time then / now)")
     for name, v in seen.items():
         times[name] = scale * statistics.median(v)
-        kept["measured"][name] = v
+        kept.setdefault("measured", {})[name] = v
     info = runtime.build_info()
     kept.update(seconds_per_step=times, cpu=info.get("cpu"), isa=info.get("isa"), threads=runtime.get_num_threads())
-    kept.setdefault("scaled", {}).update({k: scale for k in seen} if ref else {})
+    if ref is not None:
+        kept.setdefault("scaled", {}).update(dict.fromkeys(seen, scale))
     atomic_write_bytes(path, json.dumps(kept, indent=1).encode())
     return times
 
@@ -104,7 +105,6 @@ def _check_same_sweep(sweep, out):
     path, now = out / "sweep.json", sweep_dict(sweep)
     if path.exists():
         then = json.loads(path.read_text())
-        then["protocol"].setdefault("parsing_probe_steps", then["protocol"]["probe_steps"])  # before the field
         diff = sorted(k for k in set(then) | set(now) if k not in ("arms", "seeds") and then.get(k) != now.get(k))
         diff += [f"arm {a!r}" for a, d in then["arms"].items() if now["arms"].get(a, d) != d]
         if diff:
@@ -155,7 +155,7 @@ def _last_diagnostics(run):
     rows = [json.loads(line) for line in open(Path(run) / "metrics.jsonl") if line.strip()]
     diag = [r for r in rows if any(k.startswith("diag/") for k in r)]
     steps = [r for r in rows if "loss" in r]
-    out = {k: v for k, v in (diag[-1] if diag else {}).items()}
+    out = dict(diag[-1]) if diag else {}
     if steps:
         out.update({k: steps[-1][k] for k in ("loss", "rec", "sc", "usage", "belief_acc") if k in steps[-1]})
     return out
@@ -173,8 +173,7 @@ def _pretrained(sweep, arm, seed, steps, out, progress, log):
     if not (have and checkpoint.step_of(have[-1]) == steps):
         _say(log, f"{arm.name} seed {seed}: pre-training {steps} steps in {run}")
         pretrain(cfg, progress=progress, resume=bool(have))
-    model = checkpoint.load_checkpoint(checkpoint.checkpoint_dirs(run)[-1])[0]
-    return model, _last_diagnostics(run)
+    return checkpoint.load_model(run), _last_diagnostics(run)
 
 
 def run_sweep(sweep, out, progress=True, log=print, tables_only=False):

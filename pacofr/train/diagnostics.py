@@ -23,7 +23,7 @@ import numpy as np
 from .. import ops
 from ..regions import COMPONENTS
 
-__all__ = ["diagnose", "effective_rank", "position_probe", "region_errors", "token_cosine"]
+__all__ = ["diagnose", "position_probe", "region_errors", "token_cosine"]
 
 
 def token_cosine(tokens):
@@ -34,19 +34,6 @@ def token_cosine(tokens):
         raise ValueError("token_cosine needs at least 2 tokens per image")
     s = np.square(z.sum(1, dtype=np.float64)).sum(-1)          # |sum_i z_i|^2 = sum_ij z_i.z_j
     return float(np.mean((s - N) / (N * (N - 1))))
-
-
-def effective_rank(x):
-    """x (R, C) -> exp(H(p)), p the normalised singular values of the centred matrix of
-    l2-normalised rows (1 when every row is the same)."""
-    z = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-    z = z - z.mean(0)
-    s = np.linalg.svd(z.astype(np.float64), compute_uv=False)
-    s = s[s > s.max(initial=0.0) * max(z.shape) * np.finfo(np.float64).eps]
-    if s.size == 0:
-        return 1.0
-    p = s / s.sum()
-    return float(np.exp(-np.sum(p * np.log(p))))
 
 
 def position_probe(tokens, grid, ridge=1e-2):
@@ -108,7 +95,7 @@ def diagnose(paco, images):
     tokens = model.encode(np.ascontiguousarray(images, np.float32))[:, 1:]
     B, N, C = tokens.shape
     out["diag/token_cosine"] = token_cosine(tokens)
-    rank = effective_rank(tokens.reshape(-1, C))
+    rank = ops.effective_rank(tokens.reshape(-1, C))
     out["diag/effective_rank"], out["diag/effective_rank_norm"] = rank, rank / C
     if B >= 2:
         out["diag/position_acc"], out["diag/position_err"] = position_probe(tokens, model.config.grid_size)
