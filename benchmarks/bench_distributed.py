@@ -143,7 +143,8 @@ def measure_base_step():
 
 
 def report(r):
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    from pacofr.runtime import cpu_name
+    cpu = cpu_name()
     print(f"# bench_distributed: {cpu}, 2 ranks x 1 thread (Open MPI, shared memory)\n")
     print("| preset | gradient buffer MB | allreduce ms |\n|---|---|---|")
     for name, a in r["allreduce"].items():

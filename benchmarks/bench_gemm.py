@@ -14,7 +14,6 @@ while after a call, and on 2 cores they would otherwise steal the CPU from the n
 import argparse
 import ctypes
 import json
-import platform
 import subprocess
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 
 import pacofr
 from pacofr.ref import gemm as ref
+from pacofr.runtime import cpu_name
 
 # (name, M, K, N, trans_a, trans_b): Y = X W^T forward, dX = dY W, dW = dY^T X, as in a ViT layer
 # with timm's (out, in) weights; batch 64, 112 px, p = 8: 50 tokens (49 kept + cls) or 197.
@@ -49,17 +49,6 @@ QUICK = {"tiny qkv fwd    3200x192x576", "tiny fc2 dW     192x3200x768",
 VARIANTS = [("numpy", None, "fp32"), ("raw dnnl_sgemm", "raw", "fp32"),
             ("dnnl fp32", "dnnl", "fp32"), ("dnnl bf16", "dnnl", "bf16"),
             ("portable fp32", "portable", "fp32"), ("portable bf16", "portable", "bf16")]
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def commit():
@@ -166,7 +155,7 @@ def main(argv=None):
     if raw_sgemm() is None:
         variants = [v for v in variants if v[1] != "raw"]
     backend0 = pacofr.get_gemm_backend()
-    print(f"# bench_gemm: {cpu_model()}, pacofr {info['version']} ({commit()}), oneDNN "
+    print(f"# bench_gemm: {cpu_name()}, pacofr {info['version']} ({commit()}), oneDNN "
           f"{info['onednn']} isa={info['isa']} fp32={info['matmul_impl_fp32']} "
           f"bf16={info['matmul_impl_bf16']}, portable kernel {info['portable_kernel']}; "
           f"GFLOP/s, median of {rounds} rounds")
@@ -192,7 +181,7 @@ def main(argv=None):
     pacofr.set_gemm_backend(backend0)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"cpu": cpu_model(), "commit": commit(), "build_info": info,
+            json.dump({"cpu": cpu_name(), "commit": commit(), "build_info": info,
                        "results": results}, f, indent=1)
 
 

@@ -8,19 +8,13 @@ products cannot beat fp32 ones.
 import argparse
 import json
 import pathlib
-import platform
 import shutil
 import subprocess
 import tempfile
 
+from pacofr.runtime import cpu_name
+
 HERE = pathlib.Path(__file__).resolve().parent
-
-
-def cpu_name():
-    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def main():

@@ -12,7 +12,6 @@
 import argparse
 import json
 import pathlib
-import platform
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 from pacofr.data import detect, formats  # noqa: E402
 from pacofr.data.prepare import prepare  # noqa: E402
+from pacofr.runtime import cpu_name  # noqa: E402
 
 
 def make_folder(root, copies):
@@ -81,8 +81,7 @@ def main():
     ap.add_argument("--copies", type=int, default=4, help="framings of each photo in the speed folder")
     ap.add_argument("--json")
     args = ap.parse_args()
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
-               platform.processor())
+    cpu = cpu_name()
     result = {"cpu": cpu, "speed": speed(args.copies), "alignment": alignment()}
     print(f"# bench_prepare: {cpu}\n")
     print("| workers | photos | faces | s | photos/s | faces/s |\n|---|---|---|---|---|---|")

@@ -1,4 +1,6 @@
 """Build facts and process-wide settings of the C core: threads and the GEMM back end."""
+import platform
+
 from . import _C, _threads
 from ._version import __version__
 
@@ -13,9 +15,9 @@ def build_info():
     ``portable_kernel`` / ``portable_kernels``; ``attention_bf16`` ("bf16 products" where a
     bf16 model's attention runs its products in vdpbf16ps, AVX512-BF16, else "fp32");
     ``omp_wait`` (the OpenMP wait setting pacofr's threads run with, e.g. ``GOMP_SPINCOUNT=1000``);
-    ``num_threads``; ``gemm_backend``; ``compiler``; ``openmp``.
+    ``num_threads``; ``gemm_backend``; ``compiler``; ``openmp``; ``cpu`` (``cpu_name()``).
     """
-    info = {"version": __version__}
+    info = {"version": __version__, "cpu": cpu_name()}
     info.update(_C.build_info())
     info["num_threads"] = _C.get_num_threads()
     info["gemm_backend"] = _C.get_gemm_backend()
@@ -27,6 +29,26 @@ def build_info():
     else:
         info["bf16_gemm"] = "portable " + info["portable_kernel"] + " (bf16-rounded inputs, fp32 FMA)"
     return info
+
+
+def cpu_name():
+    """The processor's model name with its family and model numbers (a cloud CPU's name alone,
+    e.g. "Intel(R) Xeon(R) Processor", says little), from /proc/cpuinfo; elsewhere
+    ``platform.processor()``."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    break                     # the first processor's block is enough
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    name = fields.get("model name") or platform.processor() or "unknown CPU"
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']} model {fields['model']})"
+    return name
 
 
 def set_num_threads(n):

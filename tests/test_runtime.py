@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import pacofr
+import pacofr.runtime
 from pacofr import _threads
 from pacofr.ref import gemm as ref
 
@@ -21,6 +22,8 @@ def test_build_info_keys():
                 "bf16_gemm", "attention_bf16"):
         assert key in info
     assert info["version"] == pacofr.__version__
+    assert isinstance(info["cpu"], str) and info["cpu"]
+    assert info["cpu"] == pacofr.runtime.cpu_name()
     assert info["num_threads"] == pacofr.get_num_threads()
     assert info["portable_kernel"] in info["portable_kernels"]
     if HAVE_DNNL:

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+import pacofr.runtime
 from pacofr.sweep import aggregate, parse_sweep, run_sweep, step_counts
 from pacofr.sweep.runner import measure_step_seconds, read_rows
 
@@ -125,6 +126,7 @@ def test_added_arms_are_timed_beside_a_reference_and_scaled(tmp_path, monkeypatc
     run_sweep(more, out, progress=False, log=None)
     times = json.loads((out / "step_times.json").read_text())
     assert times["seconds_per_step"] == {"mae": 1.0, "no sc": 1.5} and times["scaled"] == {"no sc": 2.0}
+    assert times["cpu"] == pacofr.runtime.cpu_name() and times["threads"] == pacofr.runtime.get_num_threads()
     assert [(r["arm"], r["steps"]) for r in read_rows(out)] == [("mae", 8), ("no sc", 5)]
     changed = parse_sweep(sweep_dict(seconds=8, seeds=[0], arms={"mae": {"preset": "mae", "lr": 1e-3}}))
     with pytest.raises(ValueError, match="arm 'mae'"):
