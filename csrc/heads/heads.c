@@ -5,8 +5,44 @@
 #include "heads/heads.h"
 #include "layers/vecmath.h"
 
-/* Pixel-major walks keep the L heatmap values of a pixel contiguous, so the inner loops over
- * landmarks vectorise; per-patch partial sums in float are flushed into double. */
+/* A heatmap value more than SA_CUT below its landmark's maximum gets probability 0: e^-60 is
+ * under 1e-26 of the peak's, and dropping it keeps the backward's products out of denormal
+ * floats, which cost a hundred cycles each. */
+#define SA_CUT (-60.0f)
+
+/* mx (L) = max(mx, z (L)): one pixel's heatmap values. */
+PF_CLONES static void sa_row_max(float *restrict mx, const float *restrict z, int64_t L) {
+    for (int64_t l = 0; l < L; l++) mx[l] = z[l] > mx[l] ? z[l] : mx[l];
+}
+
+/* ps, pxs, pys (L) += e, e x, e y with e = exp(z - mx) (L): one pixel at (x, y). */
+PF_CLONES static void sa_row_sums(float *restrict ps, float *restrict pxs, float *restrict pys,
+                                  const float *restrict z, const float *restrict mx, float x, float y,
+                                  int64_t L) {
+    for (int64_t l = 0; l < L; l++) {
+        const float v = z[l] - mx[l];
+        const float e = v > SA_CUT ? pf_expf(v) : 0.0f;
+        ps[l] += e, pxs[l] += e * x, pys[l] += e * y;
+    }
+}
+
+/* dz (L) += exp(z - lse) ((x - cx) dcx + (y - cy) dcy), all (L): one pixel at (x, y). */
+PF_CLONES static void sa_row_grad(float *restrict dz, const float *restrict z, const float *restrict lse,
+                                  const float *restrict cx, const float *restrict cy, const float *restrict dcx,
+                                  const float *restrict dcy, float x, float y, int64_t L) {
+    for (int64_t l = 0; l < L; l++) {
+        const float v = z[l] - lse[l];
+        const float prob = v > SA_CUT ? pf_expf(v) : 0.0f;
+        dz[l] += prob * ((x - cx[l]) * dcx[l] + (y - cy[l]) * dcy[l]);
+    }
+}
+
+/* The pixel coordinates of pixel q of patch i (G patches a row, p pixels a patch row). */
+static inline float sa_x(int64_t i, int64_t q, int64_t G, int64_t p) { return (float)((i % G) * p + q % p); }
+static inline float sa_y(int64_t i, int64_t q, int64_t G, int64_t p) { return (float)((i / G) * p + q / p); }
+
+/* Pixel-major walks keep the L heatmap values of a pixel contiguous, so the per-pixel loops
+ * over landmarks vectorise; per-patch partial sums in float are flushed into double. */
 void pf_softargmax_forward(float *coords, float *lse, const float *logits, int64_t B, int64_t G,
                            int64_t p, int64_t L) {
     const int64_t N = G * G, pp = p * p, img = N * pp * L;
@@ -16,19 +52,11 @@ void pf_softargmax_forward(float *coords, float *lse, const float *logits, int64
         float mx[L], ps[L], pxs[L], pys[L];
         double sum[L], sx[L], sy[L];
         for (int64_t l = 0; l < L; l++) mx[l] = -INFINITY, sum[l] = sx[l] = sy[l] = 0.0;
-        for (int64_t o = 0; o < N * pp; o++)
-            for (int64_t l = 0; l < L; l++) mx[l] = z[o * L + l] > mx[l] ? z[o * L + l] : mx[l];
+        for (int64_t o = 0; o < N * pp; o++) sa_row_max(mx, z + o * L, L);
         for (int64_t i = 0; i < N; i++) {
             for (int64_t l = 0; l < L; l++) ps[l] = pxs[l] = pys[l] = 0.0f;
-            for (int64_t q = 0; q < pp; q++) {
-                const float x = (float)((i % G) * p + q % p), y = (float)((i / G) * p + q / p);
-                const float *zq = z + (i * pp + q) * L;
-                for (int64_t l = 0; l < L; l++) {
-                    const float v = zq[l] - mx[l];
-                    const float e = pf_expf(v > -87.0f ? v : -87.0f);
-                    ps[l] += e, pxs[l] += e * x, pys[l] += e * y;
-                }
-            }
+            for (int64_t q = 0; q < pp; q++)
+                sa_row_sums(ps, pxs, pys, z + (i * pp + q) * L, mx, sa_x(i, q, G, p), sa_y(i, q, G, p), L);
             for (int64_t l = 0; l < L; l++) sum[l] += ps[l], sx[l] += pxs[l], sy[l] += pys[l];
         }
         for (int64_t l = 0; l < L; l++) {
@@ -45,17 +73,14 @@ void pf_softargmax_backward(float *dlogits, const float *dcoords, const float *l
     const int64_t N = G * G, pp = p * p, img = N * pp * L;
 #pragma omp parallel for schedule(static) num_threads(pf_get_num_threads())
     for (int64_t b = 0; b < B; b++) {
-        const float *z = logits + b * img, *dc = dcoords + b * L * 2, *c = coords + b * L * 2, *s = lse + b * L;
-        float *dz = dlogits + b * img;
-        for (int64_t o = 0; o < N * pp; o++) {
-            const int64_t i = o / pp, q = o % pp;
-            const float x = (float)((i % G) * p + q % p), y = (float)((i / G) * p + q / p);
-            for (int64_t l = 0; l < L; l++) {
-                const float v = z[o * L + l] - s[l];
-                const float prob = pf_expf(v > -87.0f ? v : -87.0f);
-                dz[o * L + l] += prob * ((x - c[2 * l]) * dc[2 * l] + (y - c[2 * l + 1]) * dc[2 * l + 1]);
-            }
+        float cx[L], cy[L], dcx[L], dcy[L];
+        for (int64_t l = 0; l < L; l++) {
+            cx[l] = coords[(b * L + l) * 2], cy[l] = coords[(b * L + l) * 2 + 1];
+            dcx[l] = dcoords[(b * L + l) * 2], dcy[l] = dcoords[(b * L + l) * 2 + 1];
         }
+        for (int64_t o = 0; o < N * pp; o++)
+            sa_row_grad(dlogits + b * img + o * L, logits + b * img + o * L, lse + b * L, cx, cy, dcx, dcy,
+                        sa_x(o / pp, o % pp, G, p), sa_y(o / pp, o % pp, G, p), L);
     }
 }
 
@@ -96,6 +121,19 @@ static inline int64_t label_at(const int64_t *labels, int64_t r, int64_t q, int6
     return labels[(b * S + y) * S + x];
 }
 
+/* e (K) = exp(z - max z) of one pixel's K logits (0 below SA_CUT) -> their sum; *mx = max z. */
+PF_CLONES static float pixel_exp(float *restrict e, const float *restrict z, int64_t K, float *mx) {
+    float m = -INFINITY, sum = 0.0f;
+    for (int64_t k = 0; k < K; k++) m = z[k] > m ? z[k] : m;
+    for (int64_t k = 0; k < K; k++) {
+        const float v = z[k] - m;
+        e[k] = v > SA_CUT ? pf_expf(v) : 0.0f;
+        sum += e[k];
+    }
+    *mx = m;
+    return sum;
+}
+
 /* logits (B, G*G, p*p*K), labels (B, S, S) -> *loss mean cross-entropy over *count labelled pixels. */
 pf_status pf_pixel_ce_forward(double *loss, int64_t *count, const float *logits, const int64_t *labels,
                               int64_t B, int64_t G, int64_t p, int64_t K, int64_t ignore) {
@@ -108,18 +146,17 @@ pf_status pf_pixel_ce_forward(double *loss, int64_t *count, const float *logits,
     double total = 0.0;
     int64_t n = 0;
 #pragma omp parallel for schedule(static) reduction(+ : total, n) num_threads(pf_get_num_threads())
-    for (int64_t r = 0; r < BN; r++)
+    for (int64_t r = 0; r < BN; r++) {
+        float e[K], mx;
         for (int64_t q = 0; q < pp; q++) {
             const int64_t t = label_at(labels, r, q, G, p);
             if (t == ignore) continue;
             const float *z = logits + (r * pp + q) * K;
-            float mx = -INFINITY;
-            for (int64_t k = 0; k < K; k++) mx = z[k] > mx ? z[k] : mx;
-            double sum = 0.0;
-            for (int64_t k = 0; k < K; k++) sum += exp((double)(z[k] - mx));
-            total += mx + log(sum) - z[t];
+            const float sum = pixel_exp(e, z, K, &mx);
+            total += mx + log((double)sum) - z[t];
             n++;
         }
+    }
     *count = n;
     *loss = n ? total / (double)n : 0.0;
     return PF_OK;
@@ -134,37 +171,31 @@ void pf_pixel_ce_backward(float *dlogits, const float *logits, const int64_t *la
     if (!n) return;
     const float g = dloss / (float)n;
 #pragma omp parallel for schedule(static) num_threads(pf_get_num_threads())
-    for (int64_t r = 0; r < BN; r++)
+    for (int64_t r = 0; r < BN; r++) {
+        float e[K], mx;
         for (int64_t q = 0; q < pp; q++) {
             const int64_t t = label_at(labels, r, q, G, p);
             if (t == ignore) continue;
-            const float *z = logits + (r * pp + q) * K;
             float *dz = dlogits + (r * pp + q) * K;
-            float mx = -INFINITY;
-            for (int64_t k = 0; k < K; k++) mx = z[k] > mx ? z[k] : mx;
-            double sum = 0.0;
-            for (int64_t k = 0; k < K; k++) sum += exp((double)(z[k] - mx));
-            const float inv = (float)(1.0 / sum);
-            for (int64_t k = 0; k < K; k++) dz[k] += g * expf(z[k] - mx) * inv;
+            const float scale = g / pixel_exp(e, logits + (r * pp + q) * K, K, &mx);
+            for (int64_t k = 0; k < K; k++) dz[k] += scale * e[k];
             dz[t] -= g;
         }
+    }
 }
 
 /* logits (B, G*G, p*p*K) -> probs (B, K, S, S), S = G*p. */
 void pf_pixel_softmax(float *probs, const float *logits, int64_t B, int64_t G, int64_t p, int64_t K) {
     const int64_t BN = B * G * G, pp = p * p, N = G * G, S = G * p;
 #pragma omp parallel for schedule(static) num_threads(pf_get_num_threads())
-    for (int64_t r = 0; r < BN; r++)
+    for (int64_t r = 0; r < BN; r++) {
+        float e[K], mx;
         for (int64_t q = 0; q < pp; q++) {
             const int64_t b = r / N, i = r % N, y = (i / G) * p + q / p, x = (i % G) * p + q % p;
-            const float *z = logits + (r * pp + q) * K;
-            float mx = -INFINITY;
-            for (int64_t k = 0; k < K; k++) mx = z[k] > mx ? z[k] : mx;
-            double sum = 0.0;
-            for (int64_t k = 0; k < K; k++) sum += exp((double)(z[k] - mx));
-            for (int64_t k = 0; k < K; k++)
-                probs[((b * K + k) * S + y) * S + x] = (float)(exp((double)(z[k] - mx)) / sum);
+            const float inv = 1.0f / pixel_exp(e, logits + (r * pp + q) * K, K, &mx);
+            for (int64_t k = 0; k < K; k++) probs[((b * K + k) * S + y) * S + x] = e[k] * inv;
         }
+    }
 }
 
 /* The offset of pixel (y, x) of one image's (G*G, p*p*K) per-patch block. */
