@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from . import runtime
+from ._io import atomic_write_bytes
 from .data import SynthFace
 from .data.datasets import LandmarkFaces
 from .data.formats import list_images
@@ -95,11 +96,31 @@ def cmd_sweep(args):
         sweep = load_sweep(args.file)
         out = args.out or str(Path("sweeps") / Path(args.file).stem)
         run_sweep(sweep, out, progress=not args.no_progress, tables_only=args.tables_only)
+        result = {"out": out, "table": str(Path(out) / "table.md")}
+        if args.compare:
+            result["compare"] = _compare_sweeps(out, args.compare, args.rename)
     except (ValueError, TypeError, FileNotFoundError, ArithmeticError, ImportError) as exc:
         print(f"pacofr sweep: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({"out": out, "table": str(Path(out) / "table.md")}))
+    print(json.dumps(result))
     return 0
+
+
+def _compare_sweeps(out, other, renames):
+    """OUT/compare.md: the arms both sweeps ran, ranked in each (pacofr.sweep.compare)."""
+    from .sweep import compare
+    rename = {}
+    for item in renames or ():
+        old, sep, new = item.partition("=")
+        if not sep or not old or not new:
+            raise ValueError(f"--rename takes OTHER_ARM=ARM, got {item!r}")
+        rename[old] = new
+    res = compare.compare(compare.load_summary(out), compare.load_summary(other), rename=rename)
+    text = compare.compare_markdown(res, Path(out).name, Path(other).name)
+    path = Path(out) / "compare.md"
+    atomic_write_bytes(path, text.encode())
+    print(text)
+    return str(path)
 
 
 def _annotated_photos(folder):
@@ -278,6 +299,11 @@ def _add_sweep(sub):
     sw.add_argument("--out", help="output folder (default sweeps/<file name>); a rerun continues it")
     sw.add_argument("--tables-only", dest="tables_only", action="store_true",
                     help="only rewrite the table and figures from the rows so far")
+    sw.add_argument("--compare", metavar="OTHER_OUT",
+                    help="then rank the arms both sweeps ran in each (e.g. a proxy against the default scale) "
+                         "into OUT/compare.md")
+    sw.add_argument("--rename", action="append", metavar="OTHER_ARM=ARM",
+                    help="an arm of OTHER_OUT that is ARM here under another name (repeatable)")
     sw.add_argument("--threads", type=int)
     sw.add_argument("--no-progress", action="store_true")
     sw.set_defaults(func=cmd_sweep)

@@ -145,3 +145,45 @@ def test_cli_reports_a_bad_sweep_file(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pacofr.cli", "sweep", str(bad), "--out", str(tmp_path / "o")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "seconds must be a positive number" in r.stderr
+
+
+def _rows(values):
+    """rows.jsonl lines: {arm: [(nme, f1) per seed]}."""
+    return [{"arm": arm, "seed": s, "steps": 1, "metrics": {"alignment/linear/1%/nme": nme, "parsing/linear/1%/f1": f1}}
+            for arm, seeds in values.items() for s, (nme, f1) in enumerate(seeds)]
+
+
+def test_compare_ranks_arms_best_first_and_counts_concordant_pairs():
+    from pacofr.sweep import compare
+    big = aggregate.summarize(_rows({"mae": [(0.30, 0.50), (0.32, 0.48)], "pacofr": [(0.35, 0.40)],
+                                     "scratch": [(0.40, 0.30)], "only here": [(0.1, 0.9)]}))
+    proxy = aggregate.summarize(_rows({"mae": [(0.33, 0.40)], "paco, renamed": [(0.34, 0.45)],
+                                       "scratch": [(0.38, 0.20)]}))
+    res = compare.compare(big, proxy, rename={"paco, renamed": "pacofr"})
+    nme, f1 = res["alignment/linear/1%/nme"], res["parsing/linear/1%/f1"]
+    assert [a for a, _ in nme["a"]] == ["mae", "pacofr", "scratch"]          # lower NME first
+    assert nme["a"][0][1] == pytest.approx(0.31)                             # the mean over seeds
+    assert nme["same"] and (nme["concordant"], nme["pairs"]) == (3, 3)
+    assert [a for a, _ in f1["b"]] == ["pacofr", "mae", "scratch"]           # higher F1 first
+    assert not f1["same"] and (f1["concordant"], f1["pairs"]) == (2, 3)
+    assert compare.lower_is_better("alignment/linear/1%/nme/large_pose") and compare.lower_is_better("a/fr")
+    assert not compare.lower_is_better("identity/verification")
+    text = compare.compare_markdown(res, "default", "proxy")
+    assert "| parsing/linear/1%/f1 | mae (49.00) > pacofr (40.00) > scratch (30.00) |" in text and "| 2 / 3 |" in text
+
+
+def test_cli_compare_writes_compare_md(tmp_path, capsys):
+    from pacofr import cli
+    spec = tmp_path / "s.json"
+    spec.write_text(json.dumps(sweep_dict()))
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out, values in ((a, {"mae": [(0.3, 0.5)], "scratch": [(0.4, 0.3)]}),
+                        (b, {"mae": [(0.5, 0.2)], "scratch": [(0.45, 0.25)]})):
+        out.mkdir()
+        (out / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows(values)))
+    assert cli.main(["sweep", str(spec), "--out", str(a), "--tables-only", "--compare", str(b)]) == 0
+    text = (a / "compare.md").read_text()
+    assert "| alignment/linear/1%/nme | mae (30.00) > scratch (40.00) | scratch (45.00) > mae (50.00) | no | 0 / 1 |" in text
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["compare"] == str(a / "compare.md")
+    assert cli.main(["sweep", str(spec), "--out", str(a), "--tables-only", "--compare", str(b), "--rename", "x"]) == 2
+    assert cli.main(["sweep", str(spec), "--out", str(a), "--tables-only", "--compare", str(tmp_path / "none")]) == 2
