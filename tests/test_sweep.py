@@ -96,6 +96,7 @@ def test_a_tiny_sweep_runs_resumes_and_refuses_another_sweep(tmp_path):
         assert [p[0] for p in r["curves"]["alignment/linear/50%"]] == [2, 4]
         assert all(np.isfinite(r["metrics"]["parsing/linear/50%/f1"]) for r in rows)
         assert ("diag/token_cosine" in r["diagnostics"]) == (r["arm"] != "scratch")
+        assert r["cpu"] == pacofr.runtime.cpu_name() and r["isa"] == pacofr.runtime.build_info()["isa"]
     assert summary["mae"]["metrics"]["alignment/linear/50%/nme"]["n"] == 2
     table = (out / "table.md").read_text()
     assert "| pacofr | 2 | 2 |" in table and "±" in table

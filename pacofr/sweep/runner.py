@@ -7,7 +7,7 @@ OUT/
   sweep.json        the sweep as started (a resumed sweep must be the same)
   step_times.json   seconds per optimizer step of each arm, measured here, with the CPU
   runs/<arm>/seed_<k>/   pre-training runs (metrics.jsonl with diagnostics, checkpoints/)
-  rows.jsonl        one line per scored (arm, seed): steps, metrics, validation curves
+  rows.jsonl        one line per scored (arm, seed): steps, metrics, validation curves, the CPU
   summary.json, table.md, curves.png   mean and 95% interval per arm (aggregate.py)"""
 import contextlib
 import fcntl
@@ -188,6 +188,7 @@ def run_sweep(sweep, out, progress=True, log=print, tables_only=False):
         steps = step_counts(sweep, times)
         _say(log, "equal compute: " + ", ".join(f"{a}: {s} steps" for a, s in steps.items()))
         done = {(r["arm"], r["seed"]) for r in read_rows(out)}
+        info = runtime.build_info()
         for seed in sweep.seeds:
             for arm in sweep.arms:
                 if (arm.name, seed) in done:
@@ -197,7 +198,8 @@ def run_sweep(sweep, out, progress=True, log=print, tables_only=False):
                 res = proto.evaluate(model, sweep.protocol)
                 row = {"arm": arm.name, "seed": seed, "steps": steps[arm.name],
                        "step_seconds": times.get(arm.name), "eval_seconds": time.perf_counter() - t0,
-                       "metrics": res["metrics"], "curves": res["curves"], "diagnostics": diag}
+                       "metrics": res["metrics"], "curves": res["curves"], "diagnostics": diag,
+                       "cpu": info["cpu"], "isa": info["isa"]}      # a sweep may be resumed on another CPU
                 _append_row(out, aggregate.finite(row))
                 _say(log, f"{arm.name} seed {seed}: " + aggregate.headline(res["metrics"]))
                 aggregate.write(out, sweep, read_rows(out))
