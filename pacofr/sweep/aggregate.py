@@ -135,12 +135,12 @@ def plot_curves(rows, path):
     fig = report._figure(4 * len(keys), 3.2)
     for i, key in enumerate(keys):
         ax = fig.add_subplot(1, len(keys), i + 1)
-        for arm in dict.fromkeys(r["arm"] for r in rows):
+        for j, arm in enumerate(dict.fromkeys(r["arm"] for r in rows)):
             curves = [np.asarray(r["curves"][key], np.float64) for r in rows if r["arm"] == arm and key in r["curves"]]
             n = min(len(c) for c in curves)
             if n:
                 c = np.mean([c[:n] for c in curves], 0)
-                ax.plot(c[:, 0], 100 * c[:, 1], label=arm)
+                ax.plot(c[:, 0], 100 * c[:, 1], label=arm, color=f"C{j % 10}")
         ax.set(title=key, xlabel="head steps", ylabel="validation %")
         ax.grid(alpha=0.3)
     fig.axes[0].legend(fontsize=7)
@@ -161,10 +161,10 @@ def plot_diagnostics(out, sweep, path):
     fig = report._figure(3.6 * len(DIAG_SHOWN), 3.2)
     for i, key in enumerate(DIAG_SHOWN):
         ax = fig.add_subplot(1, len(DIAG_SHOWN), i + 1)
-        for arm, rows in series.items():
+        for j, (arm, rows) in enumerate(series.items()):     # an arm keeps its colour in every panel
             pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
             if pts:
-                ax.plot(*zip(*pts), label=arm)
+                ax.plot(*zip(*pts), label=arm, color=f"C{j % 10}")
         ax.set(title=key, xlabel="pre-training step")
         ax.grid(alpha=0.3)
     fig.axes[0].legend(fontsize=7)
