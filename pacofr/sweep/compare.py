@@ -15,9 +15,9 @@ KEYS = ("alignment/linear/1%/nme", "parsing/linear/1%/f1")
 
 
 def lower_is_better(key):
-    """NME and failure rate are errors; every other metric is a score."""
-    last = [p for p in key.split("/") if p not in ("large_pose", "occlusion", "illumination", "expression", "blur")]
-    return last[-1] in ("nme", "fr")
+    """NME (a subset's too) and failure rate are errors; every other metric is a score."""
+    parts = key.split("/")
+    return "nme" in parts or parts[-1] == "fr"
 
 
 def load_summary(out):
@@ -31,10 +31,10 @@ def load_summary(out):
     return aggregate.summarize(rows)
 
 
-def ranking(summary, key, arms=None):
-    """[(arm, mean)] best first for ``key`` over ``arms`` (default: every arm that has it)."""
+def ranking(summary, key):
+    """[(arm, mean)] best first for ``key``, over the arms that have it."""
     have = [(a, s["metrics"][key]["mean"]) for a, s in summary.items()
-            if key in s["metrics"] and s["metrics"][key]["n"] and (arms is None or a in arms)]
+            if key in s["metrics"] and s["metrics"][key]["n"]]
     return sorted(have, key=lambda am: am[1], reverse=not lower_is_better(key))
 
 
@@ -46,8 +46,9 @@ def compare(a, b, keys=KEYS, rename=None):
     b = {rename.get(arm, arm): s for arm, s in b.items()}
     result = {}
     for key in keys:
-        common = {arm for arm, _ in ranking(a, key)} & {arm for arm, _ in ranking(b, key)}
-        ra, rb = ranking(a, key, common), ranking(b, key, common)
+        ra, rb = ranking(a, key), ranking(b, key)
+        common = {arm for arm, _ in ra} & {arm for arm, _ in rb}
+        ra, rb = [x for x in ra if x[0] in common], [x for x in rb if x[0] in common]
         pos_a = {arm: i for i, (arm, _) in enumerate(ra)}
         pos_b = {arm: i for i, (arm, _) in enumerate(rb)}
         pairs = list(itertools.combinations(sorted(common), 2))
