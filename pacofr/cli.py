@@ -95,7 +95,8 @@ def cmd_sweep(args):
     try:
         sweep = load_sweep(args.file)
         out = args.out or str(Path("sweeps") / Path(args.file).stem)
-        run_sweep(sweep, out, progress=not args.no_progress, tables_only=args.tables_only)
+        run_sweep(sweep, out, progress=not args.no_progress, tables_only=args.tables_only,
+                  arms=args.arms, seeds=args.seeds)
         result = {"out": out, "table": str(Path(out) / "table.md")}
         if args.compare:
             result["compare"] = _compare_sweeps(out, args.compare, args.rename)
@@ -299,6 +300,10 @@ def _add_sweep(sub):
     sw.add_argument("--out", help="output folder (default sweeps/<file name>); a rerun continues it")
     sw.add_argument("--tables-only", dest="tables_only", action="store_true",
                     help="only rewrite the table and figures from the rows so far")
+    sw.add_argument("--arm", dest="arms", action="append", metavar="NAME",
+                    help="run only this arm's rows now (repeatable; the others stay to do)")
+    sw.add_argument("--seed", dest="seeds", action="append", type=int, metavar="SEED",
+                    help="run only this seed's rows now (repeatable)")
     sw.add_argument("--compare", metavar="OTHER_OUT",
                     help="then rank the arms both sweeps ran in each (e.g. a proxy against the default scale) "
                          "into OUT/compare.md")

@@ -114,6 +114,36 @@ def test_a_tiny_sweep_runs_resumes_and_refuses_another_sweep(tmp_path):
         run_sweep(parse_sweep(sweep_dict(seconds=4)), out, progress=False, log=None)
 
 
+def test_a_sweep_runs_only_the_arms_and_seeds_asked_then_the_rest(tmp_path):
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "step_times.json").write_text(json.dumps({"seconds_per_step": {"mae": 1.0}}))
+    sweep = parse_sweep(sweep_dict(arms={"scratch": {"pretrain": False}, "mae": {"preset": "mae"}}))
+    run_sweep(sweep, out, progress=False, log=None, arms=["scratch"], seeds=[1])
+    assert [(r["arm"], r["seed"]) for r in read_rows(out)] == [("scratch", 1)]
+    assert not (out / "runs").exists()                   # no arm was pre-trained
+    run_sweep(sweep, out, progress=False, log=None, arms=["mae"])
+    assert [(r["arm"], r["seed"]) for r in read_rows(out)] == [("scratch", 1), ("mae", 0), ("mae", 1)]
+    run_sweep(sweep, out, progress=False, log=None)
+    assert sorted((r["arm"], r["seed"]) for r in read_rows(out)) == [("mae", 0), ("mae", 1), ("scratch", 0),
+                                                                     ("scratch", 1)]
+    with pytest.raises(ValueError, match="no arm 'pacofr'; its arms: scratch, mae"):
+        run_sweep(sweep, out, progress=False, log=None, arms=["pacofr"])
+    with pytest.raises(ValueError, match="no seed 7; its seeds: 0, 1"):
+        run_sweep(sweep, out, progress=False, log=None, seeds=[7])
+
+
+def test_cli_runs_one_arm_and_refuses_an_unknown_one(tmp_path):
+    path, out = tmp_path / "s.json", tmp_path / "o"
+    path.write_text(json.dumps(sweep_dict(seeds=[0])))
+    cmd = [sys.executable, "-m", "pacofr.cli", "sweep", str(path), "--out", str(out), "--no-progress"]
+    r = subprocess.run(cmd + ["--arm", "mea"], capture_output=True, text=True)
+    assert r.returncode == 2 and "no arm 'mea'" in r.stderr
+    r = subprocess.run(cmd + ["--arm", "scratch", "--seed", "0"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert [(r["arm"], r["seed"]) for r in read_rows(out)] == [("scratch", 0)]
+
+
 def test_added_arms_are_timed_beside_a_reference_and_scaled(tmp_path, monkeypatch):
     from pacofr.sweep import runner
     out = tmp_path / "sweep"

@@ -176,9 +176,25 @@ def _pretrained(sweep, arm, seed, steps, out, progress, log):
     return checkpoint.load_model(run), _last_diagnostics(run)
 
 
-def run_sweep(sweep, out, progress=True, log=print, tables_only=False):
-    """Run (or resume) ``sweep`` in folder ``out`` -> the aggregated summary (a dict)."""
-    out = Path(out)
+def _chosen(sweep, arms, seeds):
+    """The (seed, arm) pairs to run, seed-major, restricted to ``arms`` (names) and ``seeds``
+    when given (None: all); a name or seed the sweep does not have is an error."""
+    names = [a.name for a in sweep.arms]
+    for name in arms or ():
+        if name not in names:
+            raise ValueError(f"the sweep has no arm {name!r}; its arms: {', '.join(names)}")
+    for seed in seeds or ():
+        if seed not in sweep.seeds:
+            raise ValueError(f"the sweep has no seed {seed}; its seeds: {', '.join(map(str, sweep.seeds))}")
+    return [(seed, arm) for seed in sweep.seeds if seeds is None or seed in seeds
+            for arm in sweep.arms if arms is None or arm.name in arms]
+
+
+def run_sweep(sweep, out, progress=True, log=print, tables_only=False, arms=None, seeds=None):
+    """Run (or resume) ``sweep`` in folder ``out`` -> the aggregated summary (a dict) of every
+    row so far. ``arms`` (names) and ``seeds`` run only those rows now (e.g. the cheap rows of
+    an arm without pre-training at the end of a session); the others stay to do."""
+    out, todo = Path(out), _chosen(sweep, arms, seeds)
     out.mkdir(parents=True, exist_ok=True)
     with _lock(out):
         _check_same_sweep(sweep, out)
@@ -189,18 +205,17 @@ def run_sweep(sweep, out, progress=True, log=print, tables_only=False):
         _say(log, "equal compute: " + ", ".join(f"{a}: {s} steps" for a, s in steps.items()))
         done = {(r["arm"], r["seed"]) for r in read_rows(out)}
         info = runtime.build_info()
-        for seed in sweep.seeds:
-            for arm in sweep.arms:
-                if (arm.name, seed) in done:
-                    continue
-                model, diag = _pretrained(sweep, arm, seed, steps[arm.name], out, progress, log)
-                t0 = time.perf_counter()
-                res = proto.evaluate(model, sweep.protocol)
-                row = {"arm": arm.name, "seed": seed, "steps": steps[arm.name],
-                       "step_seconds": times.get(arm.name), "eval_seconds": time.perf_counter() - t0,
-                       "metrics": res["metrics"], "curves": res["curves"], "diagnostics": diag,
-                       "cpu": info["cpu"], "isa": info["isa"]}      # a sweep may be resumed on another CPU
-                _append_row(out, aggregate.finite(row))
-                _say(log, f"{arm.name} seed {seed}: " + aggregate.headline(res["metrics"]))
-                aggregate.write(out, sweep, read_rows(out))
+        for seed, arm in todo:
+            if (arm.name, seed) in done:
+                continue
+            model, diag = _pretrained(sweep, arm, seed, steps[arm.name], out, progress, log)
+            t0 = time.perf_counter()
+            res = proto.evaluate(model, sweep.protocol)
+            row = {"arm": arm.name, "seed": seed, "steps": steps[arm.name],
+                   "step_seconds": times.get(arm.name), "eval_seconds": time.perf_counter() - t0,
+                   "metrics": res["metrics"], "curves": res["curves"], "diagnostics": diag,
+                   "cpu": info["cpu"], "isa": info["isa"]}      # a sweep may be resumed on another CPU
+            _append_row(out, aggregate.finite(row))
+            _say(log, f"{arm.name} seed {seed}: " + aggregate.headline(res["metrics"]))
+            aggregate.write(out, sweep, read_rows(out))
         return aggregate.write(out, sweep, read_rows(out))
