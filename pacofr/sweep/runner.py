@@ -100,16 +100,36 @@ def step_counts(sweep, times):
     return counts
 
 
+def _changed_arms(then, now):
+    """Arms of ``then`` whose resolved configuration (spec.resolved) differs ``now``, each
+    with the fields that differ."""
+    diff = []
+    for arm, old in then.items():
+        new = now.get(arm, old)
+        fields = [f"{k}: {old.get(k)!r} then, {new.get(k)!r} now" for k in sorted(set(old) | set(new))
+                  if old.get(k) != new.get(k)]
+        if fields:
+            diff.append(f"arm {arm!r} ({'; '.join(fields)})")
+    return diff
+
+
 def _check_same_sweep(sweep, out):
-    """The sweep in OUT must be this one; arms (and seeds) may be added, never changed."""
+    """The sweep in OUT must be this one; arms (and seeds) may be added, never changed. An arm
+    is compared by the configuration it resolves to, so a change of pacofr's defaults under an
+    arm that relies on them is refused, and an arm's file may pin a field to the value it ran with."""
     path, now = out / "sweep.json", sweep_dict(sweep)
     if path.exists():
         then = json.loads(path.read_text())
-        diff = sorted(k for k in set(then) | set(now) if k not in ("arms", "seeds") and then.get(k) != now.get(k))
-        diff += [f"arm {a!r}" for a, d in then["arms"].items() if now["arms"].get(a, d) != d]
+        diff = sorted(k for k in set(then) | set(now)
+                      if k not in ("arms", "seeds", "resolved") and then.get(k) != now.get(k))
+        if "resolved" in then:
+            diff += _changed_arms(then["resolved"], now["resolved"])
+        else:                       # a sweep.json older than resolved configurations
+            diff += [f"arm {a!r}" for a, d in then["arms"].items() if now["arms"].get(a, d) != d]
         if diff:
             raise ValueError(f"{out} holds another sweep (differs in {diff}): choose another --out, or restore the "
-                             f"sweep file it was started with (arms and seeds may be added)")
+                             f"sweep file it was started with (arms and seeds may be added; where pacofr's "
+                             f"defaults changed since, set the arm's field to the value it ran with)")
     atomic_write_bytes(path, json.dumps(now, indent=1).encode())
 
 

@@ -19,6 +19,7 @@ encoder). Each arm's step count is ``seconds`` divided by its step time, measure
 machine once for the sweep (``steps`` in an arm fixes it instead). ``per_step`` sets fields
 to a fraction of each arm's step count (at least 1 step; 0 stays 0). ``protocol``:
 ``pacofr.eval.protocol.Protocol`` fields."""
+import dataclasses
 import json
 import math
 import re
@@ -130,10 +131,27 @@ def load_sweep(path):
     return parse_sweep(read_config_file(path), str(path))
 
 
+def resolved(sweep):
+    """Each arm's whole PretrainConfig, every default filled in (per-step fields at 1,000
+    steps; the seed, steps and folder of a run left out), plus its ``pretrain`` and ``steps``:
+    what an arm runs, which its fields alone do not say once pacofr's defaults change. An arm
+    without pre-training is its model's name alone (its random weights depend on nothing else)."""
+    arms = {}
+    for arm in sweep.arms:
+        cfg = dataclasses.asdict(sweep.config(arm, 0, 1000, "unused"))
+        if not arm.pretrain:
+            cfg = {"model": cfg["model"]}
+        arms[arm.name] = {"pretrain": arm.pretrain, "steps": arm.steps,
+                          **{k: v for k, v in cfg.items() if k not in NOT_IN_ARMS}}
+    return json.loads(json.dumps(arms))
+
+
 def sweep_dict(sweep):
-    """The sweep as written to OUT/sweep.json (what a resumed sweep must match)."""
+    """The sweep as written to OUT/sweep.json (what a resumed sweep must match): the file's
+    fields and, under ``resolved``, each arm's whole configuration."""
     return json.loads(json.dumps({
         "name": sweep.name, "seconds": sweep.seconds, "seeds": list(sweep.seeds), "base": sweep.base,
         "per_step": sweep.per_step, "protocol": sweep.protocol.to_dict(),
         "arms": {a.name: {"preset": a.preset, "pretrain": a.pretrain, "steps": a.steps, **a.fields}
-                 for a in sweep.arms}}))
+                 for a in sweep.arms},
+        "resolved": resolved(sweep)}))
