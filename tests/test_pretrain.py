@@ -26,13 +26,13 @@ def read_metrics(out):
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("preset", ["pacofr", "mae"])
-def test_cli_runs_both_presets(tmp_path, preset):
+@pytest.mark.parametrize("preset,extra", [("pacofr", []), ("mae", []), ("pacofr", ["--set", "lambda_sc=1"])])
+def test_cli_runs_both_presets(tmp_path, preset, extra):
     out = tmp_path / preset
     cmd = [sys.executable, "-m", "pacofr.cli", "pretrain", "--preset", preset, "--model", "pacofr_test_tiny",
            "--steps", "6", "--batch-size", "8", "--out", str(out), "--no-progress", "--log-every", "2",
            "--checkpoint-every", "3", "--preview-every", "6", "--set", "synth_images=64",
-           "--set", "codebook_size=32", "--set", "belief_hidden=16"]
+           "--set", "codebook_size=32", "--set", "belief_hidden=16"] + extra
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     rows = read_metrics(out)
@@ -40,7 +40,8 @@ def test_cli_runs_both_presets(tmp_path, preset):
     for row in rows:
         assert np.isfinite(row["loss"]) and "rec" in row
         if preset == "pacofr":
-            assert {"sc", "align", "usage", "perplexity", "belief_acc"} <= set(row)
+            assert {"align", "usage", "perplexity", "belief_acc"} <= set(row)
+            assert ("sc" in row) == bool(extra)       # L_sc is off by default (synthface-v2)
         else:
             assert "sc" not in row and "usage" not in row
     assert (out / "previews" / "step_0000006.png").is_file()
@@ -228,7 +229,8 @@ DATA = __import__("pathlib").Path(__file__).resolve().parent.parent.parent / "sh
 @pytest.mark.parametrize("source", ["landmarks", "parsing"])
 def test_per_image_region_maps_from_synthface(tmp_path, source):
     r = pretrain("pacofr", out=str(tmp_path / source), steps=2, checkpoint_every=2, progress=False,
-                 region_source=source, masking="structured", sc_mode="region", sc_center=False, **SMALL)
+                 region_source=source, masking="structured", sc_mode="region", sc_center=False, lambda_sc=1.0,
+                 **SMALL)
     assert r.step == 2 and np.isfinite(r.metrics["sc"])
 
 
@@ -274,7 +276,7 @@ def test_teacher_dtype_is_resolved_recorded_and_kept(tmp_path, monkeypatch):
     written to runtime.json and a resumed run keeps it, whatever the check would say then."""
     import importlib
     driver = importlib.import_module("pacofr.train.pretrain")  # the module (the package exports the function)
-    cfg = make_config("pacofr", **SMALL, steps=2, out=str(tmp_path / "a"))
+    cfg = make_config("pacofr", **SMALL, steps=2, lambda_sc=1.0, out=str(tmp_path / "a"))
     assert driver._teacher_dtype(cfg.replace(teacher_dtype="bf16"), "fp32", tmp_path) == "bf16"
     assert driver._teacher_dtype(cfg.replace(teacher_dtype="model"), "fp32", tmp_path) == "fp32"
     assert driver._teacher_dtype(cfg, "bf16", tmp_path) == "bf16"
@@ -302,5 +304,5 @@ def test_teacher_dtype_is_resolved_recorded_and_kept(tmp_path, monkeypatch):
 @pytest.mark.parametrize("teacher_dtype, want", [("bf16", "bf16"), ("model", "fp32"), ("auto", "fp32")])
 def test_the_teacher_runs_in_its_dtype(teacher_dtype, want):
     model = pacofr.create_model("pacofr_test_tiny", dtype="fp32", codebook_size=32, belief_hidden=16)
-    paco = PacoFR(model, make_config("pacofr", **SMALL, teacher_dtype=teacher_dtype), 3)
+    paco = PacoFR(model, make_config("pacofr", **SMALL, lambda_sc=1.0, teacher_dtype=teacher_dtype), 3)
     assert paco.teacher.dtype == want  # "auto" is resolved by pretrain; unresolved it is the student's

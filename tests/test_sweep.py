@@ -166,29 +166,30 @@ def test_added_arms_are_timed_beside_a_reference_and_scaled(tmp_path, monkeypatc
 
 def test_a_change_of_defaults_under_an_arm_is_refused_and_a_pinned_field_accepted(tmp_path, monkeypatch):
     from pacofr.sweep import runner
-    from pacofr.train.config import PRESETS
+    from pacofr.train.config import PRESETS, PretrainConfig
+    default = PretrainConfig().lambda_sc
     out = tmp_path / "sweep"
     out.mkdir()
     sweep = parse_sweep(sweep_dict())
     runner._check_same_sweep(sweep, out)
     stored = json.loads((out / "sweep.json").read_text())
-    assert stored["resolved"]["pacofr"]["lambda_sc"] == 1.0 and stored["resolved"]["pacofr"]["steps"] == 2
+    assert stored["resolved"]["pacofr"]["lambda_sc"] == default and stored["resolved"]["pacofr"]["steps"] == 2
     assert stored["resolved"]["mae"]["lambda_sc"] == 0.0
     assert stored["resolved"]["scratch"] == {"pretrain": False, "steps": 0, "model": "pacofr_test_tiny"}
     monkeypatch.setitem(PRESETS, "pacofr", {**PRESETS["pacofr"], "lambda_sc": 0.5})     # pacofr's defaults change
-    with pytest.raises(ValueError, match=r"arm 'pacofr' \(lambda_sc: 1.0 then, 0.5 now\)"):
+    with pytest.raises(ValueError, match=rf"arm 'pacofr' \(lambda_sc: {default} then, 0.5 now\)"):
         runner._check_same_sweep(parse_sweep(sweep_dict()), out)
     arms = {"scratch": {"pretrain": False}, "mae": {"preset": "mae"},
-            "pacofr": {"steps": 2, "lambda_sc": 1.0}}
+            "pacofr": {"steps": 2, "lambda_sc": default}}
     runner._check_same_sweep(parse_sweep(sweep_dict(arms=arms)), out)     # pinned to what they ran with
     # a sweep.json from before resolved configurations: the arms' fields are compared, then it is upgraded
     old = json.loads((out / "sweep.json").read_text())
     del old["resolved"]
     (out / "sweep.json").write_text(json.dumps(old))
     with pytest.raises(ValueError, match="arm 'pacofr'"):
-        runner._check_same_sweep(parse_sweep(sweep_dict(arms={**arms, "pacofr": {"steps": 3, "lambda_sc": 1.0}})), out)
+        runner._check_same_sweep(parse_sweep(sweep_dict(arms={**arms, "pacofr": {"steps": 3, "lambda_sc": default}})), out)
     runner._check_same_sweep(parse_sweep(sweep_dict(arms=arms)), out)
-    assert json.loads((out / "sweep.json").read_text())["resolved"]["pacofr"]["lambda_sc"] == 1.0
+    assert json.loads((out / "sweep.json").read_text())["resolved"]["pacofr"]["lambda_sc"] == default
 
 
 def test_step_time_is_measured(tmp_path):
