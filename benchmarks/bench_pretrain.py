@@ -198,6 +198,29 @@ def worker(conn, variant, name, batch, threads, baseline):
     serve(conn, step, {"times": lambda: dict(times) if times is not None else None})
 
 
+def _print_tables(med, phases, args):
+    """The speed table (median s/step, ratio against each variant's peer) and each variant's
+    time per phase."""
+    print("\n| variant | s/step | images/s | speed-up of pacofr |")
+    print("|---|---|---|---|")
+    for v in med:
+        peer = {"pacofr PaCo-FR": "torch PaCo-FR eager fp32", "pacofr MAE": "torch MAE eager fp32",
+                "pacofr PaCo-FR" + BASELINE: "pacofr PaCo-FR", "pacofr MAE" + BASELINE: "pacofr MAE"}.get(v)
+        ratio = f"{med[peer] / med[v]:.2f}x over {peer}" if peer in med else "-"
+        if v.endswith(BASELINE) and peer in med:   # the checkout under test against this baseline
+            ratio = f"{peer} is {med[v] / med[peer]:.3f}x as fast as this baseline"
+        print(f"| {v} | {med[v]:.3f} | {args.batch / med[v]:.1f} | {ratio} |")
+    for v, ph in phases.items():
+        if not ph:
+            continue
+        total = sum(ph.values())
+        print(f"\n{v}: time per phase, % of the step ({args.steps} steps)\n")
+        print("| phase | % |")
+        print("|---|---|")
+        for k, sec in sorted(ph.items(), key=lambda kv: -kv[1]):
+            print(f"| {k} | {100 * sec / total:.1f} |")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="pacofr_vit_tiny_p8_112")
@@ -238,24 +261,7 @@ def main(argv=None):
     for proc in procs:
         proc.join(timeout=60)
     med = {v: float(np.median(t)) for v, t in times.items()}
-    print("\n| variant | s/step | images/s | speed-up of pacofr |")
-    print("|---|---|---|---|")
-    for v in med:
-        peer = {"pacofr PaCo-FR": "torch PaCo-FR eager fp32", "pacofr MAE": "torch MAE eager fp32",
-                "pacofr PaCo-FR" + BASELINE: "pacofr PaCo-FR", "pacofr MAE" + BASELINE: "pacofr MAE"}.get(v)
-        ratio = f"{med[peer] / med[v]:.2f}x over {peer}" if peer in med else "-"
-        if v.endswith(BASELINE) and peer in med:   # the checkout under test against this baseline
-            ratio = f"{peer} is {med[v] / med[peer]:.3f}x as fast as this baseline"
-        print(f"| {v} | {med[v]:.3f} | {args.batch / med[v]:.1f} | {ratio} |")
-    for v, ph in phases.items():
-        if not ph:
-            continue
-        total = sum(ph.values())
-        print(f"\n{v}: time per phase, % of the step ({args.steps} steps)\n")
-        print("| phase | % |")
-        print("|---|---|")
-        for k, sec in sorted(ph.items(), key=lambda kv: -kv[1]):
-            print(f"| {k} | {100 * sec / total:.1f} |")
+    _print_tables(med, phases, args)
     for v, why in notes.items():
         print(f"\n{v}: not run ({why})")
     if args.json:

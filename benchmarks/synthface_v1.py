@@ -180,11 +180,21 @@ def ablations(args, train, test, rows_path, done):
 
 
 def write_tables(rows_path, out, meta):
+    """tables.md and the figures (CED, F1 bars, ROC) from rows.jsonl -> the tables' path."""
     rows = [json.loads(line) for line in open(rows_path) if line.strip()]
     by = {tuple(r["key"]): r for r in rows}
     encoders = [e for e in ("scratch", "mae", "pacofr") if any(k[0] == e for k in by)]
     labels = sorted({k[3] for k in by if k[1] in ("alignment", "parsing") and not k[0].startswith("ablation")})
     md = [f"Protocol synthface-v1, {MODEL}. {json.dumps(meta)}\n"]
+    md += _task_tables(by, encoders, labels) + _identity_tables(by, encoders)
+    (out / "tables.md").write_text("\n".join(md) + "\n")
+    _figures(by, encoders, labels, out)
+    return out / "tables.md"
+
+
+def _task_tables(by, encoders, labels):
+    """Markdown sections: landmarks and parsing per mode and label budget, NME per subset."""
+    md = []
     for mode in ("linear", "finetune"):
         t = []
         mode_labels = [lab for lab in labels if any(k[2] == mode and k[3] == lab for k in by)]
@@ -210,7 +220,12 @@ def write_tables(rows_path, out, meta):
                     t.append({"encoder": e, **{f"{s} NME %": 100 * v["nme"] for s, v in a["subsets"].items()}})
             if t:
                 md.append(f"\n### NME per subset ({mode}, {100 * lab:g}% labels)\n\n" + report.markdown_table(t, list(t[0])))
-    t = []
+    return md
+
+
+def _identity_tables(by, encoders):
+    """Markdown sections: identity and representation quality, then the ablations."""
+    md, t = [], []
     for e in encoders:
         r = by.get((e, "identity", "frozen", 1.0))
         if r:
@@ -230,8 +245,11 @@ def write_tables(rows_path, out, meta):
     if t:
         md.append("\n### Ablations (equal wall-clock per variant, linear probes at 1% labels)\n\n"
                   + report.markdown_table(t, list(t[0]), floatfmt=".3g"))
-    (out / "tables.md").write_text("\n".join(md) + "\n")
-    # figures: CED at the smallest label budget (fine-tuned when present), F1 bars, ROC
+    return md
+
+
+def _figures(by, encoders, labels, out):
+    """CED at the smallest label budget (fine-tuned when present) and the largest, F1 bars, ROC."""
     lab = labels[0] if labels else None
     for mode in ("finetune", "linear"):
         curves = {e: np.asarray(by[(e, "alignment", mode, lab)]["per_image_nme"], np.float64)
@@ -248,17 +266,16 @@ def write_tables(rows_path, out, meta):
         if curves:
             report.plot_ced(curves, 0.1, out / f"ced_linear_{100 * top:g}pct.png",
                             title=f"CED, linear, {100 * top:g}% labels")
-        bars = {e: np.asarray(by[(e, "parsing", mode, lab)]["per_class"], np.float64)
-                for e in encoders if (e, "parsing", mode, lab) in by}
+        bars = {e: np.asarray(by[(e, "parsing", "linear", lab)]["per_class"], np.float64)
+                for e in encoders if (e, "parsing", "linear", lab) in by}
         if bars:
             from pacofr.eval.parsing import LAPA_CLASSES
-            report.plot_f1_bars(bars, LAPA_CLASSES, out / f"f1_{mode}_{100 * lab:g}pct.png")
+            report.plot_f1_bars(bars, LAPA_CLASSES, out / f"f1_linear_{100 * lab:g}pct.png")
     roc = {e: (by[(e, "identity", "frozen", 1.0)]["recognition"]["cls"]["verification"]["fpr"],
                by[(e, "identity", "frozen", 1.0)]["recognition"]["cls"]["verification"]["tpr"])
            for e in encoders if (e, "identity", "frozen", 1.0) in by}
     if roc:
         report.plot_roc(roc, out / "roc.png")
-    return out / "tables.md"
 
 
 def main(argv=None):

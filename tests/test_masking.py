@@ -1,5 +1,6 @@
-"""PaCo-FR masking (METHOD.md section 1): region maps and the random / block / structured masks,
-the C core against its NumPy twin (pacofr/ref/masking.py), and every bad-argument path."""
+"""PaCo-FR masking (METHOD.md section 1): the random / block / structured / facial masks, the C
+core against its NumPy twin (pacofr/ref/masking.py), and every bad-argument path. The region
+maps they follow: test_regions.py; substitution positions: test_subst_positions.py."""
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings, strategies as st
@@ -85,74 +86,7 @@ def check_structured(mask, regions, n_mask, G):
     return topped.sum()
 
 
-# ---------------------------------------------------------------- region maps
-
-def test_components_in_id_order():
-    assert R.COMPONENTS == ("left_brow", "right_brow", "left_eye", "right_eye", "nose", "mouth", "left_cheek",
-                            "right_cheek", "forehead", "chin", "left_jaw", "right_jaw", "hair_background")
-    flip = np.asarray(R.COMPONENT_FLIP)
-    assert (flip[flip] == np.arange(13)).all()
-    for c, name in enumerate(R.COMPONENTS):
-        assert R.COMPONENTS[flip[c]] == name.replace("left", "@").replace("right", "left").replace("@", "right")
-
-
-def test_canonical_map_grid14_looks_like_a_face():
-    r = R.region_map(14)
-    assert r.shape == (196,) and r.dtype == np.int64
-    counts = np.bincount(r, minlength=13)
-    assert (counts >= 1).all(), dict(zip(R.COMPONENTS, counts))
-    g = r.reshape(14, 14)
-    rows = {c: np.nonzero(g == C[c])[0].mean() for c in R.COMPONENTS}
-    cols = {c: np.nonzero(g == C[c])[1].mean() for c in R.COMPONENTS}
-    # top to bottom: forehead, brows, eyes, nose, mouth, chin
-    assert rows["forehead"] < rows["left_brow"] < rows["left_eye"] < rows["nose"] < rows["mouth"] < rows["chin"]
-    assert rows["left_brow"] == rows["right_brow"] and rows["left_eye"] == rows["right_eye"]
-    # left components on the image left, right ones on the right, the rest centred
-    for side in ("brow", "eye", "cheek", "jaw"):
-        assert cols["left_" + side] < 6.5 < cols["right_" + side]
-    for c in ("nose", "mouth", "chin", "forehead"):
-        assert cols[c] == 6.5
-    assert cols["left_jaw"] < cols["left_cheek"] < cols["nose"]
-    # hair / background all round the border, the face inside
-    border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
-    assert (border == C["hair_background"]).all()
-    assert (g[5:10, 3:11] != C["hair_background"]).all()
-    # the canonical face is symmetric: its map is its own mirror image
-    np.testing.assert_array_equal(R.flip_region_map(r, 14), r)
-
-
-def test_canonical_map_cached_and_read_only():
-    a = R.region_map(14)
-    assert R.region_map(14) is a
-    with pytest.raises(ValueError):
-        a[0] = 3
-    for G in (1, 4, 7, 28):
-        r = R.region_map(G)
-        assert r.shape == (G * G,) and r.min() >= 0 and r.max() < 13
-
-
-@pytest.mark.parametrize("size", [112, 224, 100])
-def test_canonical_landmarks_give_the_canonical_map(size):
-    lm = np.stack([CANONICAL_68 * size - 0.5] * 2)
-    for G in (4, 7, 14, 16):
-        out = R.region_map_from_landmarks(lm, size, G)
-        assert out.shape == (2, G * G) and out.dtype == np.int64
-        np.testing.assert_array_equal(out, np.stack([R.region_map(G)] * 2))
-
-
-def test_landmark_maps_follow_the_face(synth):
-    lm = synth["landmarks"]
-    before = lm.copy()
-    r = R.region_map_from_landmarks(lm, 112, 14)
-    np.testing.assert_array_equal(lm, before)   # inputs untouched
-    for b in range(4):
-        for comp, idx in (("left_eye", range(36, 42)), ("right_eye", range(42, 48)), ("nose", [30, 33]),
-                          ("mouth", [62, 66])):
-            x, y = lm[b, list(idx)].mean(0)    # the part's centre: its patch, or one next to it
-            py, px = int((y + 0.5) // 8), int((x + 0.5) // 8)
-            assert (r[b].reshape(14, 14)[py - 1:py + 2, px - 1:px + 2] == C[comp]).any(), (b, comp)
-        assert (np.bincount(r[b], minlength=13) >= 1).all()   # every component, even with closed eyes
-
+# ---------------------------------------------------------------- masks on landmark region maps
 
 def test_maps_mirror_under_horizontal_flip(synth):
     rng = np.random.default_rng(5)
@@ -171,55 +105,6 @@ def test_maps_mirror_under_horizontal_flip(synth):
         mask = M.make_masks("structured", len(b), G, 0.75, 3, 1, regions=b)[0]
         for row, reg in zip(mask, b):
             check_structured(row, reg, n_mask, G)
-
-
-def test_parsing_maps_put_parts_where_the_landmarks_are(synth):
-    parsing, lm = synth["parsing"], synth["landmarks"]
-    groups = {"left_brow": range(17, 22), "right_brow": range(22, 27), "left_eye": range(36, 42),
-              "right_eye": range(42, 48), "nose": range(27, 36), "mouth": range(48, 60)}
-    for G in (14, 28):
-        p = 112 // G
-        r = R.region_map_from_parsing(parsing, G)
-        assert r.shape == (4, G * G) and r.dtype == np.int64
-        for b in range(4):
-            for comp, idx in groups.items():
-                ys, xs = np.divmod(np.flatnonzero(r[b] == C[comp]), G)
-                lo = np.floor((lm[b, list(idx)].min(0) + 0.5) / p) - 1   # landmark box, one patch of slack
-                hi = np.floor((lm[b, list(idx)].max(0) + 0.5) / p) + 1
-                assert ((xs >= lo[0]) & (xs <= hi[0]) & (ys >= lo[1]) & (ys <= hi[1])).all(), (G, b, comp)
-            assert (r[b] == C["nose"]).any() and (r[b] == C["mouth"]).any()
-    # at 4-pixel patches the thin parts win patches too (image 1 has its eyes closed)
-    r = R.region_map_from_parsing(parsing, 28)
-    for b in range(4):
-        assert (r[b] == C["left_brow"]).any() and (r[b] == C["right_brow"]).any()
-        if synth["attributes"][b]["close_eyes"] == 0:
-            assert (r[b] == C["left_eye"]).any() and (r[b] == C["right_eye"]).any()
-
-
-def test_parsing_skin_takes_the_canonical_skin_components():
-    G, S = 14, 56
-    canon = R.region_map(G)
-    skin_comp = np.isin(canon, R.SKIN_COMPONENTS)
-    r = R.region_map_from_parsing(np.ones((1, S, S), np.uint8), G)[0]   # all skin
-    assert np.isin(r, R.SKIN_COMPONENTS).all()
-    np.testing.assert_array_equal(r[skin_comp], canon[skin_comp])
-    # a non-skin canonical patch takes its nearest skin patch: the nose's neighbours are cheeks
-    nose = np.flatnonzero(canon == C["nose"])
-    assert set(r[nose]) <= {C["left_cheek"], C["right_cheek"], C["forehead"]}
-    # hair and background both give hair_background
-    for label in (0, 10):
-        assert (R.region_map_from_parsing(np.full((1, S, S), label, np.uint8), G) == C["hair_background"]).all()
-
-
-def test_parsing_majority_and_ties():
-    # one patch: grid 1 on a 4 x 4 parsing map, 16 labels
-    def one(labels):
-        return int(R.region_map_from_parsing(np.array(labels, np.uint8).reshape(1, 4, 4), 1)[0, 0])
-    assert one([7] * 5 + [9] * 5 + [1] * 6) == C["mouth"]            # 7, 8, 9 count together
-    assert one([2] * 8 + [3] * 8) == C["left_brow"]                   # ties: lower id
-    assert one([4] * 8 + [1] * 8) == C["left_eye"]                    # parts before skin
-    assert one([1] * 8 + [0] * 4 + [10] * 4) != C["hair_background"]  # skin before hair + background
-    assert one([0] * 5 + [10] * 4 + [1] * 7) == C["hair_background"]   # hair and background count together
 
 
 # ---------------------------------------------------------------- masks: counts and indices
@@ -501,48 +386,6 @@ def test_make_masks_bad_arguments(kwargs, error, message):
         M.make_masks(**args)
 
 
-def test_region_map_bad_arguments(synth):
-    lm = synth["landmarks"]
-    with pytest.raises(ValueError, match=r"grid must be in \[1, 512\], got 0"):
-        R.region_map(0)
-    with pytest.raises(ValueError, match=r"grid must be in \[1, 512\], got 513"):
-        R.region_map(513)
-    with pytest.raises(TypeError, match="grid must be an integer"):
-        R.region_map("14")
-    with pytest.raises(ValueError, match=r"landmarks must have shape \(B, 68, 2\), got \(4, 5, 2\)"):
-        R.region_map_from_landmarks(lm[:, :5], 112, 14)
-    with pytest.raises(ValueError, match=r"landmarks must have shape \(B, 68, 2\), got \(68, 2\)"):
-        R.region_map_from_landmarks(lm[0], 112, 14)
-    bad = lm.copy()
-    bad[1, 3, 0] = np.nan
-    with pytest.raises(ValueError, match="landmarks contain NaN or Inf"):
-        R.region_map_from_landmarks(bad, 112, 14)
-    bad = lm.copy()
-    bad[2, 45] = bad[2, 36]
-    with pytest.raises(ValueError, match=r"landmarks\[2\]: outer eye corners 36 and 45 coincide"):
-        R.region_map_from_landmarks(bad, 112, 14)
-    for size in (0, -5, float("inf"), "112", None):
-        with pytest.raises(ValueError, match="size must be a positive number"):
-            R.region_map_from_landmarks(lm, size, 14)
-    p = synth["parsing"]
-    with pytest.raises(ValueError, match="parsing must have dtype uint8 .*got int64"):
-        R.region_map_from_parsing(p.astype(np.int64), 14)
-    with pytest.raises(ValueError, match=r"parsing must have shape \(B, S, S\), got \(112, 112\)"):
-        R.region_map_from_parsing(p[0], 14)
-    with pytest.raises(ValueError, match=r"parsing must have shape \(B, S, S\), got \(4, 112, 100\)"):
-        R.region_map_from_parsing(p[:, :, :100], 14)
-    with pytest.raises(ValueError, match="parsing side 112 must be a positive multiple of grid 15"):
-        R.region_map_from_parsing(p, 15)
-    bad = p.copy()
-    bad[0, 0, 0] = 11
-    with pytest.raises(ValueError, match="parsing holds label 11; LaPa-11 labels are 0..10"):
-        R.region_map_from_parsing(bad, 14)
-    with pytest.raises(ValueError, match=r"regions must have shape \(..., 196\), got \(195,\)"):
-        R.flip_region_map(np.zeros(195, np.int64), 14)
-    with pytest.raises(ValueError, match=r"component ids in \[0, 13\)"):
-        R.flip_region_map(np.full(196, 20), 14)
-
-
 def test_c_bindings_check_their_arguments():
     idx = np.arange(2, dtype=np.int64)
     reg = np.zeros(16, np.int64)
@@ -593,93 +436,6 @@ def test_inputs_untouched_and_memory_flat():
             M.make_masks(kind, 64, 14, 0.75, 0, step, regions=regions)
     # a leak of the outputs alone would be 1500 * 3 * 64 * 196 * 17 bytes, about 960 MB
     assert rss_kb() - start < 20_000
-
-
-# ---------------------------------------------------------------- substitution positions
-
-def _subst(seed, step, indices, n_keep, s):
-    return _C.subst_positions(seed, step, np.asarray(indices, np.int64), n_keep, s)
-
-
-@pytest.mark.parametrize("n_keep,s", [(49, 12), (49, 0), (49, 49), (1, 1), (0, 0), (196, 5), (3, 2)])
-def test_subst_positions_match_twin_sorted_distinct_in_range(n_keep, s):
-    idx = np.array([0, 5, 3, 1 << 40, -7], np.int64)
-    for seed, step in ((0, 0), (3, 17), (2 ** 63 + 5, 2 ** 64 - 1)):
-        got = _subst(seed, step, idx, n_keep, s)
-        assert got.dtype == np.int64 and got.shape == (len(idx), s)
-        np.testing.assert_array_equal(got, ref.subst_positions(seed, step, idx, n_keep, s))
-        if s:
-            assert (np.diff(got, axis=1) > 0).all()
-            assert got.min() >= 0 and got.max() < n_keep
-
-
-def test_subst_positions_pure_function_of_seed_step_index():
-    idx = np.arange(64, dtype=np.int64) * 7
-    a = _subst(5, 9, idx, 147, 20)
-    np.testing.assert_array_equal(a, _subst(5, 9, idx, 147, 20))
-    # the same sample index in another batch, at another place: the same row
-    np.testing.assert_array_equal(_subst(5, 9, idx[[40, 2, 11]], 147, 20), a[[40, 2, 11]])
-    assert len({row.tobytes() for row in a}) == 64
-    for other in (_subst(5, 10, idx, 147, 20), _subst(6, 9, idx, 147, 20)):
-        assert all(not np.array_equal(x, y) for x, y in zip(a, other))
-    # its own stream: not the removed patches of the random mask of the same (seed, step, index)
-    mask = _C.mask_random(idx, 14, 147, 5, 9)[0]
-    removed = np.stack([np.flatnonzero(row) for row in mask])
-    assert not np.array_equal(_subst(5, 9, idx, 196, 147), removed)
-
-
-def test_subst_positions_thread_count_does_not_change_them():
-    idx = np.arange(64, dtype=np.int64)   # 64 x 196: past the parallel threshold
-    before = pacofr.get_num_threads()
-    try:
-        pacofr.set_num_threads(1)
-        one = _subst(3, 4, idx, 196, 30)
-        pacofr.set_num_threads(2)
-        two = _subst(3, 4, idx, 196, 30)
-    finally:
-        pacofr.set_num_threads(before)
-    np.testing.assert_array_equal(one, two)
-
-
-def test_subst_positions_are_uniform_over_subsets():
-    from itertools import combinations
-    n_keep, s, rows = 10, 3, 24000
-    got = _subst(1, 2, np.arange(rows), n_keep, s)
-    index = {c: i for i, c in enumerate(combinations(range(n_keep), s))}   # 120 subsets
-    counts = np.bincount([index[tuple(r)] for r in got], minlength=len(index))
-    expected = rows / len(index)
-    chi2 = ((counts - expected) ** 2 / expected).sum()
-    dof = len(index) - 1
-    assert chi2 < dof + 5 * np.sqrt(2 * dof), chi2                    # about 1e-5 false alarms
-    # every place equally likely, and over steps for one sample index too
-    freq = np.bincount(got.ravel(), minlength=n_keep) / rows
-    assert np.abs(freq - s / n_keep).max() < 5 * np.sqrt(0.3 * 0.7 / rows)
-    steps = np.concatenate([_subst(1, t, np.array([7]), n_keep, s)[0] for t in range(3000)])
-    freq = np.bincount(steps, minlength=n_keep) / 3000
-    assert np.abs(freq - s / n_keep).max() < 5 * np.sqrt(0.3 * 0.7 / 3000)
-
-
-def test_subst_positions_check_their_arguments():
-    idx = np.arange(3, dtype=np.int64)
-    with pytest.raises(ValueError, match=r"s must be in \[0, n_keep = 4\], got 5"):
-        _C.subst_positions(0, 0, idx, 4, 5)
-    with pytest.raises(ValueError, match=r"s must be in \[0, n_keep = 4\], got -1"):
-        _C.subst_positions(0, 0, idx, 4, -1)
-    with pytest.raises(ValueError, match=r"n_keep must be in \[0, 16777216\], got -2"):
-        _C.subst_positions(0, 0, idx, -2, 0)
-    with pytest.raises(ValueError, match=r"indices must be 1-D, got 2-D"):
-        _C.subst_positions(0, 0, idx.reshape(1, 3), 4, 2)
-    with pytest.raises(TypeError, match="indices must have dtype int64, got int32"):
-        _C.subst_positions(0, 0, idx.astype(np.int32), 4, 2)
-    with pytest.raises(TypeError, match="indices must be a numpy.ndarray of int64, got list"):
-        _C.subst_positions(0, 0, [0, 1], 4, 2)
-    with pytest.raises(ValueError, match="indices must be C-contiguous"):
-        _C.subst_positions(0, 0, np.arange(6, dtype=np.int64)[::2], 4, 2)
-    with pytest.raises(TypeError):
-        _C.subst_positions(0, 0, idx, 4)   # s missing
-    before = idx.copy()
-    _C.subst_positions(0, 0, idx, 4, 2)
-    np.testing.assert_array_equal(idx, before)
 
 
 @pytest.mark.parametrize("kind", M.KINDS)

@@ -219,43 +219,13 @@ class PacoReference(MAE):
         Returns tensors: total, rec, inc, align, sc, acc (scalars; inc is 0 outside incubation,
         acc is computed in both), latent (B, 1+n, C), teacher_latent, pred (B, N, d), t (B, s, d),
         logits (B, s, K), idx (B, s, k), w (B, s, k), y (B, s), x_sub (B, 3, S, S)."""
-        dtype = self.codebook.weight.dtype
-        dev = self.codebook.weight.device
-        x = torch.as_tensor(x).to(dtype=dtype, device=dev)
-        ids_keep = torch.as_tensor(ids_keep).to(dtype=torch.int64, device=dev)
-        subst = torch.as_tensor(subst).to(dtype=torch.int64, device=dev)
+        x, ids_keep, subst = self._loss_inputs(x, ids_keep, subst, k, sc_mode)
+        dtype, dev = x.dtype, x.device
         norm_pix = self.cfg.norm_pix_loss if norm_pix is None else norm_pix
-        p = self.cfg.patch_size
-        B, n = ids_keep.shape
-        s = subst.shape[1]
-        N = self.cfg.num_patches
-        d = self.cfg.patch_dim
-        if sc_mode not in ("token", "region"):
-            raise ValueError(f"sc_mode must be 'token' or 'region', got {sc_mode!r}")
-        if not 1 <= k <= self.num_codes:
-            raise ValueError(f"k must be in [1, {self.num_codes}], got {k}")
-        if s:
-            in_keep = (subst[:, :, None] == ids_keep[:, None, :]).any(-1)
-            if not bool(in_keep.all()):
-                raise ValueError("subst must be a subset of each row's ids_keep")
+        B, s, d = subst.shape[0], subst.shape[1], self.cfg.patch_dim
 
-        # 1. patches and their statistics (constants: x needs no gradient)
-        with torch.no_grad():
-            P = patchify(x, p)                                       # (B, N, d)
-            Pn, mu, sigma = patch_norm(P)
-        gidx = subst[..., None].expand(-1, -1, d)
-        Pn_S = torch.gather(Pn, 1, gidx).reshape(B * s, d)          # (R, d), (b, j) row-major
-        mu_S = torch.gather(mu, 1, subst[..., None]).reshape(B * s, 1)
-        sigma_S = torch.gather(sigma, 1, subst[..., None]).reshape(B * s, 1)
-
-        # 2. belief, top-k mixture
-        logits, idx, w, t = self.tokens(Pn_S, k, tau, hard)
-        if incubation:
-            t = t.detach()
-
-        # 3. substitution: x_sub = x with patch subst[b, j] = mu + sigma * t
-        P_hat = (mu_S + sigma_S * t).reshape(B, s, d)
-        x_sub = unpatchify(P.scatter(1, gidx, P_hat), p)
+        # 1-3. patches, belief and top-k mixture, substitution
+        P, Pn, Pn_S, (logits, idx, w, t), x_sub = self._substitute(x, subst, k, tau, hard, incubation)
 
         # 4. student encoder + decoder, L_rec over M (weight 1) and S (weight lambda_s)
         latent = self.forward_encoder(x_sub, ids_keep)
@@ -277,22 +247,8 @@ class PacoReference(MAE):
         align = ((Pn_S.detach() - t) ** 2).mean() if s else zero
 
         # 7. spatial consistency against the teacher on the original x
-        teacher = self.teacher(teacher_state)
-        with torch.no_grad():
-            teacher_latent = teacher.forward_encoder(x, ids_keep)
-        ys, yt = latent[:, 1:], teacher_latent[:, 1:]
-        if sc_center:
-            ys, yt = ys - ys.mean(1, keepdim=True), yt - yt.mean(1, keepdim=True)
-        if sc_mode == "token":
-            sc = self.affinity_loss(ys, yt)
-        else:
-            if regions is None:
-                raise ValueError("sc_mode 'region' needs regions (B, N)")
-            regions = torch.as_tensor(regions).to(dtype=torch.int64, device=dev)
-            if regions.shape != (B, N):
-                raise ValueError(f"regions must be (B, N) = {(B, N)}, got {tuple(regions.shape)}")
-            comp = torch.gather(regions, 1, ids_keep)
-            sc = self.region_affinity_loss(ys, yt, comp, num_regions)
+        sc, teacher_latent = self._consistency(latent, x, ids_keep, teacher_state, sc_center, sc_mode,
+                                               regions, num_regions)
 
         # 8. total
         total = rec + beta * align + lambda_sc * sc
@@ -302,6 +258,63 @@ class PacoReference(MAE):
                     latent=latent, teacher_latent=teacher_latent, pred=pred,
                     t=t.reshape(B, s, d), logits=logits.reshape(B, s, self.num_codes),
                     idx=idx.reshape(B, s, k), w=w.reshape(B, s, k), y=y.reshape(B, s), x_sub=x_sub)
+
+    def _loss_inputs(self, x, ids_keep, subst, k, sc_mode):
+        """The loss's arrays as tensors of the model's dtype / int64 on its device, checked."""
+        dtype = self.codebook.weight.dtype
+        dev = self.codebook.weight.device
+        x = torch.as_tensor(x).to(dtype=dtype, device=dev)
+        ids_keep = torch.as_tensor(ids_keep).to(dtype=torch.int64, device=dev)
+        subst = torch.as_tensor(subst).to(dtype=torch.int64, device=dev)
+        if sc_mode not in ("token", "region"):
+            raise ValueError(f"sc_mode must be 'token' or 'region', got {sc_mode!r}")
+        if not 1 <= k <= self.num_codes:
+            raise ValueError(f"k must be in [1, {self.num_codes}], got {k}")
+        if subst.shape[1]:
+            in_keep = (subst[:, :, None] == ids_keep[:, None, :]).any(-1)
+            if not bool(in_keep.all()):
+                raise ValueError("subst must be a subset of each row's ids_keep")
+        return x, ids_keep, subst
+
+    def _substitute(self, x, subst, k, tau, hard, incubation):
+        """Steps 1-3 of the loss: patches P (B, N, d) and their normalised Pn, the substituted
+        rows Pn_S (B*s, d), the belief's (logits, idx, w, t) and x_sub, x with patch subst[b, j]
+        replaced by mu + sigma * t."""
+        p, d = self.cfg.patch_size, self.cfg.patch_dim
+        B, s = subst.shape
+        with torch.no_grad():                                        # x needs no gradient
+            P = patchify(x, p)                                       # (B, N, d)
+            Pn, mu, sigma = patch_norm(P)
+        gidx = subst[..., None].expand(-1, -1, d)
+        Pn_S = torch.gather(Pn, 1, gidx).reshape(B * s, d)          # (R, d), (b, j) row-major
+        mu_S = torch.gather(mu, 1, subst[..., None]).reshape(B * s, 1)
+        sigma_S = torch.gather(sigma, 1, subst[..., None]).reshape(B * s, 1)
+        logits, idx, w, t = self.tokens(Pn_S, k, tau, hard)
+        if incubation:
+            t = t.detach()
+        P_hat = (mu_S + sigma_S * t).reshape(B, s, d)
+        x_sub = unpatchify(P.scatter(1, gidx, P_hat), p)
+        return P, Pn, Pn_S, (logits, idx, w, t), x_sub
+
+    def _consistency(self, latent, x, ids_keep, teacher_state, sc_center, sc_mode, regions, num_regions):
+        """Step 7: L_sc of the student's tokens against the teacher's on the original x
+        -> (sc, teacher_latent)."""
+        B, N = ids_keep.shape[0], self.cfg.num_patches
+        teacher = self.teacher(teacher_state)
+        with torch.no_grad():
+            teacher_latent = teacher.forward_encoder(x, ids_keep)
+        ys, yt = latent[:, 1:], teacher_latent[:, 1:]
+        if sc_center:
+            ys, yt = ys - ys.mean(1, keepdim=True), yt - yt.mean(1, keepdim=True)
+        if sc_mode == "token":
+            return self.affinity_loss(ys, yt), teacher_latent
+        if regions is None:
+            raise ValueError("sc_mode 'region' needs regions (B, N)")
+        regions = torch.as_tensor(regions).to(dtype=torch.int64, device=x.device)
+        if regions.shape != (B, N):
+            raise ValueError(f"regions must be (B, N) = {(B, N)}, got {tuple(regions.shape)}")
+        comp = torch.gather(regions, 1, ids_keep)
+        return self.region_affinity_loss(ys, yt, comp, num_regions), teacher_latent
 
 
 def ema_kmeans_reference(C, ema_count, ema_sum, x, decay, eps):
@@ -327,182 +340,3 @@ def ema_kmeans_reference(C, ema_count, ema_sum, x, decay, eps):
     n = ema_count.sum()
     smoothed = (ema_count + eps) / (n + K * eps) * n
     return ema_sum / smoothed[:, None], ema_count, ema_sum, assign
-
-
-def _region_loss_loop(ys, yt, comp):
-    """The region loss image by image, component by component (checks the vectorised one)."""
-    per = []
-    for b in range(ys.shape[0]):
-        cs = torch.unique(comp[b])
-        e = torch.stack([ys[b][comp[b] == c].mean(0) for c in cs])
-        et = torch.stack([yt[b][comp[b] == c].mean(0) for c in cs])
-        e, et = F.normalize(e, dim=-1), F.normalize(et, dim=-1)
-        per.append(((e @ e.t() - et @ et.t()) ** 2).mean())
-    return torch.stack(per).mean()
-
-
-def _self_check():
-    import sys
-    import time
-    from pathlib import Path
-    root = Path(__file__).resolve().parent.parent
-    sys.path.insert(0, str(root))
-    try:
-        from pacofr.config import get_config
-        cfg = get_config("pacofr_test_tiny")
-    except Exception:  # the C extension may be mid-rebuild: load config.py on its own
-        import importlib.util
-        spec = importlib.util.spec_from_file_location("_pacofr_config", root / "pacofr" / "config.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        cfg = mod.PRESETS["pacofr_test_tiny"]
-
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    K, H, k = 16, 32, 4
-    ref = PacoReference(cfg, num_codes=K, belief_hidden=H)
-    with torch.no_grad():  # random weights everywhere, tokens and position embeddings too
-        for name, prm in ref.named_parameters():
-            if name.endswith("bias") or "token" in name or "pos_embed" in name:
-                prm.normal_(0.0, 0.05)
-    state = ref.numpy_state()
-    ref2 = PacoReference(cfg, num_codes=K, belief_hidden=H).from_numpy(state)
-    n_state = len(state)
-    assert all(np.array_equal(v, state[n]) for n, v in ref2.numpy_state().items())
-    teacher_state = {n: v + 0.01 * rng.standard_normal(v.shape).astype(np.float32)
-                     for n, v in ref.encoder_state().items()}
-
-    B, N, d = 4, cfg.num_patches, cfg.patch_dim
-    n, s = N // 4, 2
-    x = torch.from_numpy(rng.standard_normal((B, 3, cfg.img_size, cfg.img_size)).astype(np.float32))
-    ids_keep = torch.from_numpy(np.stack([rng.permutation(N)[:n] for _ in range(B)]))
-    subst = torch.from_numpy(np.stack([rng.permutation(row)[:s] for row in ids_keep.numpy()]))
-    regions = torch.from_numpy(rng.integers(0, NUM_REGIONS, (B, N)))
-    trainable = {name for name, prm in ref.named_parameters() if prm.requires_grad}
-    assert "pos_embed" not in trainable and "decoder_pos_embed" not in trainable
-
-    for incubation in (True, False):
-        for hard in (False, True):
-            for sc_mode in ("token", "region"):
-                tag = f"incubation={incubation} hard={hard} sc={sc_mode}"
-                ref.zero_grad()
-                out = ref.loss(x, ids_keep, subst, teacher_state, k=k, hard=hard,
-                               incubation=incubation, sc_mode=sc_mode, regions=regions)
-                for key in ("total", "rec", "inc", "align", "sc", "acc"):
-                    assert out[key].ndim == 0 and torch.isfinite(out[key]), (tag, key)
-                assert out["sc"] > 0 and out["rec"] > 0 and out["align"] > 0, tag
-                assert (out["inc"] > 0) == incubation, tag
-                want = out["rec"] + 0.25 * out["align"] + out["sc"] + (out["inc"] if incubation else 0)
-                assert torch.allclose(out["total"], want), tag
-                out["total"].backward()
-                g = ref.grads_numpy()
-                assert set(g) == trainable, tag
-                for name, v in g.items():
-                    assert np.isfinite(v).all(), (tag, name)
-                cb = np.abs(g["codebook.weight"]).max()
-                assert (cb == 0.0) if incubation else (cb > 0.0), (tag, cb)
-                for name in ("belief.fc1.weight", "belief.fc1.bias", "belief.fc2.weight", "belief.fc2.bias"):
-                    assert np.abs(g[name]).max() > 0, (tag, name)
-                for name in ("patch_embed.proj.weight", "blocks.0.attn.qkv.weight", "norm.weight",
-                             "mask_token", "decoder_pred.weight"):
-                    assert np.abs(g[name]).max() > 0, (tag, name)
-
-                t = out["t"].detach()
-                C = ref.codebook.weight.detach()
-                if hard:
-                    assert torch.equal(t, C[out["idx"][..., 0]]), tag  # exactly the arg-max code
-                else:
-                    assert torch.allclose(t, torch.einsum("bsk,bskd->bsd", out["w"], C[out["idx"]]),
-                                          atol=1e-6), tag
-                assert torch.equal(out["idx"][..., 0], out["logits"].argmax(-1)), tag
-                # x_sub: x outside S exactly; mu + sigma * t on S
-                P, Psub = patchify(x, cfg.patch_size), patchify(out["x_sub"].detach(), cfg.patch_size)
-                inS = torch.zeros(B, N, dtype=torch.bool)
-                inS.scatter_(1, subst, True)
-                assert torch.equal(P[~inS], Psub[~inS]), tag
-                Pn, mu, sigma = patch_norm(P)
-                got = (torch.gather(Psub, 1, subst[..., None].expand(-1, -1, d))
-                       - torch.gather(mu, 1, subst[..., None])) / torch.gather(sigma, 1, subst[..., None])
-                assert torch.allclose(got, t, atol=1e-4), tag
-
-                if incubation:  # the belief's gradient is exactly L_inc's: nothing leaks from rec/align
-                    ref.zero_grad()
-                    out = ref.loss(x, ids_keep, subst, teacher_state, k=k, hard=hard,
-                                   incubation=True, sc_mode=sc_mode, regions=regions)
-                    bel = [ref.belief.fc1.weight, ref.belief.fc2.bias]
-                    only = torch.autograd.grad(out["inc"], bel, retain_graph=True)
-                    allg = torch.autograd.grad(out["total"], bel)
-                    for a, b_ in zip(only, allg):
-                        assert torch.equal(a, b_), tag
-                    assert 0.0 <= float(out["acc"]) <= 1.0
-                print(f"ok  {tag}: total {out['total'].item():.5f}")
-
-    # the teacher stays off the module tree
-    assert len(ref.state_dict()) == n_state and not any("teacher" in nm for nm, _ in ref.named_parameters())
-    ref2.from_numpy(ref.numpy_state())
-
-    # the vectorised region loss against a plain loop
-    ys, yt = torch.randn(3, 9, 8, dtype=torch.float64), torch.randn(3, 9, 8, dtype=torch.float64)
-    comp = torch.from_numpy(rng.integers(0, 5, (3, 9)))
-    assert torch.allclose(PacoReference.region_affinity_loss(ys, yt, comp), _region_loss_loop(ys, yt, comp))
-
-    # the teacher set to the student's encoder -> token sc is 0 without substitution
-    ref.set_teacher(None)
-    out = ref.loss(x, ids_keep, subst[:, :0], None, k=k)
-    assert out["sc"].item() < 1e-10 and out["align"].item() == 0.0 and out["t"].shape == (B, 0, d)
-    # no substitution: L_rec is torch_ref.MAE's loss on the same weights
-    mae = MAE(cfg)
-    mae.load_state_dict({n_: v for n_, v in ref.state_dict().items()
-                         if not n_.startswith(("codebook.", "belief."))})
-    assert torch.allclose(out["rec"], mae(x, ids_keep), rtol=1e-6, atol=0), (out["rec"], mae(x, ids_keep))
-    out = ref.loss(x, ids_keep, subst, teacher_state, k=1, norm_pix=False, lambda_s=0.5)
-    assert torch.isfinite(out["total"])
-
-    # EMA k-means: decay 0, eps 0 -> the mean of each used code's rows
-    Cn = rng.standard_normal((6, 5))
-    xs = rng.standard_normal((40, 5))
-    with np.errstate(invalid="ignore"):  # unused codes: 0 / 0 with eps 0
-        C_new, cnt, sm, a = ema_kmeans_reference(Cn, np.zeros(6), np.zeros((6, 5)), xs, 0.0, 0.0)
-    for j in np.unique(a):
-        assert np.allclose(C_new[j], xs[a == j].mean(0))
-    assert cnt.sum() == 40 and np.array_equal(a, ((xs[:, None] - Cn[None]) ** 2).sum(-1).argmin(1))
-
-    # gradcheck (float64) of the whole loss wrt the codebook and a belief weight (soft, not
-    # incubating): the full Jacobian with belief.fc2.weight, random projections (fast_mode)
-    # with belief.fc1.weight in both sc modes
-    ref64 = PacoReference(cfg, num_codes=K, belief_hidden=H).from_numpy(state).double()
-    ref64.set_teacher(teacher_state)
-    Bg = 2
-    xg, kg, sg, rg = x[:Bg].double(), ids_keep[:Bg], subst[:Bg], regions[:Bg]
-
-    def swapped_loss(names, sc_mode):
-        owners = [(ref64.get_submodule(nm.rpartition(".")[0]), nm.rpartition(".")[2]) for nm in names]
-
-        def f(*values):
-            saved = [mod._parameters[attr] for mod, attr in owners]
-            for (mod, attr), v in zip(owners, values):
-                mod._parameters[attr] = v
-            try:
-                return ref64.loss(xg, kg, sg, None, k=k, hard=False, incubation=False,
-                                  sc_mode=sc_mode, regions=rg)["total"]
-            finally:
-                for (mod, attr), v in zip(owners, saved):
-                    mod._parameters[attr] = v
-        leaves = tuple(ref64.get_parameter(nm).detach().clone().requires_grad_(True) for nm in names)
-        return f, leaves
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # thousands of tiny forwards: threads only add overhead
-    for names, sc_mode, fast in ((["codebook.weight", "belief.fc2.weight"], "token", False),
-                                 (["codebook.weight", "belief.fc1.weight"], "token", True),
-                                 (["codebook.weight", "belief.fc1.weight"], "region", True)):
-        f, leaves = swapped_loss(names, sc_mode)
-        t0 = time.time()
-        assert torch.autograd.gradcheck(f, leaves, eps=1e-6, atol=1e-6, rtol=1e-4, fast_mode=fast)
-        print(f"ok  gradcheck float64 {names} sc={sc_mode} fast_mode={fast} in {time.time() - t0:.1f}s")
-    torch.set_num_threads(threads)
-    print("torch_paco self-check passed")
-
-
-if __name__ == "__main__":
-    _self_check()
