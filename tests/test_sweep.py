@@ -99,7 +99,10 @@ def test_a_tiny_sweep_runs_resumes_and_refuses_another_sweep(tmp_path):
         assert r["cpu"] == pacofr.runtime.cpu_name() and r["isa"] == pacofr.runtime.build_info()["isa"]
     assert summary["mae"]["metrics"]["alignment/linear/50%/nme"]["n"] == 2
     table = (out / "table.md").read_text()
-    assert "| pacofr | 2 | 2 |" in table and "±" in table
+    assert "| pacofr | 2 | 2 |" in table and "±" in table and "| pacofr - mae | " in table
+    pairs = json.loads((out / "pairs.json").read_text())
+    assert [(p["a"], p["b"]) for p in pairs] == [("scratch", "mae"), ("scratch", "pacofr"), ("mae", "pacofr")]
+    assert pairs[2]["metrics"]["alignment/linear/50%/nme"]["paired_n"] == 2
     # two seeds of one arm differ (weights, masks and order follow the seed; the data does not)
     assert rows[1]["metrics"] != rows[4]["metrics"]
     # resume: the last row lost (killed while scoring) is scored again, without pre-training again
@@ -229,6 +232,26 @@ def test_compare_ranks_arms_best_first_and_counts_concordant_pairs():
     assert not compare.lower_is_better("identity/verification")
     text = compare.compare_markdown(res, "default", "proxy")
     assert "| parsing/linear/1%/f1 | mae (49.00) > pacofr (40.00) > scratch (30.00) |" in text and "| 2 / 3 |" in text
+
+
+def test_pairs_say_whether_intervals_are_apart_and_which_arm_is_better():
+    s = aggregate.summarize(_rows({"mae": [(0.30, 0.40), (0.31, 0.41), (0.32, 0.39)],
+                                   "paco": [(0.20, 0.42), (0.21, 0.40), (0.22, 0.44)], "one seed": [(0.5, 0.1)]}))
+    res = aggregate.pairs(s, ["alignment/linear/1%/nme", "parsing/linear/1%/f1"])
+    assert [(r["a"], r["b"]) for r in res] == [("mae", "paco"), ("mae", "one seed"), ("paco", "one seed")]
+    nme, f1 = res[0]["metrics"]["alignment/linear/1%/nme"], res[0]["metrics"]["parsing/linear/1%/f1"]
+    assert nme["diff"] == pytest.approx(-0.10) and nme["apart"] and nme["better"]
+    assert nme["paired_mean"] == pytest.approx(-0.10) and nme["paired_ci95"] == pytest.approx(0, abs=1e-12)
+    assert nme["paired_n"] == 3
+    # F1: +2 points, but the intervals (2.48 and 4.97 points) overlap; paired: [+2, -1, +5]
+    assert f1["diff"] == pytest.approx(0.02) and f1["apart"] is False and f1["better"]
+    assert f1["paired_ci95"] == pytest.approx(4.302652729911275 * 0.03 / math.sqrt(3))
+    worse = res[1]["metrics"]["alignment/linear/1%/nme"]
+    assert worse["apart"] is None and not worse["better"] and worse["paired_n"] == 1
+    table = aggregate.pairs_markdown(res)
+    assert "| paco - mae | -10.00 (paired ± 0.00), **apart**, better | +2.00 (paired ± 7.45), overlap, better |" in table
+    assert "| one seed - mae | +19.00 | -30.00 |" in table
+    assert aggregate.pair_keys({"labels": [0.01, 1.0]})[-1] == "alignment/linear/1%/nme/illumination"
 
 
 def test_cli_compare_writes_compare_md(tmp_path, capsys):

@@ -1,6 +1,8 @@
 """A sweep's rows, aggregated: mean and 95% confidence interval (Student's t over the
-pre-training seeds) of every metric per arm, written as OUT/summary.json and OUT/table.md,
-with the heads' validation curves (OUT/curves.png) and the pre-training diagnostics over
+pre-training seeds) of every metric per arm, written as OUT/summary.json and OUT/table.md;
+every pair of arms on the headline metrics (difference of means, whether the two intervals
+are apart, the paired interval over shared seeds) as OUT/pairs.json and a second table in
+table.md; the heads' validation curves (OUT/curves.png) and the pre-training diagnostics over
 steps (OUT/diagnostics.png) when matplotlib is installed."""
 import json
 import math
@@ -12,10 +14,16 @@ from .._io import atomic_write_bytes
 from ..eval import report
 from .spec import slug, sweep_dict
 
-__all__ = ["ci95", "summarize", "write", "headline", "finite"]
+__all__ = ["ci95", "summarize", "write", "headline", "finite", "lower_is_better", "pairs", "pairs_markdown"]
 
 SUBSETS_SHOWN = ("large_pose", "occlusion", "illumination")
 DIAG_SHOWN = ("diag/token_cosine", "diag/effective_rank_norm", "diag/position_acc", "diag/rec/face", "usage")
+
+
+def lower_is_better(key):
+    """NME (a subset's too) and failure rate are errors; every other metric is a score."""
+    parts = key.split("/")
+    return "nme" in parts or parts[-1] == "fr"
 
 
 def finite(row):
@@ -101,6 +109,61 @@ def table_markdown(summary, sweep_d):
     return report.markdown_table(rows, list(rows[0]))
 
 
+def pair_keys(protocol):
+    """The metrics arms are paired on: landmark NME and parsing F1 of the first budget's
+    linear probe, then that probe's NME on the hard subsets."""
+    first = f"{100 * protocol['labels'][0]:g}%"
+    return ([f"alignment/linear/{first}/nme", f"parsing/linear/{first}/f1"]
+            + [f"alignment/linear/{first}/nme/{s}" for s in SUBSETS_SHOWN])
+
+
+def _pair(a, b, key):
+    """Arm b against arm a (their summaries) on one metric, or None where either lacks it."""
+    ma, mb = a["metrics"].get(key), b["metrics"].get(key)
+    if not ma or not mb or not ma["n"] or not mb["n"]:
+        return None
+    diff = mb["mean"] - ma["mean"]
+    apart = bool(abs(diff) > ma["ci95"] + mb["ci95"]) if ma["n"] > 1 and mb["n"] > 1 else None
+    va, vb = dict(zip(a["seeds"], ma["values"])), dict(zip(b["seeds"], mb["values"]))
+    shared = [vb[s] - va[s] for s in va if s in vb and va[s] is not None and vb[s] is not None]
+    mean, half, n = ci95(shared)
+    better = diff < 0 if lower_is_better(key) else diff > 0
+    return {"diff": diff, "apart": apart, "better": bool(better), "paired_mean": mean, "paired_ci95": half,
+            "paired_n": n}
+
+
+def pairs(summary, keys):
+    """[{"a", "b", "metrics": {key: _pair}}] for every two arms, b after a in the summary's
+    order; ``diff`` = b's mean - a's mean; ``apart``: the two 95% intervals do not overlap
+    (None below two seeds each); ``better``: b's mean is the better one; ``paired_*``: the
+    95% t-interval of the per-seed differences over the seeds both arms ran."""
+    arms = list(summary)
+    return [{"a": x, "b": y, "metrics": {k: _pair(summary[x], summary[y], k) for k in keys}}
+            for i, x in enumerate(arms) for y in arms[i + 1:]]
+
+
+def _pair_cell(p):
+    if p is None:
+        return "-"
+    text = f"{100 * p['diff']:+.2f}"
+    if p["paired_n"] > 1:
+        text += f" (paired ± {100 * p['paired_ci95']:.2f})"
+    if p["apart"] is not None:
+        text += ", " + ("**apart**, " if p["apart"] else "overlap, ") + ("better" if p["better"] else "worse")
+    return text
+
+
+def pairs_markdown(result):
+    """The pairs as a markdown table: b - a in points, its paired interval, and whether the two
+    arms' 95% intervals are apart and b's mean the better one."""
+    if not result:
+        return "(fewer than two arms)\n"
+    keys = list(result[0]["metrics"])
+    rows = [{"arms (b - a)": f"{r['b']} - {r['a']}", **{_label(k) + " %": _pair_cell(r["metrics"][k]) for k in keys}}
+            for r in result]
+    return report.markdown_table(rows, list(rows[0]))
+
+
 def headline(metrics):
     """One line of a run's main numbers, for the log."""
     parts = [f"{_label(k)} {100 * v:.2f}%" for k, v in metrics.items()
@@ -117,8 +180,13 @@ def write(out, sweep, rows):
     title = (f"# Sweep {sd['name']}\n\nProtocol {p['name']}, split `{p['split']}`, {sd['seconds']:g} s of "
              f"pre-training compute per arm and seed; mean ± 95% interval (Student's t) over the seeds; "
              f"values in percent.\n\n")
-    atomic_write_bytes(out / "table.md", (title + table_markdown(summary, sd) + "\n").encode())
+    pr = pairs(summary, pair_keys(p))
+    text = (title + table_markdown(summary, sd) + "\n\n## Arm against arm\n\nb's mean minus a's, in points; "
+            "the paired interval is over the seeds both ran; **apart**: the two arms' 95% intervals do not "
+            "overlap; better / worse: b against a (NME lower is better, F1 higher).\n\n" + pairs_markdown(pr) + "\n")
+    atomic_write_bytes(out / "table.md", text.encode())
     atomic_write_bytes(out / "summary.json", json.dumps(report.jsonable(summary), indent=1).encode())
+    atomic_write_bytes(out / "pairs.json", json.dumps(report.jsonable(pr), indent=1).encode())
     try:
         plot_curves(rows, out / "curves.png")
         plot_diagnostics(out, sweep, out / "diagnostics.png")

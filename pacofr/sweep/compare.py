@@ -7,17 +7,12 @@ import json
 from pathlib import Path
 
 from . import aggregate
+from .aggregate import lower_is_better
 from .runner import read_rows
 
 __all__ = ["KEYS", "lower_is_better", "load_summary", "ranking", "compare", "compare_markdown"]
 
 KEYS = ("alignment/linear/1%/nme", "parsing/linear/1%/f1")
-
-
-def lower_is_better(key):
-    """NME (a subset's too) and failure rate are errors; every other metric is a score."""
-    parts = key.split("/")
-    return "nme" in parts or parts[-1] == "fr"
 
 
 def load_summary(out):
