@@ -217,24 +217,29 @@ def plot_curves(rows, path):
 
 
 def plot_diagnostics(out, sweep, path):
-    """Pre-training diagnostics over steps (the first seed's run of each arm)."""
+    """Pre-training diagnostics over steps: every run of each arm, one colour per arm and one
+    line style per seed (seeds of one arm may settle in different regimes)."""
     series = {}
     for arm in sweep.arms:
-        metrics = Path(out) / "runs" / slug(arm.name) / f"seed_{sweep.seeds[0]}" / "metrics.jsonl"
-        if metrics.exists():
-            rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-            series[arm.name] = rows
+        for seed in sweep.seeds:
+            metrics = Path(out) / "runs" / slug(arm.name) / f"seed_{seed}" / "metrics.jsonl"
+            if metrics.exists():
+                rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+                series.setdefault(arm.name, {})[seed] = rows
     if not series:
         return None
+    styles = ("-", "--", ":", "-.")
     fig = report._figure(3.6 * len(DIAG_SHOWN), 3.2)
     for i, key in enumerate(DIAG_SHOWN):
         ax = fig.add_subplot(1, len(DIAG_SHOWN), i + 1)
-        for j, (arm, rows) in enumerate(series.items()):     # an arm keeps its colour in every panel
-            pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
-            if pts:
-                ax.plot(*zip(*pts), label=arm, color=f"C{j % 10}")
+        for j, (arm, runs) in enumerate(series.items()):     # an arm keeps its colour in every panel
+            for seed, rows in runs.items():
+                pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+                if pts:
+                    ax.plot(*zip(*pts), label=f"{arm} (seed {seed})", color=f"C{j % 10}",
+                            linestyle=styles[sweep.seeds.index(seed) % len(styles)])
         ax.set(title=key, xlabel="pre-training step")
         ax.grid(alpha=0.3)
-    fig.axes[0].legend(fontsize=7)
+    fig.axes[0].legend(fontsize=6)
     fig.tight_layout()
     return report._save(fig, path)
