@@ -7,8 +7,6 @@ PyTorch's profiler (eager fp32, grouped by aten op) on the same model and batch.
 import argparse
 import time
 
-import numpy as np
-
 import pacofr
 from pacofr import _C
 from pacofr.config import get_config
@@ -40,7 +38,6 @@ def pacofr_profile(name, B, dtype, steps):
 
 
 def torch_profile(name, B, steps):
-    import torch
     from torch.profiler import ProfilerActivity, profile
     from bench_step import torch_step
     cfg = get_config(name)

@@ -4,7 +4,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import pacofr
 from pacofr.config import get_config
 from pacofr.model import Model, create_model
 from pacofr.optim import AdamW, cosine_lr
