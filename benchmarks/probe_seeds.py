@@ -25,17 +25,9 @@ from pacofr._io import atomic_write_bytes
 from pacofr.eval.protocol import evaluate
 from pacofr.sweep.aggregate import ci95
 from pacofr.sweep.spec import load_sweep
+from regime import parse_seeds  # benchmarks/regime.py
 
 KEYS = (("NME %", "alignment/linear/1%/nme"), ("F1 %", "parsing/linear/1%/f1"))
-
-
-def parse_seeds(text):
-    """'0-3' or '0,2,5' -> a sorted list of seeds."""
-    seeds = set()
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        seeds.update(range(int(lo), int(hi or lo) + 1))
-    return sorted(seeds)
 
 
 def read_rows(out):
