@@ -53,7 +53,10 @@ def run_one(sweep, arm, seed, steps, stop, out):
     done = checkpoint.step_of(have[-1]) if have else 0
     if done < stop:
         pretrain(cfg, progress=False, resume=bool(have), stop_after=stop - done)
-    return trajectory(run / "metrics.jsonl", stop)
+    t = trajectory(run / "metrics.jsonl", stop)
+    if not t:
+        raise SystemExit(f"{run}: no diagnostics by step {stop} (diag_every is {cfg.diag_every}): raise --stop")
+    return t
 
 
 def read_rows(out):
