@@ -67,8 +67,8 @@ class PretrainConfig:
     norm_pix: bool = True
     lambda_s: float = 1.0              # weight of substituted patches in L_rec
     # spatial consistency (§4)
-    lambda_sc: float = 0.0             # synthface-v2, default scale: L_sc (weight 1) cost 5-8 points of landmark NME
-                                       # and 2-5 of parsing F1 at 1% labels (seeds 0-1); without it PaCo-FR is level
+    lambda_sc: float = 0.0             # synthface-v2, default scale: L_sc (weight 1) cost 5-9 points of landmark NME
+                                       # and 2-5 of parsing F1 at 1% labels (seeds 0-2); without it PaCo-FR is level
                                        # with MAE, not better (README, "Default scale")
     sc_mode: str = "token"
     sc_center: bool = True             # token affinities of centred tokens (each image's mean token removed):
