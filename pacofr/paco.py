@@ -62,12 +62,10 @@ class PacoFR:
         c = model.config
         self.G, self.N, self.d, self.p = c.grid_size, c.num_patches, c.patch_dim, c.patch_size
         self.n_keep = self.N - int(round(cfg.mask_ratio * self.N))
-        self.n_subst = int(round(cfg.subst_ratio * self.n_keep)) if cfg.uses_codebook else 0
+        # at least one substituted patch when the codebook is on (a ratio above 0 asks for it)
+        self.n_subst = max(1, int(round(cfg.subst_ratio * self.n_keep))) if cfg.uses_codebook else 0
         if self.n_keep < 1:
             raise ValueError(f"mask_ratio {cfg.mask_ratio} removes all {self.N} patches of {c.name}: nothing is kept")
-        if cfg.uses_codebook and self.n_subst < 1:
-            raise ValueError(f"subst_ratio {cfg.subst_ratio} of {self.n_keep} kept patches rounds to no substitution; "
-                             f"raise it or set it to 0 (no codebook)")
         if cfg.uses_codebook and c.codebook_size != cfg.codebook_size:
             raise ValueError(f"the model has {c.codebook_size} codes, the config asks for {cfg.codebook_size}")
         self.teacher = self._make_teacher() if cfg.lambda_sc > 0 else None
