@@ -163,6 +163,17 @@ def test_non_finite_loss_names_step_and_term():
         paco.forward(images, np.arange(8), 7)  # the 8th step (metrics.jsonl counts finished steps)
 
 
+
+@pytest.mark.parametrize("ratio,expect", [(0.01, 1), (0.1, 1), (0.5, 2), (1.0, 4)])
+def test_substitution_count_is_at_least_one(ratio, expect):
+    cfg = make_config("pacofr", **SMALL, subst_ratio=ratio)
+    paco = PacoFR(pacofr.create_model("pacofr_test_tiny", codebook_size=32, belief_hidden=16), cfg, 0)
+    assert paco.n_keep == 4 and paco.n_subst == expect   # 16 patches, 75% removed: 4 kept
+    pos = paco.sample(np.arange(8), step=0)["pos"]
+    assert pos.shape == (8, expect) and all(len(set(row)) == expect for row in pos.tolist())
+    mae = PacoFR(pacofr.create_model("pacofr_test_tiny"), make_config("mae", **{**SMALL, "codebook_size": 0}), 0)
+    assert mae.n_subst == 0
+
 def test_config_files_and_overrides(tmp_path):
     j = tmp_path / "c.json"
     j.write_text(json.dumps({"mask_ratio": 0.6, "sc_mode": "region", "sc_center": False}))
