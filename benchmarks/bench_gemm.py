@@ -1,4 +1,4 @@
-"""GEMM throughput on the ViT shapes of ../shared/docs/PERF.md: GFLOP/s of each pacofr back end
+"""GEMM throughput on the ViT shapes of docs/performance.md: GFLOP/s of each pacofr back end
 and dtype at 1 and 2 threads, beside NumPy's own matmul, measured in one run.
 
     python benchmarks/bench_gemm.py            # full table (about a minute on 2 cores)

@@ -23,7 +23,7 @@ from pacofr.config import get_config
 
 BATCH = {"pacofr_vit_tiny_p8_112": 64, "pacofr_vit_small_p16_224": 32, "pacofr_test_tiny": 8}
 KEEP_RATIO = 0.25  # keep 49 of 196 patches, as MAE's default masking ratio 0.75
-PEAK = {"fp32": 427.0, "bf16": 6100.0}  # PERF.md, 2 threads: AVX-512 FMA and AMX-bf16 peaks
+PEAK = {"fp32": 427.0, "bf16": 6100.0}  # docs/performance.md, 2 threads: AVX-512 FMA and AMX-bf16 peaks
 
 
 def step_flops(cfg, B, n):
@@ -166,7 +166,7 @@ def main(argv=None):
         for proc in procs:
             proc.join(timeout=60)
         print(f"\n## {name}, batch {B}, keep {n} of {cfg.num_patches}, {flops / 1e9:.0f} GFLOP per step\n")
-        print("| variant | s/step | images/s | pacofr fp32 speed-up | pacofr bf16 speed-up | GFLOP/s | % of PERF.md peak | peak RSS MiB |")
+        print("| variant | s/step | images/s | pacofr fp32 speed-up | pacofr bf16 speed-up | GFLOP/s | % of docs/performance.md peak | peak RSS MiB |")
         print("|---|---|---|---|---|---|---|---|")
         for v in steps:
             dt = "bf16" if ("bf16" in v) else "fp32"

@@ -6,7 +6,7 @@ final codebook is used.
 
 Held-out usage: the belief predictor of the latest checkpoint picks a code (top-1) for every
 patch of ``--images`` faces the run never saw (a different SynthFace seed); reported over the
-first 1,000 choices (METHOD.md's window) and over all of them, with the perplexity of the
+first 1,000 choices (docs/method.md's window) and over all of them, with the perplexity of the
 choices and the same for the nearest codes (the incubation targets), and the belief's top-1
 accuracy against those targets. A collapsed codebook shows as a few codes taking most choices.
 """
@@ -55,7 +55,7 @@ def main(argv=None):
     unear, ppnear, top10near = usage(nearest, K)
     print(f"run {run}: {rows[-1]['step']} steps, K = {K}, {len(choice)} held-out patches")
     print("\n| measure | value |\n|---|---|")
-    print(f"| belief top-1 usage, 1,000 choices (METHOD.md window) | {100 * u1000:.1f}% (perplexity {pp1000:.0f}) |")
+    print(f"| belief top-1 usage, 1,000 choices (docs/method.md window) | {100 * u1000:.1f}% (perplexity {pp1000:.0f}) |")
     print(f"| belief top-1 usage, all {len(choice)} choices | {100 * uall:.1f}% (perplexity {ppall:.0f}; top 10 codes take {100 * top10:.1f}%) |")
     print(f"| nearest-code usage, all patches | {100 * unear:.1f}% (perplexity {ppnear:.0f}; top 10 codes take {100 * top10near:.1f}%) |")
     print(f"| belief top-1 accuracy vs nearest code (held out) | {100 * float((choice == nearest).mean()):.1f}% |")

@@ -1,4 +1,4 @@
-"""The synthface-v1 experiment (EVAL.md): scratch vs MAE vs PaCo-FR on pacofr_vit_tiny_p8_112.
+"""The synthface-v1 experiment (docs/evaluation.md): scratch vs MAE vs PaCo-FR on pacofr_vit_tiny_p8_112.
 
 1. Pre-training at equal wall-clock compute: PaCo-FR for --pretrain-steps steps, MAE for that
    times the measured ratio of their step times (--mae-step-ratio, or measured here), both
@@ -9,7 +9,7 @@
    decay 0.75) at the fractions of --ft-labels; verification, kNN,
    identity linear probe and IQ from the frozen encoder. One JSON line per result in
    OUT/rows.jsonl; a rerun skips the rows it has.
-3. Ablations (--ablations): METHOD.md's variants pre-trained for --ablation-seconds each (steps
+3. Ablations (--ablations): docs/method.md's variants pre-trained for --ablation-seconds each (steps
    from each variant's measured step time), scored by linear probes at 1% labels.
 4. Tables (OUT/tables.md) and figures (OUT/*.png) from the rows.
 

@@ -281,7 +281,7 @@ def _add_eval(sub):
                     "a COCO keypoint .json, an HRNet .csv or a folder with .pts files (default: SynthFace)")
     ev.add_argument("--test-data", dest="test_data", help="the same for the alignment test set")
     ev.add_argument("--normalizer", choices=["inter_ocular", "inter_pupil"], default="inter_ocular",
-                    help="NME normaliser of the alignment task (EVAL.md indices for 68, 98 and 19 points)")
+                    help="NME normaliser of the alignment task (docs/evaluation.md indices for 68, 98 and 19 points)")
     ev.add_argument("--lapa", help="a LaPa root (train/ and test/ with images, labels, landmarks): the parsing task "
                     "trains on its train split and is scored on its test split at the photos' resolution")
     ev.add_argument("--photos", help="a folder of raw photos: the trained heads predict on every face the detector "

@@ -1,4 +1,4 @@
-"""Model configurations and the presets of METHOD.md (timm/MAE-style names)."""
+"""Model configurations and the presets of docs/method.md (timm/MAE-style names)."""
 import dataclasses
 from dataclasses import dataclass
 

@@ -1,4 +1,4 @@
-"""Downstream heads (EVAL.md) on the encoder's output tokens (B, 1 + N, C), computed by the C
+"""Downstream heads (docs/evaluation.md) on the encoder's output tokens (B, 1 + N, C), computed by the C
 core: every head has ``forward``, ``loss`` (value and gradient with respect to its own output),
 ``backward`` (-> the gradient on the tokens, for fine-tuning) and ``step`` (AdamW on its own
 parameters). Token 0 is the cls token; tokens 1..N are the patches in grid order.

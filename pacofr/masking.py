@@ -1,4 +1,4 @@
-"""Patch masks for masked image modelling (METHOD.md section 1) and the positions of PaCo-FR's
+"""Patch masks for masked image modelling (docs/method.md section 1) and the positions of PaCo-FR's
 substituted patches.
 
 ``make_masks`` returns MAE's (mask, ids_keep, ids_restore) for ``random`` (MAE), ``block``
@@ -100,7 +100,7 @@ def make_masks(kind, batch_size, grid, ratio, seed, step, regions=None, indices=
 
 
 def subst_positions(seed, step, indices, n_keep, count):
-    """Positions of PaCo-FR's substituted patches (METHOD.md §2): (B, count) int64, for each
+    """Positions of PaCo-FR's substituted patches (docs/method.md §2): (B, count) int64, for each
     row ``count`` distinct positions within that row's ``ids_keep`` (in [0, n_keep)), ascending,
     uniform over subsets; row b is a pure function of (seed, step, indices[b]), drawn by the
     same counter-based generator as the masks under its own salt (csrc/paco/masking.c; the

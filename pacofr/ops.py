@@ -45,7 +45,7 @@ def patch_stats(patches):
 
 def effective_rank(x, center=True):
     """exp(H(p)), p_i = σ_i / Σσ over the singular values of the (centred, if ``center``) R×D
-    matrix of the l2-normalised rows of x (EVAL.md). Singular values below σ_max·max(R, D)·eps
+    matrix of the l2-normalised rows of x (docs/evaluation.md). Singular values below σ_max·max(R, D)·eps
     count as zero; a matrix with none left (identical rows, centred) has effective rank 1.
     Returns a float in [1, min(R, D)]."""
     x = np.asarray(x, np.float64)

@@ -1,4 +1,4 @@
-"""PaCo-FR (METHOD.md), the model as MAE's ``models_mae.py`` is MAE's: the student ViT (with
+"""PaCo-FR (docs/method.md), the model as MAE's ``models_mae.py`` is MAE's: the student ViT (with
 ``codebook.*`` and ``belief.*`` when the config substitutes patches), the EMA teacher encoder,
 the codebook's EMA k-means state and the ring of recent code choices, and the loss.
 
@@ -50,7 +50,7 @@ class _Clock:
 class PacoFR:
     """PaCo-FR around a student ``model`` (a ``pacofr.Model``, with a codebook when ``cfg`` uses
     one), configured by ``cfg`` (a ``pacofr.train.PretrainConfig`` or any object with its
-    fields). ``incubation_steps``: optimizer steps of the incubation stage (METHOD.md §2).
+    fields). ``incubation_steps``: optimizer steps of the incubation stage (docs/method.md §2).
     ``world``: a ``pacofr.distributed.World`` when each rank holds a slice of every batch; the
     statistics that depend on the whole batch (codebook initialisation, EMA k-means and
     re-seeding, the ring of code choices, belief accuracy) then see every rank's patches, in
@@ -95,7 +95,7 @@ class PacoFR:
         teacher.flat_params[...] = model.flat_params[:self._n_enc]
         return teacher
 
-    # ---- sampling: region maps, masks and substitution positions (METHOD.md §1, §2)
+    # ---- sampling: region maps, masks and substitution positions (docs/method.md §1, §2)
     def region_maps(self, B, landmarks=None, parsing=None):
         """(B, N) component ids of each patch, from ``cfg.region_source``."""
         src = self.cfg.region_source
@@ -164,7 +164,7 @@ class PacoFR:
         return out
 
     def _substitute(self, ctx, images, mask, ids_keep, pos):
-        """Replace the kept patches at pos by codebook tokens P^ = mu + sigma * t (METHOD.md §2),
+        """Replace the kept patches at pos by codebook tokens P^ = mu + sigma * t (docs/method.md §2),
         t the belief predictor's top-k mixture. -> (encoder input, (B, N, d) clean targets,
         (B, N) loss weights: 1 on removed patches, lambda_s on substituted ones)."""
         cfg, B, s, d = self.cfg, images.shape[0], self.n_subst, self.d
@@ -212,7 +212,7 @@ class PacoFR:
         self.recent_at = (self.recent_at + n) % self.recent.size
 
     def _consistency_forward(self, ctx, images, ids_keep, clock):
-        """L_sc (METHOD.md §4): the student's token affinities against the EMA teacher's on the
+        """L_sc (docs/method.md §4): the student's token affinities against the EMA teacher's on the
         kept clean patches, per token or pooled per facial region (``sc_mode``)."""
         latent = self.model.latent()                                          # (B, 1+n, C)
         tlat = self.teacher.encode(images, ids_keep)

@@ -1,4 +1,4 @@
-"""Facial region geometry for PaCo-FR's structured masking (METHOD.md section 1).
+"""Facial region geometry for PaCo-FR's structured masking (docs/method.md section 1).
 
 A region map gives each patch of a G x G grid one of the 13 ``COMPONENTS`` (row-major, int64).
 It is built from 68 landmarks: each component is a union of polygons drawn from the landmarks

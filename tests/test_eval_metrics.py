@@ -1,4 +1,4 @@
-"""Evaluation metrics against hand-worked values and the definitions of docs EVAL.md."""
+"""Evaluation metrics against hand-worked values and the definitions of docs/evaluation.md."""
 import json
 import math
 import os
@@ -10,7 +10,7 @@ import pytest
 
 from pacofr.eval import alignment, parsing, quality, recognition, report
 
-# EVAL.md's normaliser table, written out here independently of pacofr.data.schemes.
+# docs/evaluation.md's normaliser table, written out here independently of pacofr.data.schemes.
 EYE_GROUPS = {
     ("68", "inter_ocular"): ([36], [45]),
     ("68", "inter_pupil"): (list(range(36, 42)), list(range(42, 48))),

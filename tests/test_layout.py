@@ -1,4 +1,4 @@
-"""The house rules of docs/STYLE.md that a machine can check: imports run one way (each layer
+"""The house rules of docs/style.md that a machine can check: imports run one way (each layer
 imports with every layer above it blocked, and the module graph has no cycle), no file over 600
 lines and no function over 60 in pacofr/, csrc/, tests/ and benchmarks/, and only csrc/python/
 includes Python.h."""

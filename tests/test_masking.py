@@ -1,4 +1,4 @@
-"""PaCo-FR masking (METHOD.md section 1): the random / block / structured / facial masks, the C
+"""PaCo-FR masking (docs/method.md section 1): the random / block / structured / facial masks, the C
 core against its NumPy twin (pacofr/ref/masking.py), and every bad-argument path. The region
 maps they follow: test_regions.py; substitution positions: test_subst_positions.py."""
 import numpy as np

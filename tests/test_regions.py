@@ -1,4 +1,4 @@
-"""Facial region maps (pacofr/regions.py, METHOD.md section 1): the canonical map, maps from
+"""Facial region maps (pacofr/regions.py, docs/method.md section 1): the canonical map, maps from
 landmarks and from parsing masks, their mirror images, and every bad-argument path."""
 import numpy as np
 import pytest

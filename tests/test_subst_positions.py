@@ -1,4 +1,4 @@
-"""PaCo-FR substitution positions (METHOD.md section 2): which kept patches the codebook
+"""PaCo-FR substitution positions (docs/method.md section 2): which kept patches the codebook
 replaces, the C core (_C.subst_positions) against its NumPy twin (pacofr/ref/masking.py):
 sorted, distinct, in range, a pure function of (seed, step, sample index), uniform over
 subsets, independent of the thread count, and every bad-argument path."""

@@ -1,7 +1,7 @@
 """The PyTorch reference of the PaCo-FR loss (tests/torch_paco.py) checked on its own, before the
 C engine is checked against it: every loss term finite and summed with its weight, gradients
 where they belong (none into the codebook during incubation, the belief's exactly L_inc's),
-tokens and substituted images as METHOD.md defines them, the teacher off the module tree, the
+tokens and substituted images as docs/method.md defines them, the teacher off the module tree, the
 vectorised region loss against a loop, no substitution giving torch_ref.MAE's loss, EMA
 k-means, and float64 gradcheck of the whole loss."""
 import numpy as np

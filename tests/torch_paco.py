@@ -1,4 +1,4 @@
-"""A PyTorch reference of one PaCo-FR training loss (METHOD.md §2-§5), with autograd: the C
+"""A PyTorch reference of one PaCo-FR training loss (docs/method.md §2-§5), with autograd: the C
 engine is checked against it (loss terms and every gradient) and the benchmark times it
 (PyTorch eager, fp32).
 
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from torch_ref import MAE, patchify
 
-NUM_REGIONS = 13  # METHOD.md §1: the 13 facial components
+NUM_REGIONS = 13  # docs/method.md §1: the 13 facial components
 
 
 def unpatchify(patches, p):

@@ -1,4 +1,4 @@
-/* heads.h: the losses of the downstream heads (EVAL.md), on per-patch linear outputs laid out
+/* heads.h: the losses of the downstream heads (docs/evaluation.md), on per-patch linear outputs laid out
  * (B, N, p*p*X) with each patch's p*p pixels in row-major (py, px) order and X values per
  * pixel: X = L landmark heatmaps (alignment) or K class logits (parsing). Pixel (py, px) of
  * patch i = gy*G + gx sits at image row gy*p + py, column gx*p + px. Coordinates are in pixels

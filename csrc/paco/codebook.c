@@ -1,4 +1,4 @@
-/* codebook.c: PaCo-FR's patch codebook (METHOD.md §2): nearest codes through GEMM, the top-k
+/* codebook.c: PaCo-FR's patch codebook (docs/method.md §2): nearest codes through GEMM, the top-k
  * candidate mixture and its backward, EMA k-means, dead-code re-seeding, initialisation. */
 #include <math.h>
 #include <stdlib.h>

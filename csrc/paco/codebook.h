@@ -1,4 +1,4 @@
-/* codebook.h: the PaCo-FR codebook (METHOD.md §2): nearest codes through GEMM, the top-k
+/* codebook.h: the PaCo-FR codebook (docs/method.md §2): nearest codes through GEMM, the top-k
  * mixture forward/backward, EMA k-means, initialisation and dead-code re-seeding.
  *
  * Conventions as csrc/layers: row-major, backward functions ACCUMULATE (+=), a NULL gradient

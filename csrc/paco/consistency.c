@@ -1,4 +1,4 @@
-/* consistency.c: PaCo-FR's spatial consistency constraint (METHOD.md §4): the affinity-matrix
+/* consistency.c: PaCo-FR's spatial consistency constraint (docs/method.md §4): the affinity-matrix
  * loss between the student's and the EMA teacher's l2-normalised tokens (or region
  * embeddings), its backward, region pooling and the EMA update. */
 #include <math.h>

@@ -1,4 +1,4 @@
-/* consistency.h: PaCo-FR's spatial consistency (METHOD.md §4): the affinity-matrix loss and
+/* consistency.h: PaCo-FR's spatial consistency (docs/method.md §4): the affinity-matrix loss and
  * its backward, region pooling, and the EMA teacher update.
  *
  * Conventions as csrc/layers: row-major, backward functions ACCUMULATE (+=), a NULL gradient

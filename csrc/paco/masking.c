@@ -1,4 +1,4 @@
-/* masking.c: PaCo-FR patch masks (METHOD.md section 1), one function per kind over a batch.
+/* masking.c: PaCo-FR patch masks (docs/method.md section 1), one function per kind over a batch.
  *
  * Randomness is counter-based: image b draws from a splitmix64 stream keyed by a hash of
  * (kind, seed, step, indices[b]), so a row never depends on its batch neighbours or on the

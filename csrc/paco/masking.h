@@ -1,4 +1,4 @@
-/* masking.h: PaCo-FR patch masks (METHOD.md section 1): random (MAE), block (BEiT) and
+/* masking.h: PaCo-FR patch masks (docs/method.md section 1): random (MAE), block (BEiT) and
  * structured (whole facial components, then a spatially coherent top-up), facial (whole facial
  * components up to a budget, then random patches); and the positions of
  * the substituted patches, from the same counter-based generator. */
@@ -42,7 +42,7 @@ pf_status pf_mask_facial(uint8_t *mask, int64_t *ids_keep, int64_t *ids_restore,
 /* Largest n_keep pf_subst_positions accepts (the largest patch count, PF_MASK_MAX_GRID^2). */
 #define PF_SUBST_MAX_KEEP ((int64_t)PF_MASK_MAX_GRID * PF_MASK_MAX_GRID)
 
-/* PaCo-FR's substitution positions (METHOD.md section 2): indices (B) -> out (B, s) int64, row b = s distinct
+/* PaCo-FR's substitution positions (docs/method.md section 2): indices (B) -> out (B, s) int64, row b = s distinct
  * positions in [0, n_keep) (places within that image's ids_keep), ascending, uniform over the
  * s-subsets: a pure function of (seed, step, indices[b]) with its own stream, so the same
  * whatever the batch composition or thread count. 0 <= s <= n_keep. */

@@ -1,4 +1,4 @@
-/* patches.h: PaCo-FR patch statistics and substitution (METHOD.md §2): per-patch
+/* patches.h: PaCo-FR patch statistics and substitution (docs/method.md §2): per-patch
  * normalisation, P^ = mu + sigma t written into the images, and its backward.
  *
  * Conventions as csrc/layers: row-major, backward functions ACCUMULATE (+=), a NULL gradient

@@ -7,7 +7,7 @@
 #include "paco/masking.h"
 #include "paco/patches.h"
 
-/* ---------------------------------------------------------------- masking (METHOD.md section 1) */
+/* ---------------------------------------------------------------- masking (docs/method.md section 1) */
 
 enum { MASK_RANDOM, MASK_BLOCK, MASK_STRUCTURED, MASK_FACIAL };
 

@@ -10,7 +10,7 @@ from .. import _C
 from .align import transform_points, warp
 from .schemes import scheme_for
 
-# LaPa's 11 labels (EVAL.md): left/right pairs that swap under a horizontal flip.
+# LaPa's 11 labels (docs/evaluation.md): left/right pairs that swap under a horizontal flip.
 LAPA_FLIP_LABELS = ((2, 3), (4, 5))
 
 

@@ -415,7 +415,7 @@ def read_lapa(root, split="test"):
     return out
 
 
-# CelebAMask-HQ part files -> the 19-label map of EVAL.md, painted in this order.
+# CelebAMask-HQ part files -> the 19-label map of docs/evaluation.md, painted in this order.
 CELEBAMASK_PARTS = ("neck", "skin", "cloth", "r_ear", "l_ear", "r_brow", "l_brow", "r_eye", "l_eye", "nose",
                     "mouth", "l_lip", "u_lip", "hair", "eye_g", "hat", "ear_r", "neck_l")
 
@@ -434,7 +434,7 @@ def check_int(value, name, low=None, high=None):
 
 def read_celebamask(anno_root, index, size=512):
     """CelebAMask-HQ's per-part masks of image ``index`` (``<anno_root>/<index // 2000>/
-    <index:05d>_<part>.png``, 0/255) merged into one uint8 (size, size) map of EVAL.md's 19
+    <index:05d>_<part>.png``, 0/255) merged into one uint8 (size, size) map of docs/evaluation.md's 19
     labels (0 background, 1 neck, 2 skin, ..., 18 necklace); a later part overwrites an
     earlier one where they overlap; absent parts are simply absent. TypeError / ValueError
     naming ``index`` or ``size`` unless they are integers (not bools), index >= 0 and size >= 1;

@@ -1,5 +1,5 @@
 """Landmark schemes: the 5-point subset each one yields, its horizontal-flip permutation, its
-NME normaliser indices (EVAL.md), and the canonical face the aligned crops are built around.
+NME normaliser indices (docs/evaluation.md), and the canonical face the aligned crops are built around.
 
 Flip permutations follow each data set's own left/right correspondences (as mmpose's
 data-set definitions list them); indices are 0-based."""

@@ -1,5 +1,5 @@
 """Evaluation: training the downstream heads (``pacofr.heads``, models like ``pacofr.model``)
-and metrics with the exact protocols of EVAL.md.
+and metrics with the exact protocols of docs/evaluation.md.
 
 Metrics: ``alignment`` (NME, CED, AUC@θ, FR@θ), ``parsing`` (data-set-level confusion matrix,
 F1), ``recognition`` (10-fold verification, TAR@FAR, kNN identification), ``quality``

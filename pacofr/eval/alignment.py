@@ -1,11 +1,11 @@
-"""Face-alignment metrics (EVAL.md "Face alignment"): per-image NME, the CED curve, AUC@θ and
+"""Face-alignment metrics (docs/evaluation.md "Face alignment"): per-image NME, the CED curve, AUC@θ and
 FR@θ, and a per-subset summary.
 
 All values here are FRACTIONS (0.05, not 5 %); papers print NME, AUC and FR in percent, so
 multiply by 100 when reporting. NumPy only; ``scipy.integrate.simpson`` is imported when an
 AUC is computed.
 
-Normalisers (0-based indices, EVAL.md's table; taken from ``pacofr.data.schemes.SCHEMES``):
+Normalisers (0-based indices, docs/evaluation.md's table; taken from ``pacofr.data.schemes.SCHEMES``):
 
 | scheme | ``inter_ocular`` (outer eye corners) | ``inter_pupil`` |
 |---|---|---|
@@ -22,7 +22,7 @@ import numpy as np
 from ..data.schemes import SCHEMES
 
 NORMALIZERS = ("inter_ocular", "inter_pupil", "box", "diag")
-NME_SCHEMES = ("68", "98", "19")   # the schemes EVAL.md defines eye normalisers for
+NME_SCHEMES = ("68", "98", "19")   # the schemes docs/evaluation.md defines eye normalisers for
 
 
 class Protocol(NamedTuple):
@@ -93,7 +93,7 @@ def _box_size(boxes, batch, normalizer):
 def nme(pred, gt, normalizer="inter_ocular", *, boxes=None, scheme=None, visible=None):
     """Per-image normalised mean error, as a fraction.
 
-    NME_i = (1/L) Σ_l ‖pred_il − gt_il‖₂ / d_i (EVAL.md), d_i from ``normalizer``:
+    NME_i = (1/L) Σ_l ‖pred_il − gt_il‖₂ / d_i (docs/evaluation.md), d_i from ``normalizer``:
     "inter_ocular" | "inter_pupil" (computed on ``gt``; needs a 68/98/19 scheme) or
     "box" | "diag" (from ``boxes``, any number of points).
 
@@ -101,7 +101,7 @@ def nme(pred, gt, normalizer="inter_ocular", *, boxes=None, scheme=None, visible
     boxes: (B, 4) ground-truth boxes x0, y0, x1, y1, used only by "box" and "diag".
     visible: optional (B, L) bool; when given, the mean runs over each image's visible points
     only (occluded SynthFace points), while d_i still comes from the full ground truth; every
-    image needs at least one visible point. Default: all points, as EVAL.md defines NME.
+    image needs at least one visible point. Default: all points, as docs/evaluation.md defines NME.
     Returns (B,) float64.
     """
     p, g = _points(pred, "pred"), _points(gt, "gt")

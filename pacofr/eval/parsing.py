@@ -1,4 +1,4 @@
-"""Face-parsing metrics (EVAL.md "Face parsing"): one confusion matrix over every pixel of the
+"""Face-parsing metrics (docs/evaluation.md "Face parsing"): one confusion matrix over every pixel of the
 whole test set, per-class F1_c = 2·TP_c / (pred_c + gt_c), and mean F1 = the unweighted mean over
 the non-background classes. NumPy only.
 

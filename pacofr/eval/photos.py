@@ -1,5 +1,5 @@
 """Real photos end to end: load, align (5 points), predict in the aligned crop, warp the
-prediction back to the original image, score there (EVAL.md: LaPa is scored at the original
+prediction back to the original image, score there (docs/evaluation.md: LaPa is scored at the original
 resolution after the inverse warp; landmarks in original pixel coordinates)."""
 import numpy as np
 
@@ -74,7 +74,7 @@ def _read_labels(path):
 
 
 def score_lapa(fitted, records, num_classes=11):
-    """EVAL.md's LaPa protocol: each test photo aligned by its 106 points, parsed in the crop,
+    """docs/evaluation.md's LaPa protocol: each test photo aligned by its 106 points, parsed in the crop,
     the probabilities warped back to the photo's full resolution and scored there against its
     label map, in one confusion matrix over every pixel of the set."""
     cm = parsing.ConfusionMatrix(num_classes)

@@ -1,4 +1,4 @@
-"""Representation quality without downstream labels (EVAL.md "Representation quality"), on
+"""Representation quality without downstream labels (docs/evaluation.md "Representation quality"), on
 l2-normalised embeddings: neighbour consistency, effective rank, and their blend IQ. NumPy only.
 """
 import numpy as np

@@ -1,4 +1,4 @@
-"""Verification and identification (EVAL.md "Verification and identity"): cosine similarity, the
+"""Verification and identification (docs/evaluation.md "Verification and identity"): cosine similarity, the
 10-fold pairs protocol of LFW with TAR@FAR from the ROC, and cosine kNN top-1 accuracy.
 
 scikit-learn (the ROC, the folds) is imported when ``verification_10fold`` runs:

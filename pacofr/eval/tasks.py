@@ -1,4 +1,4 @@
-"""One Python call per benchmark: the data, the head training and the exact metrics (EVAL.md)
+"""One Python call per benchmark: the data, the head training and the exact metrics (docs/evaluation.md)
 put together. Every function returns a plain dict (JSON-ready after ``report.jsonable``).
 
 SynthFace splits of protocol ``synthface-v1``: ``pretrain`` (seed 0), ``train`` (seed 1) and
@@ -208,7 +208,7 @@ def run_recognition(model, test, train=None, pools=("cls", "mean"), cfg=None, nu
 
 
 def run_quality(model, data, pools=("cls", "mean"), k=10, alpha=0.5, tokens=None):
-    """EVAL.md's representation quality (neighbour consistency, effective rank, IQ) of the
+    """docs/evaluation.md's representation quality (neighbour consistency, effective rank, IQ) of the
     frozen embeddings of data, with its identity labels. tokens: the frozen encoder's tokens
     of data, when already computed."""
     data_tokens = _frozen_tokens(model, data["images"], tokens)

@@ -1,4 +1,4 @@
-"""Pre-training configuration: every METHOD.md option as a field, the ``pacofr`` and ``mae``
+"""Pre-training configuration: every docs/method.md option as a field, the ``pacofr`` and ``mae``
 presets, and loading from JSON / YAML files with command-line style overrides."""
 import dataclasses
 import json
@@ -19,7 +19,7 @@ CODEBOOK_INITS = ("random", "kmeans++")
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """One pre-training run. Defaults are METHOD.md's ``pacofr`` preset on
+    """One pre-training run. Defaults are docs/method.md's ``pacofr`` preset on
     ``pacofr_vit_tiny_p8_112`` and built-in SynthFace faces."""
     preset: str = "pacofr"
     model: str = "pacofr_vit_tiny_p8_112"
@@ -43,7 +43,7 @@ class PretrainConfig:
     clip_grad: float = 3.0             # 0: no clipping
     dtype: str = "auto"                # "fp32", "bf16", or "auto": bf16 where it is faster on this CPU
     seed: int = 0
-    # masking (METHOD.md §1)
+    # masking (docs/method.md §1)
     masking: str = "random"            # synthface-v2: "structured" hid the whole face or the whole background
     mask_ratio: float = 0.75
     mask_region_ratio: float = 0.15   # masking "facial": the share of removed patches taken as whole facial

@@ -6,14 +6,14 @@ metrics.jsonl) so that a failing component shows itself while the run goes on:
   every token says the same thing (the collapse an affinity loss against an EMA teacher
   allows); spatial detail is gone.
 - ``effective_rank``: exp of the entropy of the singular values of the centred matrix of
-  l2-normalised patch tokens of the batch (EVAL.md's definition, on tokens), and its value
+  l2-normalised patch tokens of the batch (docs/evaluation.md's definition, on tokens), and its value
   divided by the width (``effective_rank_norm``).
 - ``position_acc``: a ridge-regression probe from a token to its patch position, fitted on half
   of the images and scored (top-1 of N positions) on the other half; ``position_err``: the
   mean grid distance, in patches, of its guesses. Landmarks and parsing need tokens that know
   where they are.
 - ``rec/<component>``: the reconstruction error (per-patch MSE, on the model's targets) of the
-  training step's removed patches, per facial component of its region maps (METHOD.md §1).
+  training step's removed patches, per facial component of its region maps (docs/method.md §1).
 - codebook usage and perplexity are already part of every logged step.
 
 All of it runs on the batch of the step being logged (rank 0's slice under MPI), after the

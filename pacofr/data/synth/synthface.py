@@ -5,7 +5,7 @@ its texture, hair style and colour, eyes, ears, moles) is a pure function of (se
 id), so images of one identity differ only in pose, expression, lighting, background, clothes,
 occluders, blur and noise.
 
-Parsing follows LaPa's 11 classes (EVAL.md). LaPa's "left" brow and eye are the ones on the
+Parsing follows LaPa's 11 classes (docs/evaluation.md). LaPa's "left" brow and eye are the ones on the
 image's left (the subject's right): FaRL's LaPa model names label 2 ``rb`` and label 4 ``re``
 for the same masks, and LaPa's 106-point "left eye" points lie on the image left. Ears count as
 skin, neck and clothes as background, hats, glasses, masks and hands as background over what
@@ -34,7 +34,7 @@ class IndexOutOfRange(IndexError, ValueError):
 
 
 def subsets_of(a):
-    """EVAL.md's SynthFace subsets (mirroring WFLW's) from one image's attributes."""
+    """docs/evaluation.md's SynthFace subsets (mirroring WFLW's) from one image's attributes."""
     return {"large_pose": abs(a["yaw"]) >= 45 or abs(a["pitch"]) >= 25 or abs(a["roll"]) >= 25,
             "expression": a["smile"] > 0.5 or a["open_mouth"] > 0.3 or a["raise_brows"] > 0.5 or a["close_eyes"] > 0,
             "illumination": a["ambient"] < 0.45 or a["colour_cast"] > 0.1,
