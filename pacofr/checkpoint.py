@@ -116,7 +116,8 @@ def load_state(path, expect=None):
     path = Path(path)
     header, _ = read_header(path)
     if expect is not None and set(header) != set(expect):
-        raise ValueError(f"{path}: state dict does not match the model: missing {sorted(set(expect) - set(header))[:8]}, "
+        missing = sorted(set(expect) - set(header))[:8]
+        raise ValueError(f"{path}: state dict does not match the model: missing {missing}, "
                          f"unexpected {sorted(set(header) - set(expect))[:8]}")
     for name, shape in (expect or {}).items():
         if tuple(header[name]["shape"]) != tuple(shape):
@@ -150,7 +151,8 @@ def read_config(folder):
         raise ValueError(f"{path}: {len(raw)} bytes, too large for a model config")
     doc = _json(raw, path)
     if not isinstance(doc, dict) or doc.get("model_type") != MODEL_TYPE:
-        raise ValueError(f"{path}: not a pacofr model config (model_type {doc.get('model_type') if isinstance(doc, dict) else None!r})")
+        kind = doc.get('model_type') if isinstance(doc, dict) else None
+        raise ValueError(f"{path}: not a pacofr model config (model_type {kind!r})")
     if doc.get("format_version", 0) > FORMAT_VERSION:
         raise ValueError(f"{path}: format_version {doc['format_version']} is newer than this pacofr "
                          f"({FORMAT_VERSION}); upgrade pacofr")

@@ -83,7 +83,8 @@ class ViTConfig:
         """About how many parameters the model holds (blocks, embeddings, codebook): a size check."""
         C, Cd, d = self.embed_dim, self.decoder_embed_dim, self.patch_dim
         enc = self.depth * (4 + 2 * self.mlp_ratio) * C * C + (d + self.num_patches + 2) * C
-        dec = 0 if self.encoder_only else self.decoder_depth * (4 + 2 * self.mlp_ratio) * Cd * Cd + (C + d + self.num_patches) * Cd
+        dec = 0 if self.encoder_only else (self.decoder_depth * (4 + 2 * self.mlp_ratio) * Cd * Cd
+                                           + (C + d + self.num_patches) * Cd)
         return enc + dec + self.codebook_size * (d + self.belief_hidden) + d * self.belief_hidden
 
     @property

@@ -181,7 +181,8 @@ def test_eval_under_mpirun_gives_the_numbers_of_one_process(tmp_path, mpirun):
     """The encoding of the data sets is shared out among 2 ranks and gathered back: the report
     equals one process's."""
     cmd = lambda out: [sys.executable, "-m", "pacofr.cli", "eval", "--model", "pacofr_test_tiny", "--train-images",
-                       "100", "--test-images", "70", "--steps", "3", "--threads", "1", "--out", str(out), "--no-progress"]
+                       "100", "--test-images", "70", "--steps", "3", "--threads", "1", "--out", str(out),
+                       "--no-progress"]
     run_ok(cmd(tmp_path / "one"))
     r = run_ok(mpirun(2) + cmd(tmp_path / "two"))
     assert r.stdout.count('"json"') == 1, "one report line per job"

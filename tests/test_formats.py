@@ -55,8 +55,9 @@ def test_pts_real(name):
 # ---------------------------------------------------------------- HRNet CSV
 
 def test_hrnet_csv_fixture(tmp_path):
-    p = write(tmp_path, "a.csv", "image_name,scale,center_w,center_h,original_0_x,original_0_y,original_1_x,original_1_y\n"
-                                 "x/a.png,1.5,10,20,1,2,3,4\n")
+    p = write(tmp_path, "a.csv",
+              "image_name,scale,center_w,center_h,original_0_x,original_0_y,original_1_x,original_1_y\n"
+              "x/a.png,1.5,10,20,1,2,3,4\n")
     (row,) = formats.read_hrnet_csv(p)
     assert row["image"] == "x/a.png" and row["scale"] == 1.5
     np.testing.assert_array_equal(row["landmarks"], [[1, 2], [3, 4]])
@@ -98,7 +99,8 @@ def test_coco_keypoints_real(folder, K):
 def test_coco_300w_equals_hrnet_csv():
     """SOURCE.txt: mmpose's 300w keypoints are the HRNet test CSV rows of the same images."""
     faces = formats.read_coco_keypoints(DATA / "mmpose-faces" / "300w" / "test_300w.json")
-    rows = {Path(r["image"]).name: r for r in formats.read_hrnet_csv(DATA / "300w-annotations" / "face_landmarks_300w_test.csv")}
+    csv = DATA / "300w-annotations" / "face_landmarks_300w_test.csv"
+    rows = {Path(r["image"]).name: r for r in formats.read_hrnet_csv(csv)}
     for f in faces:
         np.testing.assert_allclose(f["landmarks"], rows[Path(f["image"]).name]["landmarks"], atol=1e-3)
 
@@ -108,7 +110,8 @@ def test_coco_malformed(tmp_path):
         formats.read_coco_keypoints(write(tmp_path, "a.json", "{"))
     with pytest.raises(ValueError, match="missing 'annotations'"):
         formats.read_coco_keypoints(write(tmp_path, "b.json", '{"images": []}'))
-    bad = '{"images": [{"id": 1, "file_name": "a.png"}], "annotations": [{"image_id": 1, "keypoints": [1, 2], "bbox": [0, 0, 1, 1]}]}'
+    bad = ('{"images": [{"id": 1, "file_name": "a.png"}], '
+           '"annotations": [{"image_id": 1, "keypoints": [1, 2], "bbox": [0, 0, 1, 1]}]}')
     with pytest.raises(ValueError, match=r"annotation 0: keypoints must be \[x, y, v\]"):
         formats.read_coco_keypoints(write(tmp_path, "c.json", bad))
 

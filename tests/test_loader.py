@@ -131,7 +131,8 @@ def test_synthface_batches_match_single_samples():
     assert len(batches) == 5
     np.testing.assert_array_equal(np.concatenate([b["indices"] for b in batches]), loader.order(0))
     b = batches[1]
-    assert b["images"].shape == (8, 3, 64, 64) and b["landmarks"].shape == (8, 68, 2) and b["parsing"].shape == (8, 64, 64)
+    assert b["images"].shape == (8, 3, 64, 64) and b["landmarks"].shape == (8, 68, 2)
+    assert b["parsing"].shape == (8, 64, 64)
     samples = [ds[int(i)] for i in b["indices"]]
     ref = loader._collate(samples, list(b["indices"]), 0)
     for key in ("images", "landmarks", "parsing"):

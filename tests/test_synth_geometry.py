@@ -83,8 +83,8 @@ def test_identities_differ_and_stay_faces():
 def test_near_frontal_mean_matches_300w():
     """Issue 4: after Procrustes, the mean 68-point shape of near-frontal (|yaw| < 20) synthetic
     faces is within 3% inter-ocular NME of the mean of the real 300-W annotations."""
-    real = np.array([r["landmarks"] for r in formats.read_hrnet_csv(DATA / "300w-annotations" / "face_landmarks_300w_valid.csv")],
-                    np.float64)
+    csv = DATA / "300w-annotations" / "face_landmarks_300w_valid.csv"
+    real = np.array([r["landmarks"] for r in formats.read_hrnet_csv(csv)], np.float64)
     real_mean = procrustes_mean(real)
     synth_mean = procrustes_mean(random_faces(500, max_yaw=20, seed=1))
     assert nme_io(synth_mean, real_mean) < 0.03

@@ -73,7 +73,8 @@ static void cover_row(uint8_t *coverage, int64_t W, int64_t y, const float *v, i
             for (int sc = 0; sc < 2; sc++) {
                 const float off = -0.25f + 0.5f * sc;
                 /* clamp in float before the cast: a far-away vertex must not overflow int64 */
-                const float fx0 = fmaxf(0.0f, ceilf(xs[k] - off)), fx1 = fminf((float)(W - 1), ceilf(xs[k + 1] - off) - 1.0f);
+                const float fx0 = fmaxf(0.0f, ceilf(xs[k] - off));
+                const float fx1 = fminf((float)(W - 1), ceilf(xs[k + 1] - off) - 1.0f);
                 if (!(fx0 <= fx1)) continue;
                 for (int64_t x = (int64_t)fx0; x <= (int64_t)fx1; x++) coverage[x]++;
             }

@@ -126,7 +126,8 @@ static pf_status forward(float *out, uint16_t *out16, void *att, const float *qk
 #pragma omp parallel for schedule(dynamic, 1) num_threads(p.nt)
     for (int64_t bh = 0; bh < B * NH; bh++) {
         const int64_t b = bh / NH, h = bh % NH, o = b * T * C + h * p.hs;
-        p.ak.fwd(out ? out + o : NULL, out ? NULL : out16 + o, (char *)att + bh * T * T * p.ak.att_bytes, qkv + b * T * 3 * C + h * p.hs, T,
+        p.ak.fwd(out ? out + o : NULL, out ? NULL : out16 + o, (char *)att + bh * T * T * p.ak.att_bytes,
+                 qkv + b * T * 3 * C + h * p.hs, T,
                  p.hs, C, p.scale, p.ws + pf_thread_num() * p.per);
     }
     return PF_OK;
@@ -158,7 +159,8 @@ pf_status pf_attention_backward(float *dqkv, const float *dout, const float *qkv
 #pragma omp parallel for schedule(dynamic, 1) num_threads(p.nt)
     for (int64_t bh = 0; bh < B * NH; bh++) {
         const int64_t b = bh / NH, h = bh % NH, q = b * T * 3 * C + h * p.hs;
-        p.ak.bwd(dqkv + q, dout + b * T * C + h * p.hs, qkv + q, (const char *)att + bh * T * T * p.ak.att_bytes, T, p.hs, C, p.scale,
+        p.ak.bwd(dqkv + q, dout + b * T * C + h * p.hs, qkv + q, (const char *)att + bh * T * T * p.ak.att_bytes,
+                 T, p.hs, C, p.scale,
                  p.ws + pf_thread_num() * p.per, dmode == PF_GRAD_SET);
     }
     return PF_OK;

@@ -33,7 +33,8 @@ static void forward(float *out, uint16_t *out16, float *mean, float *rstd, const
                     const float *b, int64_t rows, int64_t C, float eps) {
 #pragma omp parallel for schedule(static) num_threads(pf_get_num_threads()) if (rows * C > 32768)
     for (int64_t r = 0; r < rows; r++)
-        row_forward(out ? out + r * C : NULL, out ? NULL : out16 + r * C, mean + r, rstd + r, inp + r * C, w, b, C, eps);
+        row_forward(out ? out + r * C : NULL, out ? NULL : out16 + r * C, mean + r, rstd + r, inp + r * C, w, b,
+                    C, eps);
 }
 
 /* out (rows, C) = (inp - mean) * rstd * w + b; mean, rstd (rows) are kept for backward. */

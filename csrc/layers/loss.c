@@ -25,7 +25,9 @@ void pf_norm_pix_target_stats(float *target, float *mu, float *sigma, int64_t ro
 }
 
 /* target (rows, d) in place: pf_norm_pix_target_stats without the statistics. */
-void pf_norm_pix_target(float *target, int64_t rows, int64_t d) { pf_norm_pix_target_stats(target, NULL, NULL, rows, d); }
+void pf_norm_pix_target(float *target, int64_t rows, int64_t d) {
+    pf_norm_pix_target_stats(target, NULL, NULL, rows, d);
+}
 
 /* pred rows: pred_row0 leading rows per image are skipped (1 for a cls token), then N rows.
  * loss = sum_i w_i mean_d (pred_i - target_i)^2 / sum_i w_i over patches with w_i > 0

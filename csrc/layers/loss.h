@@ -1,4 +1,5 @@
-/* loss.h: reconstruction and classification losses: norm-pix targets, weighted patch MSE, MAE's loss, cross-entropy, MSE.
+/* loss.h: reconstruction and classification losses: norm-pix targets, weighted patch MSE, MAE's loss,
+ * cross-entropy, MSE.
  * rows: the row count, C the width; backward functions accumulate (+=) into gradients (layers/layers.h). */
 #ifndef PF_LAYERS_LOSS_H
 #define PF_LAYERS_LOSS_H

@@ -21,10 +21,13 @@
 #include "vec_kernels.inc"
 
 #if defined(__x86_64__)
-static const pf_vec_kernels avx512 = {"avx512", gelu_fwd_avx512, gelu_fwd16_avx512, gelu_bwd_avx512, gelu_bwd16_avx512, softmax_rows_avx512};
-static const pf_vec_kernels avx2 = {"avx2", gelu_fwd_avx2, gelu_fwd16_avx2, gelu_bwd_avx2, gelu_bwd16_avx2, softmax_rows_avx2};
+static const pf_vec_kernels avx512 = {"avx512", gelu_fwd_avx512, gelu_fwd16_avx512, gelu_bwd_avx512,
+                                      gelu_bwd16_avx512, softmax_rows_avx512};
+static const pf_vec_kernels avx2 = {"avx2", gelu_fwd_avx2, gelu_fwd16_avx2, gelu_bwd_avx2, gelu_bwd16_avx2,
+                                    softmax_rows_avx2};
 #endif
-static const pf_vec_kernels generic = {"generic", gelu_fwd_generic, gelu_fwd16_generic, gelu_bwd_generic, gelu_bwd16_generic, softmax_rows_generic};
+static const pf_vec_kernels generic = {"generic", gelu_fwd_generic, gelu_fwd16_generic, gelu_bwd_generic,
+                                       gelu_bwd16_generic, softmax_rows_generic};
 
 /* The element-wise kernels of the best ISA this CPU runs (chosen once). */
 const pf_vec_kernels *pf_vec(void) {

@@ -96,6 +96,7 @@ PyMethodDef pf_core_methods[] = {
     {"profile_reset", py_profile_reset, METH_NOARGS,
      "profile_reset() -> None\n\nZero every profiling total."},
     {"attention_bf16_products", py_attention_bf16_products, METH_NOARGS,
-     "attention_bf16_products() -> bool\n\nWhether a bf16 model's attention runs its products in bf16 here (AVX512-BF16)."},
+     "attention_bf16_products() -> bool\n\nWhether a bf16 model's attention runs its products in bf16 here "
+     "(AVX512-BF16)."},
     {NULL, NULL, 0, NULL},
 };

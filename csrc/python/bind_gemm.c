@@ -74,9 +74,11 @@ static PyObject *py_gemm(PyObject *self, PyObject *args, PyObject *kwargs) {
                                      &trans_a, &trans_b, &alpha, &beta, &dtype_obj, &bias_obj))
         return NULL;
     if ((dtype_obj && !parse_dtype(dtype_obj, &g.dtype)) || !check_scalars(alpha, beta)) return NULL;
-    PyArrayObject *a = operand(a_obj, "a", " (pass trans_a=True instead of a.T, or np.ascontiguousarray(a))", &g.a_bf16);
+    PyArrayObject *a = operand(a_obj, "a", " (pass trans_a=True instead of a.T, or np.ascontiguousarray(a))",
+                               &g.a_bf16);
     if (!a) return NULL;
-    PyArrayObject *b = operand(b_obj, "b", " (pass trans_b=True instead of b.T, or np.ascontiguousarray(b))", &g.b_bf16);
+    PyArrayObject *b = operand(b_obj, "b", " (pass trans_b=True instead of b.T, or np.ascontiguousarray(b))",
+                               &g.b_bf16);
     if (!b || !check_inner(a, b, trans_a, trans_b, &g)) return NULL;
     if ((g.a_bf16 || g.b_bf16) && g.dtype != PF_BF16) {
         PyErr_SetString(PyExc_ValueError, "uint16 (bf16) operands need dtype='bf16'");

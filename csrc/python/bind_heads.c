@@ -16,7 +16,8 @@ static npy_intp head_logits(PyArrayObject **out, PyObject *obj, const char *name
     npy_intp g = 0;
     while (g * g < N) g++;
     if (N < 1 || g * g != N || D < 1 || D % (p * p)) {
-        PyErr_Format(PyExc_ValueError, "%s must have shape (B, G*G, p*p*X) with p = %ld, got %s", name, p, shape_str(z));
+        PyErr_Format(PyExc_ValueError, "%s must have shape (B, G*G, p*p*X) with p = %ld, got %s", name, p,
+                     shape_str(z));
         return 0;
     }
     *out = z, *G = g;
@@ -71,7 +72,8 @@ static int l1_args(PyObject *p_obj, PyObject *t_obj, PyObject *w_obj, PyArrayObj
     *pred = F32(p_obj, "pred", 3, SHP(-1, -1, 2), 0);
     *target = *pred ? F32(t_obj, "target", 3, PyArray_DIMS(*pred), 0) : NULL;
     if (!*target || !opt_f32(w_obj, "weight", 2, SHP(PyArray_DIM(*pred, 0), PyArray_DIM(*pred, 1)), weight)) return 0;
-    return check_finite(*pred, "pred") && check_finite(*target, "target") && (!*weight || check_finite(*weight, "weight"));
+    return check_finite(*pred, "pred") && check_finite(*target, "target")
+           && (!*weight || check_finite(*weight, "weight"));
 }
 
 /* l1_points_forward(pred, target, weight | None, scale) -> float */

@@ -32,7 +32,8 @@ static PyObject *py_linear_forward(PyObject *self, PyObject *args) {
     if (!out) return NULL;
     float *pb = data_or_null(bias);
     pf_status st;
-    PF_NOGIL(st = pf_linear_forward(PyArray_DATA(out), PyArray_DATA(x), NULL, PyArray_DATA(w), NULL, pb, rows, IC, OC, dt));
+    PF_NOGIL(st = pf_linear_forward(PyArray_DATA(out), PyArray_DATA(x), NULL, PyArray_DATA(w), NULL, pb, rows, IC, OC,
+                                   dt));
     if (st != PF_OK) {
         Py_DECREF(out);
         return raise_status(st);
@@ -66,7 +67,8 @@ static PyObject *py_linear_backward(PyObject *self, PyObject *args) {
     const float *pd = d16 ? NULL : PyArray_DATA(d);
     const uint16_t *pd16 = d16 ? PyArray_DATA(d) : NULL;
     pf_status st;
-    PF_NOGIL(st = pf_linear_backward(pdx, pdw, pdb, pd, pd16, PyArray_DATA(x), NULL, PyArray_DATA(w), NULL, rows, IC, OC,
+    PF_NOGIL(st = pf_linear_backward(pdx, pdw, pdb, pd, pd16, PyArray_DATA(x), NULL, PyArray_DATA(w), NULL, rows, IC,
+                                    OC,
                                      dt, set ? PF_GRAD_SET : PF_GRAD_ADD));
     return none_or_raise(st);
 }
@@ -88,7 +90,8 @@ static PyObject *py_layernorm_forward(PyObject *self, PyObject *args) {
     const npy_intp rows = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1);
     PyArrayObject *w = F32(w_obj, "weight", 1, SHP(C), 0), *b = w ? F32(b_obj, "bias", 1, SHP(C), 0) : NULL;
     if (!b) return NULL;
-    PyArrayObject *out = new_out(2, SHP(rows, C), bf16), *mean = new_f32(1, SHP(rows), 0), *rstd = new_f32(1, SHP(rows), 0);
+    PyArrayObject *out = new_out(2, SHP(rows, C), bf16), *mean = new_f32(1, SHP(rows), 0);
+    PyArrayObject *rstd = new_f32(1, SHP(rows), 0);
     if (!out || !mean || !rstd) {
         Py_XDECREF(out), Py_XDECREF(mean), Py_XDECREF(rstd);
         return NULL;

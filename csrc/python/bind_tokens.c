@@ -115,7 +115,8 @@ static PyObject *py_tokens_forward(PyObject *self, PyObject *args) {
     PyArrayObject *cls = F32(c_obj, "cls", 1, SHP(C), 0), *pos = cls ? F32(p_obj, "pos", 2, SHP(-1, C), 0) : NULL;
     if (!pos || !opt_ids(ids_obj, B, PyArray_DIM(pos, 0) - 1, &ids)) return NULL;
     if (ids ? PyArray_DIM(ids, 1) != n : PyArray_DIM(pos, 0) != n + 1)
-        return PyErr_Format(PyExc_ValueError, "ids must have shape (B, n) matching emb, and pos 1+n rows when ids is None");
+        return PyErr_Format(PyExc_ValueError,
+                            "ids must have shape (B, n) matching emb, and pos 1+n rows when ids is None");
     PyArrayObject *x = new_f32(3, SHP(B, n + 1, C), 0);
     const int64_t *pids = ids ? PyArray_DATA(ids) : NULL;
     if (x) PF_NOGIL(pf_tokens_forward(PyArray_DATA(x), PyArray_DATA(e), PyArray_DATA(cls), PyArray_DATA(pos), pids,
@@ -158,7 +159,8 @@ static PyObject *py_unshuffle_forward(PyObject *self, PyObject *args) {
     PyArrayObject *x = F32(x_obj, "x", 3, NULL, 0), *ids;
     if (!x) return NULL;
     const npy_intp B = PyArray_DIM(x, 0), n = PyArray_DIM(x, 1) - 1, C = PyArray_DIM(x, 2);
-    PyArrayObject *tok = F32(t_obj, "mask_token", 1, SHP(C), 0), *pos = tok ? F32(p_obj, "pos", 2, SHP(-1, C), 0) : NULL;
+    PyArrayObject *tok = F32(t_obj, "mask_token", 1, SHP(C), 0);
+    PyArrayObject *pos = tok ? F32(p_obj, "pos", 2, SHP(-1, C), 0) : NULL;
     if (!pos) return NULL;
     const npy_intp N = PyArray_DIM(pos, 0) - 1;
     if (!(ids = keep_ids(ids_obj, B, N))) return NULL;
@@ -183,7 +185,8 @@ static PyObject *py_unshuffle_backward(PyObject *self, PyObject *args) {
     const npy_intp B = PyArray_DIM(d, 0), N = PyArray_DIM(d, 1) - 1, C = PyArray_DIM(d, 2);
     if (!(ids = keep_ids(ids_obj, B, N))) return NULL;
     const npy_intp n = PyArray_DIM(ids, 1);
-    PyArrayObject *dx = F32(dx_obj, "dx", 3, SHP(B, n + 1, C), 1), *dt = dx ? F32(dt_obj, "dmask_token", 1, SHP(C), 1) : NULL;
+    PyArrayObject *dx = F32(dx_obj, "dx", 3, SHP(B, n + 1, C), 1);
+    PyArrayObject *dt = dx ? F32(dt_obj, "dmask_token", 1, SHP(C), 1) : NULL;
     if (!dt || !opt_f32(dp_obj, "dpos", 2, SHP(N + 1, C), &dpos)) return NULL;
     uint8_t *mask = mask_from_ids(ids, N);
     if (!mask) return NULL;
@@ -223,7 +226,8 @@ static PyObject *py_mae_loss_forward(PyObject *self, PyObject *args) {
     long row0;
     PyArrayObject *pred, *target, *mask;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOl", &p_obj, &t_obj, &m_obj, &row0) || !mae_args(p_obj, t_obj, m_obj, row0, &pred, &target, &mask))
+    if (!PyArg_ParseTuple(args, "OOOl", &p_obj, &t_obj, &m_obj, &row0)
+        || !mae_args(p_obj, t_obj, m_obj, row0, &pred, &target, &mask))
         return NULL;
     const npy_intp B = PyArray_DIM(target, 0), N = PyArray_DIM(target, 1), d = PyArray_DIM(target, 2);
     double loss;

@@ -213,7 +213,8 @@ class SynthFace:
                 "bg_stripes": float(rng.uniform(0.04, 0.2)) if rng.random() < 0.2 else 0.0,
                 "bg_angle": float(rng.uniform(0, np.pi)),
                 "clutter": [(int(rng.integers(3)), rng.uniform(0, 1, 2), rng.uniform(0.05, 0.35, 2),
-                             float(rng.uniform(0, np.pi)), rng.uniform(0, 255, 3)) for _ in range(int(rng.integers(5)))],
+                             float(rng.uniform(0, np.pi)), rng.uniform(0, 255, 3))
+                            for _ in range(int(rng.integers(5)))],
                 "clothes": rng.uniform(10, 240, 3), "neckline": float(rng.uniform(0.6, 1.0)),
                 "gaze": rng.normal(0, 0.15, 2), "blur": float(rng.uniform(0.6, 1.6) if rng.random() < 0.15 else 0.0),
                 "noise": float(rng.uniform(0, 6)),
@@ -346,7 +347,8 @@ class SynthFace:
             add(_ellipse(*lm[k] + [0, -0.004 * S], 0.012 * S, 0.006 * S, 12), skin * 0.45, KEEP)
         lips = ident["lips"] * p["cast"]
         add(np.concatenate([lm[48:55], lm[[64, 63, 62, 61, 60]]]), lips, UPPER_LIP, shade=LIT)
-        add(np.concatenate([lm[[54, 55, 56, 57, 58, 59, 48]], lm[[60, 67, 66, 65, 64]]]), lips * 0.92, LOWER_LIP, shade=LIT)
+        lower = np.concatenate([lm[[54, 55, 56, 57, 58, 59, 48]], lm[[60, 67, 66, 65, 64]]])
+        add(lower, lips * 0.92, LOWER_LIP, shade=LIT)
         if np.linalg.norm(lm[66] - lm[62]) > 0.01 * S:
             add(lm[60:68], [70, 25, 30], INNER_MOUTH)
             teeth = np.concatenate([lm[60:65], (lm[[64, 63, 62, 61, 60]] * 0.6 + lm[[64, 65, 66, 67, 60]] * 0.4)])
@@ -368,7 +370,8 @@ class SynthFace:
             a, b = centres
             d = (b - a) / (np.linalg.norm(b - a) + 1e-6) * 0.01 * S
             n = np.array([-d[1], d[0]])
-            sc.add([a + 3 * d - n, b - 3 * d - n, b - 3 * d + n, a + 3 * d + n], [30, 30, 35], BACKGROUND, occludes=True)
+            sc.add([a + 3 * d - n, b - 3 * d - n, b - 3 * d + n, a + 3 * d + n], [30, 30, 35], BACKGROUND,
+                   occludes=True)
         elif occ == 2:
             sc.add(np.concatenate([lm[2:15], lm[[28]] + [0.0, 0.02 * S]][::-1]), colour * 0.3 + [160, 165, 170],
                    BACKGROUND, occludes=True)
