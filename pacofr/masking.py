@@ -13,7 +13,7 @@ from . import _C
 from ._checks import as_index, check_grid, int_array
 from .regions import COMPONENTS, region_map
 
-__all__ = ["KINDS", "MAX_MASK_GRID", "make_masks", "num_masked", "subst_positions"]
+__all__ = ["KINDS", "MAX_MASK_GRID", "make_masks", "num_kept", "num_masked", "subst_positions"]
 
 KINDS = ("random", "block", "structured", "facial")
 U64 = (1 << 64) - 1
@@ -29,6 +29,11 @@ def _u64(value, name):
 def num_masked(ratio, num_patches):
     """round(ratio * N): how many patches every row of a mask removes."""
     return int(round(float(ratio) * num_patches))
+
+
+def num_kept(ratio, num_patches):
+    """N - round(ratio * N): how many patches every row of a mask keeps (the encoder's tokens less cls)."""
+    return int(num_patches) - num_masked(ratio, num_patches)
 
 
 def _regions(regions, B, N):

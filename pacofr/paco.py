@@ -61,7 +61,7 @@ class PacoFR:
         self.world = world or World()
         c = model.config
         self.G, self.N, self.d, self.p = c.grid_size, c.num_patches, c.patch_dim, c.patch_size
-        self.n_keep = self.N - int(round(cfg.mask_ratio * self.N))
+        self.n_keep = masking.num_kept(cfg.mask_ratio, self.N)
         # at least one substituted patch when the codebook is on (a ratio above 0 asks for it)
         self.n_subst = max(1, int(round(cfg.subst_ratio * self.n_keep))) if cfg.uses_codebook else 0
         if self.n_keep < 1:

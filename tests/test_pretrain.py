@@ -13,8 +13,10 @@ from conftest import start_and_kill
 
 import pacofr
 from pacofr import checkpoint as ck
+from pacofr import masking
 from pacofr.paco import PacoFR
 from pacofr.train import NonFiniteLoss, PretrainConfig, make_config, pretrain
+from pacofr.train.pretrain import _encoder_shape
 
 GOLDEN_RUN = Path(__file__).resolve().parent / "golden" / "run_0.1.0"
 
@@ -317,3 +319,17 @@ def test_the_teacher_runs_in_its_dtype(teacher_dtype, want):
     model = pacofr.create_model("pacofr_test_tiny", dtype="fp32", codebook_size=32, belief_hidden=16)
     paco = PacoFR(model, make_config("pacofr", **SMALL, lambda_sc=1.0, teacher_dtype=teacher_dtype), 3)
     assert paco.teacher.dtype == want  # "auto" is resolved by pretrain; unresolved it is the student's
+
+
+@pytest.mark.parametrize("ratio, n, kept", [(0.7, 196, 59), (0.75, 196, 49), (0.75, 16, 4), (0.5, 49, 25), (0.0, 9, 9)])
+def test_one_kept_count_for_masks_model_and_calibration(ratio, n, kept):
+    """num_kept is the count the C masks keep, PacoFR's n_keep and the shape pre-training calibrates on
+    (which once truncated 0.7 * 196 to 58 kept where the masks keep 59)."""
+    assert masking.num_kept(ratio, n) == kept == n - masking.num_masked(ratio, n)
+    g = int(round(n ** 0.5))
+    if g * g == n:
+        _, ids_keep, _ = masking.make_masks("random", 2, g, ratio, 0, 0)
+        assert ids_keep.shape == (2, kept)
+    if n == 196:
+        cfg = make_config("mae", model="pacofr_vit_tiny_p8_112", batch_size=4, mask_ratio=ratio)
+        assert _encoder_shape(cfg)["rows"] == 4 * (1 + kept)

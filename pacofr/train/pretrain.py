@@ -16,6 +16,7 @@ from ..data.datasets import ImageFolder, LandmarkFaces, open_landmark_faces
 from ..data.loader import Loader
 from ..data.shards import ShardSet, is_shard_folder
 from ..data.synth import Downscaled, synthface_at
+from ..masking import num_kept
 from ..config import get_config
 from ..model import create_model
 from ..optim import AdamW
@@ -97,7 +98,7 @@ def _encoder_shape(cfg):
     """The MLP's first product as the encoder runs it (kept tokens of a batch): the shape
     that runtime.choose_dtype times."""
     vit = cfg.model if not isinstance(cfg.model, str) else get_config(cfg.model)
-    tokens = 1 + max(1, int(vit.num_patches * (1 - cfg.mask_ratio)))
+    tokens = 1 + max(1, num_kept(cfg.mask_ratio, vit.num_patches))
     return dict(width=vit.embed_dim, hidden=int(vit.embed_dim * vit.mlp_ratio), rows=cfg.batch_size * tokens)
 
 
