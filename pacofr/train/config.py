@@ -44,7 +44,7 @@ class PretrainConfig:
     dtype: str = "auto"                # "fp32", "bf16", or "auto": bf16 where it is faster on this CPU
     seed: int = 0
     # masking (docs/method.md §1)
-    masking: str = "random"            # synthface-v2: "structured" hid the whole face or the whole background
+    masking: str = "random"            # "structured" masks hide whole components (docs/method.md §1)
     mask_ratio: float = 0.75
     mask_region_ratio: float = 0.15   # masking "facial": the share of removed patches taken as whole facial
                                       # components first (the rest random, so the face loses about mask_ratio)
@@ -55,8 +55,8 @@ class PretrainConfig:
     topk: int = 4
     tau: float = 1.0
     hard: bool = False
-    subst_ratio: float = 0.1           # share of the kept patches substituted (at least one). synthface-v2 proxy
-                                       # (val, 3 seeds): 10% level with MAE on landmarks, 25% a point behind, 50% two
+    subst_ratio: float = 0.1           # share of the kept patches substituted (at least one); more hides detail
+                                       # the encoder needs (docs/method.md, "Defaults and their evidence")
     incubation_steps: int = -1         # -1: one epoch of the data; 0: no incubation
     codebook_decay: float = 0.99
     codebook_eps: float = 1e-5
@@ -68,18 +68,15 @@ class PretrainConfig:
     norm_pix: bool = True
     lambda_s: float = 1.0              # weight of substituted patches in L_rec
     # spatial consistency (§4)
-    lambda_sc: float = 0.0             # synthface-v2, default scale: L_sc (weight 1) cost 5-9 points of landmark NME
-                                       # and 2-5 of parsing F1 at 1% labels (seeds 0-2); without it PaCo-FR is level
-                                       # with MAE, not better (README, "Default scale")
+    lambda_sc: float = 0.0             # off: the student meets L_sc by changing little, at a cost in landmark
+                                       # accuracy (docs/method.md §4 and "Defaults and their evidence")
     sc_mode: str = "token"
-    sc_center: bool = True             # token affinities of centred tokens (each image's mean token removed):
-                                       # tokens all alike no longer agree for free (synthface-v2: without it
-                                       # L_sc pulls every token alike and costs 5 points of NME)
+    sc_center: bool = True             # token affinities of centred tokens (each image's mean token removed), so
+                                       # that tokens all alike no longer agree for free (docs/method.md §4)
     teacher_momentum: float = 0.996
     teacher_dtype: str = "auto"        # the EMA teacher's forward: "model" (the student's dtype), "fp32",
                                        # "bf16", or "auto": bf16 where a calibration finds bf16 products
-                                       # faster on this CPU (its affinity targets move by < 1e-3:
-                                       # benchmarks/README.md, issue 14)
+                                       # faster on this CPU; the targets barely move (docs/results.md)
     # logging and checkpoints
     out: str = "runs/pacofr"
     log_every: int = 10
