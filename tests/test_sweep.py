@@ -228,8 +228,11 @@ def test_compare_ranks_arms_best_first_and_counts_concordant_pairs():
     assert nme["same"] and (nme["concordant"], nme["pairs"]) == (3, 3)
     assert [a for a, _ in f1["b"]] == ["pacofr", "mae", "scratch"]           # higher F1 first
     assert not f1["same"] and (f1["concordant"], f1["pairs"]) == (2, 3)
-    assert compare.lower_is_better("alignment/linear/1%/nme/large_pose") and compare.lower_is_better("a/fr")
-    assert not compare.lower_is_better("identity/verification")
+    assert compare.lower_is_better("alignment/linear/1%/nme/large_pose")
+    assert compare.lower_is_better("alignment/finetune/10%/fr")
+    assert not compare.lower_is_better("identity/verification") and not compare.lower_is_better("parsing/linear/1%/f1")
+    with pytest.raises(ValueError, match="unknown metric 'nme_median'"):     # no guess from the key's spelling
+        compare.lower_is_better("alignment/linear/1%/nme_median")
     text = compare.compare_markdown(res, "default", "proxy")
     assert "| parsing/linear/1%/f1 | mae (49.00) > pacofr (40.00) > scratch (30.00) |" in text and "| 2 / 3 |" in text
 
