@@ -138,16 +138,26 @@ def _task_input(task, res):
     return res["per_image_nme"] if task == "alignment" else res
 
 
-def head_metrics(task, res, prefix, subsets=None):
-    """The flat keys of one head's result: each registered metric of the task, then those
-    scored per subset on each subset's faces (NaN for a subset without faces)."""
-    x = _task_input(task, res)
-    out = {f"{prefix}/{m.name}": m.compute(x) for m in metrics.of_task(task)}
-    per_subset = [m for m in metrics.of_task(task) if m.by_subset]
-    for subset, mask in (subsets or {}).items() if per_subset else ():
-        mask = np.asarray(mask, bool)
-        for m in per_subset:
-            out[f"{prefix}/{m.name}/{subset}"] = m.compute(x[mask]) if mask.any() else float("nan")
+def score_subsets(res, subsets=None):
+    """Every registered alignment metric on each row of an alignment result's ``subsets`` (in
+    place: the whole split under "all", each subset on its faces; NaN for a subset without)."""
+    nmes = np.asarray(res["per_image_nme"], np.float64)
+    masks = {"all": np.ones(nmes.size, bool), **{k: np.asarray(v, bool) for k, v in (subsets or {}).items()}}
+    for name, row in res["subsets"].items():
+        for m in metrics.of_task("alignment"):
+            row[m.name] = m.compute(nmes[masks[name]]) if masks[name].any() else float("nan")
+    return res
+
+
+def head_metrics(task, res, prefix):
+    """The flat keys of one head's result: each registered metric of the task (alignment: on
+    the whole split, then those scored per subset on each subset, from ``score_subsets``)."""
+    if task != "alignment":
+        return {f"{prefix}/{m.name}": m.compute(res) for m in metrics.of_task(task)}
+    rows = res["subsets"]
+    out = {f"{prefix}/{m.name}": rows["all"][m.name] for m in metrics.of_task(task)}
+    out.update({f"{prefix}/{m.name}/{subset}": row[m.name] for subset, row in rows.items() if subset != "all"
+                for m in metrics.of_task(task) if m.by_subset})
     return out
 
 
@@ -204,11 +214,13 @@ def _run_heads(model, protocol, data, progress, out):
                 res, fitted = run(model, tr, evalset, cfg, 1.0, tokens=tr_tokens, probe=probe, monitor=monitor,
                                   progress=progress, **kw)
                 res["labels"] = labels
+                if task == "alignment":
+                    score_subsets(res, evalset.get("subsets"))
                 probe = fitted if mode == "linear" else probe
                 prefix = f"{task}/{mode}/{_pct(labels)}"
                 if curve:
                     out["curves"][prefix] = _curve(res["history"], curve)
-                out["metrics"].update(head_metrics(task, res, prefix, evalset.get("subsets")))
+                out["metrics"].update(head_metrics(task, res, prefix))
                 out["results"][prefix], out["fitted"][prefix] = res, fitted
 
 
@@ -232,8 +244,9 @@ def evaluate(model, protocol=None, data=None, progress=False, details=False):
     """Score a model (pre-trained or not) under the protocol -> {"metrics": {key: float},
     "curves": {key: [[step, value], ...]}, "protocol": dict}; with ``details`` also "results"
     (each head's and identity task's full result, by key prefix), "fitted" (the heads) and
-    "data" (the splits). data: {"alignment": (train, eval)} landmark data sets that replace
-    SynthFace for a head task (``tasks.landmark_data``; no shared tokens)."""
+    "data" (the SynthFace "train" and "eval" splits, and each head task's (train, eval)).
+    data: {"alignment": (train, eval)}: landmark data sets that replace SynthFace for a head
+    task (``tasks.landmark_data``; no shared tokens). progress: the heads' progress bars."""
     protocol = protocol or Protocol()
     if set(data or {}) - {"alignment", "parsing"}:
         raise ValueError(f"data replaces the splits of 'alignment' or 'parsing', got {sorted(data)}")
@@ -253,5 +266,6 @@ def evaluate(model, protocol=None, data=None, progress=False, details=False):
         _run_identity(model, protocol, train, evalset, eval_tokens, progress, out)
     res = {"metrics": out["metrics"], "curves": out["curves"], "protocol": protocol.to_dict()}
     if details:
-        res.update(results=out["results"], fitted=out["fitted"], data=splits)
+        res.update(results=out["results"], fitted=out["fitted"],
+                   data={"train": train, "eval": evalset, **{t: v[:2] for t, v in splits.items()}})
     return res
