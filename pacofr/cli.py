@@ -266,7 +266,8 @@ def _add_eval(sub):
                     help="linear probe (frozen encoder) or full fine-tuning with layer-wise lr decay")
     ev.add_argument("--head", choices=["heatmap", "regression"], default="heatmap", help="landmark head")
     ev.add_argument("--parsing-head", dest="parsing_head", choices=["linear", "upsample"], default="linear",
-                    help="per-patch linear to p*p*K logits, or the light upsampling head (a 2x coarser linear, bilinear up)")
+                    help="per-patch linear to p*p*K logits, or the light upsampling head (a 2x coarser linear, "
+                    "bilinear up)")
     ev.add_argument("--labels", type=float, default=1.0, help="fraction of the training labels used (e.g. 0.01)")
     ev.add_argument("--train-images", dest="train_images", type=int, default=2000)
     ev.add_argument("--test-images", dest="test_images", type=int, default=500)

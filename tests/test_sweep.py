@@ -190,7 +190,8 @@ def test_a_change_of_defaults_under_an_arm_is_refused_and_a_pinned_field_accepte
     del old["resolved"]
     (out / "sweep.json").write_text(json.dumps(old))
     with pytest.raises(ValueError, match="arm 'pacofr'"):
-        runner._check_same_sweep(parse_sweep(sweep_dict(arms={**arms, "pacofr": {"steps": 3, "lambda_sc": default}})), out)
+        changed = sweep_dict(arms={**arms, "pacofr": {"steps": 3, "lambda_sc": default}})
+        runner._check_same_sweep(parse_sweep(changed), out)
     runner._check_same_sweep(parse_sweep(sweep_dict(arms=arms)), out)
     assert json.loads((out / "sweep.json").read_text())["resolved"]["pacofr"]["lambda_sc"] == default
 
@@ -228,8 +229,11 @@ def test_compare_ranks_arms_best_first_and_counts_concordant_pairs():
     assert nme["same"] and (nme["concordant"], nme["pairs"]) == (3, 3)
     assert [a for a, _ in f1["b"]] == ["pacofr", "mae", "scratch"]           # higher F1 first
     assert not f1["same"] and (f1["concordant"], f1["pairs"]) == (2, 3)
-    assert compare.lower_is_better("alignment/linear/1%/nme/large_pose") and compare.lower_is_better("a/fr")
-    assert not compare.lower_is_better("identity/verification")
+    assert compare.lower_is_better("alignment/linear/1%/nme/large_pose")
+    assert compare.lower_is_better("alignment/finetune/10%/fr")
+    assert not compare.lower_is_better("identity/verification") and not compare.lower_is_better("parsing/linear/1%/f1")
+    with pytest.raises(ValueError, match="unknown metric 'nme_median'"):     # no guess from the key's spelling
+        compare.lower_is_better("alignment/linear/1%/nme_median")
     text = compare.compare_markdown(res, "default", "proxy")
     assert "| parsing/linear/1%/f1 | mae (49.00) > pacofr (40.00) > scratch (30.00) |" in text and "| 2 / 3 |" in text
 
@@ -249,7 +253,8 @@ def test_pairs_say_whether_intervals_are_apart_and_which_arm_is_better():
     worse = res[1]["metrics"]["alignment/linear/1%/nme"]
     assert worse["apart"] is None and not worse["better"] and worse["paired_n"] == 1
     table = aggregate.pairs_markdown(res)
-    assert "| paco - mae | -10.00 (paired ± 0.00), **apart**, better | +2.00 (paired ± 7.45), overlap, better |" in table
+    assert ("| paco - mae | -10.00 (paired ± 0.00), **apart**, better | +2.00 (paired ± 7.45), overlap, better |"
+            in table)
     assert "| one seed - mae | +19.00 | -30.00 |" in table
     assert aggregate.pair_keys({"labels": [0.01, 1.0]})[-1] == "alignment/linear/1%/nme/illumination"
 
@@ -265,7 +270,26 @@ def test_cli_compare_writes_compare_md(tmp_path, capsys):
         (out / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows(values)))
     assert cli.main(["sweep", str(spec), "--out", str(a), "--tables-only", "--compare", str(b)]) == 0
     text = (a / "compare.md").read_text()
-    assert "| alignment/linear/1%/nme | mae (30.00) > scratch (40.00) | scratch (45.00) > mae (50.00) | no | 0 / 1 |" in text
+    assert ("| alignment/linear/1%/nme | mae (30.00) > scratch (40.00) | scratch (45.00) > mae (50.00) | no | 0 / 1 |"
+            in text)
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["compare"] == str(a / "compare.md")
     assert cli.main(["sweep", str(spec), "--out", str(a), "--tables-only", "--compare", str(b), "--rename", "x"]) == 2
     assert cli.main(["sweep", str(spec), "--out", str(a), "--tables-only", "--compare", str(tmp_path / "none")]) == 2
+
+
+def test_a_sweep_started_before_protocol_fields_were_added_resumes(tmp_path):
+    """sweep.json of a sweep started before the pacofr eval preset's fields joined Protocol
+    (head, pools, ...): those fields read as their defaults, so the sweep is the same one; a
+    changed protocol is still refused."""
+    from pacofr.sweep.spec import sweep_dict as written
+    sweep = parse_sweep(sweep_dict(), "s.json")
+    old = written(sweep)
+    for field in ("head", "parsing_head", "layer_decay", "normalizer", "pools", "identity_probe"):
+        del old["protocol"][field]
+    (tmp_path / "sweep.json").write_text(json.dumps(old))
+    run_sweep(sweep, tmp_path, tables_only=True)
+    assert json.loads((tmp_path / "sweep.json").read_text())["protocol"]["pools"] == ["mean"]
+    old["protocol"]["probe_steps"] = 5
+    (tmp_path / "sweep.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match=r"holds another sweep \(differs in \['protocol'\]\)"):
+        run_sweep(sweep, tmp_path, tables_only=True)

@@ -1,13 +1,15 @@
-"""``pacofr eval``: one encoder through the SynthFace benchmarks (and optionally annotated
-photos), with a report: ``eval.json``, ``eval.md`` and PNG figures (CED curve, per-class F1
-bars, ROC, landmark and parsing overlays)."""
+"""``pacofr eval``: protocol ``synthface-v1``, a preset of the one driver
+(``protocol.evaluate``), with one encoder through the SynthFace benchmarks (and optionally
+public landmark files, LaPa and annotated photos) and its report: ``eval.json`` (the results
+nested by task), ``eval.md`` and PNG figures (CED curve, per-class F1 bars, ROC, landmark and
+parsing overlays)."""
 from pathlib import Path
 
 from ..checkpoint import load_model
 from ..data.formats import read_lapa
 from ..model import create_model
-from . import report, tasks
-from .finetune import FitConfig, encode, encoder_of, fit
+from . import metrics, protocol as proto, report, tasks
+from .finetune import FitConfig, fit
 from .parsing import LAPA_CLASSES, per_class_table
 from .photos import lapa_data, score_lapa, score_photos
 
@@ -22,9 +24,28 @@ def load_encoder(spec, model_name="pacofr_vit_tiny_p8_112", seed=0):
     return load_model(spec)
 
 
+def preset(which=ALL_TASKS, mode="linear", head="heatmap", parsing_head="linear", labels=1.0, train_images=2000,
+           test_images=500, steps=300, batch_size=32, lr=0.0, layer_decay=0.75, seed=0, normalizer="inter_ocular",
+           split="test"):
+    """The ``synthface-v1`` Protocol of ``pacofr eval``'s options: one label budget, one mode
+    (``finetune``: LP-FT from the budget's linear probe), every head ``steps`` long."""
+    unknown = set(which) - set(ALL_TASKS)
+    if unknown:
+        raise ValueError(f"unknown task(s) {sorted(unknown)}; choose from {ALL_TASKS}")
+    if mode not in ("linear", "finetune"):
+        raise ValueError(f"mode must be 'linear' or 'finetune', got {mode!r}")
+    return proto.Protocol.preset(
+        "synthface-v1", split=_scored_split(split), labels=(labels,), tasks=tuple(t for t in ALL_TASKS if t in which),
+        train_images=train_images, eval_images=test_images, probe_steps=steps, parsing_probe_steps=steps,
+        probe_lr=lr if mode == "linear" else 0.0, finetune_labels=(labels,) if mode == "finetune" else (),
+        finetune_steps=steps, finetune_lr=lr, batch_size=batch_size, seed=seed, head=head, parsing_head=parsing_head,
+        layer_decay=layer_decay, normalizer=normalizer)
+
+
 def evaluate(model, which=ALL_TASKS, mode="linear", head="heatmap", parsing_head="linear", labels=1.0,
-             train_images=2000, test_images=500, steps=300, batch_size=32, lr=0.0, layer_decay=0.75, seed=0, photos=None,
-             progress=False, train_data=None, test_data=None, normalizer="inter_ocular", lapa=None, split="test"):
+             train_images=2000, test_images=500, steps=300, batch_size=32, lr=0.0, layer_decay=0.75, seed=0,
+             photos=None, progress=False, train_data=None, test_data=None, normalizer="inter_ocular", lapa=None,
+             split="test"):
     """Run the named tasks on SynthFace ``synthface-v1`` splits at the model's image size.
     photos: records (``image``, 68-point ``landmarks``) to score the trained alignment and
     parsing heads on real images too. train_data / test_data: landmark data sets in a public
@@ -33,54 +54,47 @@ def evaluate(model, which=ALL_TASKS, mode="linear", head="heatmap", parsing_head
     photos' own resolution (``photos.score_lapa``), in place of SynthFace. split: the SynthFace
     split scored, "test" (final numbers) or "val" (synthface-v2's split for every choice). Returns
     (results, artefacts for the figures; ``artefacts["fitted"]`` holds the trained heads)."""
-    unknown = set(which) - set(ALL_TASKS)
-    if unknown:
-        raise ValueError(f"unknown task(s) {sorted(unknown)}; choose from {ALL_TASKS}")
+    p = preset(which, mode, head, parsing_head, labels, train_images, test_images, steps, batch_size, lr,
+               layer_decay, seed, normalizer, split)
     size = model.config.img_size
-    train = tasks.synthface_split("train", train_images, size) if {"alignment", "parsing", "recognition"} & set(which) else None
-    test = tasks.synthface_split(_scored_split(split), test_images, size)
-    common = dict(mode=mode, steps=steps, batch_size=batch_size, lr=lr, layer_decay=layer_decay, seed=seed,
-                  probe_steps=steps if mode == "finetune" else 0)     # fine-tuning is LP-FT
-    # the frozen encoder's SynthFace tokens, computed once for every probe and identity metric
-    enc = encoder_of(model)
-    test_tokens = encode(enc, test["images"])
-    tokens = None
-    if train is not None and {"alignment", "parsing"} & set(which):
-        tokens = (encode(enc, train["images"][:tasks.label_budget(train_images, labels)]), test_tokens)
-    results = {"protocol": "synthface-v1", "split": split, "image_size": size, "train_images": train_images,
+    results = {"protocol": p.name, "split": split, "image_size": size, "train_images": train_images,
                "test_images": test_images, "labels": labels, "mode": mode}
-    art = {"test": test}
-    fitted = {}
-    if "alignment" in which:
-        a_train = tasks.landmark_data(train_data, size) if train_data else train
-        a_test = tasks.landmark_data(test_data, size) if test_data else test
-        res, fitted["alignment"] = tasks.run_alignment(model, a_train, a_test, FitConfig(task="alignment", head=head, **common),
-                                                       labels, normalizer=normalizer, progress=progress,
-                                                       tokens=None if train_data or test_data else tokens)
+    driven = tuple(t for t in p.tasks if not (t == "parsing" and lapa))
+    run = {"results": {}, "fitted": {}, "data": {}}
+    if driven:
+        run = proto.evaluate(model, proto.Protocol(**{**p.to_dict(), "tasks": driven}), progress=progress,
+                             details=True, data=_landmark_sets(p, size, train_data, test_data))
+    art = {"test": run["data"].get("eval"), "fitted": {}}
+    prefix = {t: f"{t}/{mode}/{100 * labels:g}%" for t in ("alignment", "parsing")}
+    if "alignment" in driven:
+        res = run["results"][prefix["alignment"]]
         res["data"] = {"train": str(train_data or "synthface-v1 train"), "test": str(test_data or "synthface-v1 test")}
-        art["alignment"], art["alignment_test"] = res, a_test
+        art["alignment"], art["alignment_test"] = res, run["data"]["alignment"][1]
+        art["fitted"]["alignment"] = run["fitted"][prefix["alignment"]]
         results["alignment"] = {k: v for k, v in res.items() if k != "pred"}
-    if "parsing" in which and lapa:
-        cfg = FitConfig(task="parsing", head=parsing_head, **common)
-        results["parsing"], fitted["parsing"] = _lapa_parsing(model, lapa, cfg, train_images, labels, progress)
-    elif "parsing" in which:
-        res, fitted["parsing"] = tasks.run_parsing(model, train, test, FitConfig(task="parsing", head=parsing_head, **common),
-                                                   labels, progress=progress, tokens=tokens)
-        art["parsing"] = res
+    if "parsing" in p.tasks and lapa:
+        cfg = FitConfig(task="parsing", head=parsing_head, mode=mode, steps=steps, batch_size=batch_size, lr=lr,
+                        layer_decay=layer_decay, seed=seed, probe_steps=steps if mode == "finetune" else 0)
+        results["parsing"], art["fitted"]["parsing"] = _lapa_parsing(model, lapa, cfg, train_images, labels, progress)
+    elif "parsing" in p.tasks:
+        res = art["parsing"] = run["results"][prefix["parsing"]]
+        art["fitted"]["parsing"] = run["fitted"][prefix["parsing"]]
         results["parsing"] = {k: v for k, v in res.items() if k not in ("pred", "confusion")}
         results["parsing"]["confusion"] = res["confusion"]
-    if "recognition" in which:
-        results["recognition"] = tasks.run_recognition(model, test, train, cfg=FitConfig(task="identity", head="cls",
-                                                                                          **common), progress=progress,
-                                                       tokens=test_tokens)
-    if "quality" in which:
-        results["quality"] = tasks.run_quality(model, test, tokens=test_tokens)
+    results.update({t: run["results"][t] for t in ("recognition", "quality") if t in run["results"]})
     if photos:
-        res = score_photos(fitted.get("alignment"), fitted.get("parsing"), photos)
-        art["photos"] = res
+        res = art["photos"] = score_photos(art["fitted"].get("alignment"), art["fitted"].get("parsing"), photos)
         results["photos"] = {k: v for k, v in res.items() if k != "pred"}
-    art["fitted"] = fitted              # the trained heads, for predictions on other photos
     return results, art
+
+
+def _landmark_sets(p, size, train_data, test_data):
+    """The alignment task's (train, test) when public landmark files replace a SynthFace split, else None."""
+    if not (train_data or test_data):
+        return None
+    train, test = proto.split_data(p, size)
+    return {"alignment": (tasks.landmark_data(train_data, size) if train_data else train,
+                          tasks.landmark_data(test_data, size) if test_data else test)}
 
 
 def _scored_split(split):
@@ -103,12 +117,12 @@ def tables(results):
     """Markdown tables of one evaluate() result."""
     out = {}
     if "alignment" in results:
-        rows = [{"subset": name, "images": r["count"], "NME %": 100 * r["nme"], "AUC@0.1 %": 100 * r["auc"],
-                 "FR@0.1 %": 100 * r["fr"]} for name, r in results["alignment"]["subsets"].items()]
-        proto = results["alignment"]["protocol"]
-        out[f"Face alignment (NME {proto['normalizer']}, {proto['points']} points, test: "
-            f"{results['alignment']['data']['test']})"] = report.markdown_table(
-            rows, ["subset", "images", "NME %", "AUC@0.1 %", "FR@0.1 %"])
+        shown = {f"{m.label} %" if m.scale == 100 else m.label: m for m in metrics.of_task("alignment")}
+        rows = [{"subset": name, "images": r["count"], **{c: m.scale * r[m.name] for c, m in shown.items()}}
+                for name, r in results["alignment"]["subsets"].items()]
+        p = results["alignment"]["protocol"]
+        out[f"Face alignment (NME {p['normalizer']}, {p['points']} points, test: "
+            f"{results['alignment']['data']['test']})"] = report.markdown_table(rows, ["subset", "images", *shown])
     if "parsing" in results:
         out["Face parsing (LaPa-11 F1, one confusion matrix)"] = per_class_table(results["parsing"], LAPA_CLASSES)
     if "recognition" in results:
@@ -132,7 +146,8 @@ def tables(results):
     if "photos" in results:
         p = results["photos"]
         rows = [{"images": p["images"], "NME % (inter-ocular, original pixels)": 100 * p.get("nme", float("nan")),
-                 "parsing mean F1 % (vs landmark polygons)": 100 * p["parsing"]["mean_f1"] if "parsing" in p else float("nan")}]
+                 "parsing mean F1 % (vs landmark polygons)": 100 * p["parsing"]["mean_f1"] if "parsing" in p
+                 else float("nan")}]
         out["Real photos, end to end"] = report.markdown_table(rows, list(rows[0]))
     return out
 

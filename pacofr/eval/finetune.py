@@ -43,7 +43,8 @@ class FitConfig:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        heads = {"alignment": ("heatmap", "regression"), "parsing": ("linear", "upsample"), "identity": ("cls", "mean")}[self.task]
+        heads = {"alignment": ("heatmap", "regression"), "parsing": ("linear", "upsample"),
+                 "identity": ("cls", "mean")}[self.task]
         if self.head not in heads:
             raise ValueError(f"head for {self.task} must be one of {heads}, got {self.head!r}")
         if self.steps < 1 or self.batch_size < 1 or self.probe_steps < 0 or self.probe_lr < 0:
@@ -78,7 +79,8 @@ def make_head(cfg, encoder, num_outputs):
             return H.HeatmapHead(c.embed_dim, c.patch_size, num_outputs, c.img_size, cfg.seed)
         return H.RegressionHead(c.embed_dim, num_outputs, c.img_size, cfg.seed)
     if cfg.task == "parsing":
-        return H.ParsingHead(c.embed_dim, c.patch_size, num_outputs, cfg.seed, upsample=2 if cfg.head == "upsample" else 1)
+        return H.ParsingHead(c.embed_dim, c.patch_size, num_outputs, cfg.seed,
+                             upsample=2 if cfg.head == "upsample" else 1)
     return H.ClassifierHead(c.embed_dim, num_outputs, cfg.seed)
 
 
@@ -123,7 +125,8 @@ class Fitted:
             tok = (tokens[k:k + batch_size] if tokens is not None else
                    self.encoder.encode(np.ascontiguousarray(images[k:k + batch_size], np.float32)))
             if self.config.task == "identity":
-                out.append(self.head.forward(_standardize(H.embeddings(tok, self.config.head), self.feature_norm)).copy())
+                feats = _standardize(H.embeddings(tok, self.config.head), self.feature_norm)
+                out.append(self.head.forward(feats).copy())
             else:
                 y = self.head.forward(_standardize(tok, self.feature_norm))
                 out.append(self.head.probabilities() if self.config.task == "parsing" else y.copy())

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_write_bytes
-from ..eval import report
+from ..eval import metrics, report
 from .spec import slug, sweep_dict
 
 __all__ = ["ci95", "summarize", "write", "headline", "finite", "lower_is_better", "pairs", "pairs_markdown"]
@@ -21,9 +21,9 @@ DIAG_SHOWN = ("diag/token_cosine", "diag/effective_rank_norm", "diag/position_ac
 
 
 def lower_is_better(key):
-    """NME (a subset's too) and failure rate are errors; every other metric is a score."""
-    parts = key.split("/")
-    return "nme" in parts or parts[-1] == "fr"
+    """Whether a flat key's metric is an error (lower is better): its entry in pacofr/eval/metrics.py
+    says; a key of no registered metric raises ValueError."""
+    return metrics.lower_is_better(key)
 
 
 def finite(row):
@@ -65,33 +65,41 @@ def summarize(rows):
     return out
 
 
-def _cell(m):
-    """A metric (a fraction) in percent: mean ± 95% half-width."""
+def _cell(m, scale=100.0):
+    """A metric (a fraction) times its scale (percent): mean ± 95% half-width."""
     if m is None or m["n"] == 0:
         return "-"
     if m["n"] < 2:
-        return f"{100 * m['mean']:.2f}"
-    return f"{100 * m['mean']:.2f} ± {100 * m['ci95']:.2f}"
+        return f"{scale * m['mean']:.2f}"
+    return f"{scale * m['mean']:.2f} ± {scale * m['ci95']:.2f}"
+
+
+def _heading(key):
+    """A flat key's column heading: its registered label, `` %`` for a metric shown in percent."""
+    return metrics.label(key) + (" %" if metrics.metric_of(key).scale == 100 else "")
+
+
+def _headline_keys(labels, modes):
+    """The headline metrics of the head tasks at each label fraction and mode, in registry order."""
+    return [f"{task}/{mode}/{100 * lab:g}%/{m.name}" for lab in labels for mode in modes
+            for task in metrics.HEAD_TASKS for m in metrics.of_task(task, headline=True)]
+
+
+def _subset_keys(protocol):
+    """The first budget's linear probe on the hard subsets, for each headline metric scored per subset."""
+    first = f"{100 * protocol['labels'][0]:g}%"
+    return [f"alignment/linear/{first}/{m.name}/{s}" for m in metrics.of_task("alignment", headline=True)
+            if m.by_subset for s in SUBSETS_SHOWN]
 
 
 def columns(summary, protocol):
-    """The table's metric keys: NME and F1 at each budget and mode, the subsets of the first
-    budget's probe, identity metrics when scored."""
+    """The table's metric keys: the headline metrics (NME, F1) at each budget and mode, the
+    first budget's probe on the hard subsets, and every identity metric scored."""
     keys = {k for a in summary.values() for k in a["metrics"]}
-    cols = []
-    for lab in protocol["labels"]:
-        pct = f"{100 * lab:g}%"
-        for mode in ("linear", "finetune"):
-            cols += [c for c in (f"alignment/{mode}/{pct}/nme", f"parsing/{mode}/{pct}/f1") if c in keys]
-    first = f"{100 * protocol['labels'][0]:g}%"
-    cols += [c for c in (f"alignment/linear/{first}/nme/{s}" for s in SUBSETS_SHOWN) if c in keys]
+    cols = [c for lab in protocol["labels"] for c in _headline_keys([lab], metrics.MODES) if c in keys]
+    cols += [c for c in _subset_keys(protocol) if c in keys]
     cols += sorted(k for k in keys if k.startswith("identity/"))
     return cols
-
-
-def _label(key):
-    return (key.replace("alignment/", "NME ").replace("parsing/", "F1 ").replace("/nme/", " ").replace("/nme", "")
-            .replace("/f1", "").replace("linear/", "LP ").replace("finetune/", "FT ").replace("identity/", ""))
 
 
 def table_markdown(summary, sweep_d):
@@ -102,7 +110,7 @@ def table_markdown(summary, sweep_d):
         row = {"arm": arm, "seeds": len(a["seeds"]), "steps": a["steps"],
                "s/step": "-" if a["step_seconds"] is None else f"{a['step_seconds']:.3f}"}
         for c in cols:
-            row[_label(c) + " %"] = _cell(a["metrics"].get(c))
+            row[_heading(c)] = _cell(a["metrics"].get(c), metrics.metric_of(c).scale)
         rows.append(row)
     if not rows:
         return "(no rows yet)\n"
@@ -110,11 +118,9 @@ def table_markdown(summary, sweep_d):
 
 
 def pair_keys(protocol):
-    """The metrics arms are paired on: landmark NME and parsing F1 of the first budget's
-    linear probe, then that probe's NME on the hard subsets."""
-    first = f"{100 * protocol['labels'][0]:g}%"
-    return ([f"alignment/linear/{first}/nme", f"parsing/linear/{first}/f1"]
-            + [f"alignment/linear/{first}/nme/{s}" for s in SUBSETS_SHOWN])
+    """The metrics arms are paired on: the headline metrics (landmark NME, parsing F1) of the
+    first budget's linear probe, then that probe on the hard subsets."""
+    return _headline_keys(protocol["labels"][:1], ["linear"]) + _subset_keys(protocol)
 
 
 def _pair(a, b, key):
@@ -142,12 +148,12 @@ def pairs(summary, keys):
             for i, x in enumerate(arms) for y in arms[i + 1:]]
 
 
-def _pair_cell(p):
+def _pair_cell(p, scale=100.0):
     if p is None:
         return "-"
-    text = f"{100 * p['diff']:+.2f}"
+    text = f"{scale * p['diff']:+.2f}"
     if p["paired_n"] > 1:
-        text += f" (paired ± {100 * p['paired_ci95']:.2f})"
+        text += f" (paired ± {scale * p['paired_ci95']:.2f})"
     if p["apart"] is not None:
         text += ", " + ("**apart**, " if p["apart"] else "overlap, ") + ("better" if p["better"] else "worse")
     return text
@@ -159,16 +165,17 @@ def pairs_markdown(result):
     if not result:
         return "(fewer than two arms)\n"
     keys = list(result[0]["metrics"])
-    rows = [{"arms (b - a)": f"{r['b']} - {r['a']}", **{_label(k) + " %": _pair_cell(r["metrics"][k]) for k in keys}}
-            for r in result]
+    rows = [{"arms (b - a)": f"{r['b']} - {r['a']}",
+             **{_heading(k): _pair_cell(r["metrics"][k], metrics.metric_of(k).scale) for k in keys}} for r in result]
     return report.markdown_table(rows, list(rows[0]))
 
 
-def headline(metrics):
-    """One line of a run's main numbers, for the log."""
-    parts = [f"{_label(k)} {100 * v:.2f}%" for k, v in metrics.items()
-             if v is not None and (k.endswith("/nme") or k.endswith("/f1") or k == "identity/verification")]
-    return ", ".join(parts)
+def headline(values):
+    """One line of a run's main numbers (the registry's headline metrics, whole split), for the log."""
+    def shown(key):
+        return metrics.metric_of(key).headline and metrics.split_key(key).subset is None
+    return ", ".join(f"{metrics.label(k)} {metrics.metric_of(k).scale * v:.2f}%" for k, v in values.items()
+                     if v is not None and shown(k))
 
 
 def write(out, sweep, rows):

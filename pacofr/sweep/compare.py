@@ -6,6 +6,7 @@ import itertools
 import json
 from pathlib import Path
 
+from ..eval import metrics
 from . import aggregate
 from .aggregate import lower_is_better
 from .runner import read_rows
@@ -53,8 +54,8 @@ def compare(a, b, keys=KEYS, rename=None):
     return result
 
 
-def _order(ranked):
-    return " > ".join(f"{arm} ({100 * mean:.2f})" for arm, mean in ranked)
+def _order(ranked, scale=100.0):
+    return " > ".join(f"{arm} ({scale * mean:.2f})" for arm, mean in ranked)
 
 
 def compare_markdown(result, name_a, name_b):
@@ -63,6 +64,7 @@ def compare_markdown(result, name_a, name_b):
              "Arms both sweeps ran, best first (mean over seeds, percent); pairs ordered alike.", "",
              "| metric | " + name_a + " | " + name_b + " | same order | concordant pairs |", "|---|---|---|---|---|"]
     for key, r in result.items():
-        lines.append(f"| {key} | {_order(r['a'])} | {_order(r['b'])} | {'yes' if r['same'] else 'no'} | "
+        scale = metrics.metric_of(key).scale
+        lines.append(f"| {key} | {_order(r['a'], scale)} | {_order(r['b'], scale)} | {'yes' if r['same'] else 'no'} | "
                      f"{r['concordant']} / {r['pairs']} |")
     return "\n".join(lines) + "\n"

@@ -113,6 +113,15 @@ def _changed_arms(then, now):
     return diff
 
 
+def _with_defaults(protocol):
+    """A protocol as written to sweep.json, with the fields added to Protocol since at their
+    defaults (as the sweep ran); one that no longer parses is kept as it is, to be reported."""
+    try:
+        return json.loads(json.dumps(proto.Protocol.from_dict(protocol).to_dict()))
+    except (TypeError, ValueError):
+        return protocol
+
+
 def _check_same_sweep(sweep, out):
     """The sweep in OUT must be this one; arms (and seeds) may be added, never changed. An arm
     is compared by the configuration it resolves to, so a change of pacofr's defaults under an
@@ -120,6 +129,7 @@ def _check_same_sweep(sweep, out):
     path, now = out / "sweep.json", sweep_dict(sweep)
     if path.exists():
         then = json.loads(path.read_text())
+        then["protocol"] = _with_defaults(then.get("protocol"))
         diff = sorted(k for k in set(then) | set(now)
                       if k not in ("arms", "seeds", "resolved") and then.get(k) != now.get(k))
         if "resolved" in then:

@@ -105,7 +105,8 @@ def parse_sweep(d, where="sweep"):
           f"base must be a mapping of config fields without {sorted(NOT_IN_ARMS)}")
     per_step = d.get("per_step", {})
     _need(isinstance(per_step, dict) and set(per_step) <= PER_STEP_FIELDS, where,
-          f"per_step may set {sorted(PER_STEP_FIELDS)}, got {sorted(per_step) if isinstance(per_step, dict) else per_step}")
+          f"per_step may set {sorted(PER_STEP_FIELDS)}, got "
+          f"{sorted(per_step) if isinstance(per_step, dict) else per_step}")
     _need(all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in per_step.values()), where,
           "per_step values are fractions of the step count, in [0, 1]")
     arms = d.get("arms")
