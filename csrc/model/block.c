@@ -8,7 +8,9 @@
 
 #define LN_EPS 1e-6f
 
-/* Carve one block's activations from base (base NULL: only count). Returns the floats used. */
+/* Carve one block's activations from base (base NULL: only count). Returns the floats used.
+ * ln1, atty, res1, ln2, out (BT, C); ln*_mean, ln*_rstd (BT); qkv (BT, 3C); att (B, NH, T, T);
+ * fc1, gelu (BT, H). */
 static int64_t carve(pf_block_acts *a, float *base, pf_block_dims d) {
     const int64_t BT = d.B * d.T, C = d.C;
     const int64_t sizes[] = {BT * C, BT, BT, BT * 3 * C, d.B * d.NH * d.T * d.T, BT * C, BT * C,

@@ -187,8 +187,9 @@ pf_status pf_vit_encode_ids(pf_vit *m, const float *images, const int64_t *ids, 
     return PF_OK;
 }
 
-/* Backward through a stack of blocks: dres (the gradient of the last block's output) in *g
- * -> the gradient of the first block's input, returned in *g (buffers are swapped). */
+/* Backward through a stack of blocks: dres (B, T, C) of dims, the gradient of the last block's
+ * output, in *g -> the gradient of the first block's input x_in (B, T, C), returned in *g
+ * (buffers are swapped); parameter gradients dP +=. */
 static pf_status blocks_backward(pf_vit *m, float **g, float **spare, const float *x_in,
                                  pf_block_acts *acts, pf_block_params *P, pf_block_params *dP,
                                  int depth, pf_block_dims dims) {
