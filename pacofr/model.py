@@ -30,7 +30,7 @@ class Model:
         if not isinstance(config, ViTConfig):
             raise TypeError(f"config must be a ViTConfig, got {type(config).__name__}")
         self.config = config
-        self._h = _C.vit_create(**config.c_kwargs())
+        self._h = _C.vit_create(config.c_kwargs())
         self._tensors = [TensorInfo(n, tuple(s), o, k, bool(d), bool(t))
                          for n, s, o, k, d, t in _C.vit_tensors(self._h)]
         self._by_name = {t.name: t for t in self._tensors}

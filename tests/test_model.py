@@ -268,3 +268,27 @@ def test_model_refuses_concurrent_use(golden):
     for t in threads:
         t.join()
     assert errors and all("in use by another thread" in e for e in errors)
+
+
+def test_vit_create_reads_the_config_by_field_name():
+    """The binding fills the C config from the dict's named fields: a missing, unknown or wrongly
+    typed field is a TypeError naming it, and the fields' order in the dict does not matter."""
+    from pacofr import _C
+    cfg = get_config("pacofr_test_tiny")
+    good = cfg.c_kwargs()
+    reordered = dict(reversed(list(good.items())))
+    assert [t[0] for t in _C.vit_tensors(_C.vit_create(reordered))] == [t.name for t in Model(cfg).tensors]
+    cases = [({k: v for k, v in good.items() if k != "embed_dim"}, "missing the field 'embed_dim'"),
+             ({**good, "depth": 2.0}, r"config\['depth'\] must be an int, got float"),
+             ({**good, "num_heads": True}, r"config\['num_heads'\] must be an int, got bool"),
+             ({**good, "learned_pos": 1}, r"config\['learned_pos'\] must be a bool, got int"),
+             ({**good, "mlp_ratio": 4.0}, "unknown field 'mlp_ratio'")]
+    for bad, message in cases:
+        with pytest.raises(TypeError, match=message):
+            _C.vit_create(bad)
+    with pytest.raises(OverflowError, match="codebook_size"):
+        _C.vit_create({**good, "codebook_size": 1 << 70})
+    with pytest.raises(TypeError, match="config must be a dict"):
+        _C.vit_create(list(good.values()))
+    with pytest.raises(ValueError, match="embed_dim"):  # right types, sizes the C core refuses
+        _C.vit_create({**good, "embed_dim": 63})

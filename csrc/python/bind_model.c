@@ -1,5 +1,6 @@
 /* bind_model.c: csrc/model for Python: the ViT behind a capsule handle (create, parameter
  * table and buffers, forward / backward, encode, fine-tuning backward) and AdamW. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include "python/args.h"
@@ -49,20 +50,87 @@ static PyArrayObject *check_images(PyObject *obj, const pf_vit *m) {
     return im;
 }
 
-/* vit_create(**config) -> handle */
-static PyObject *py_vit_create(PyObject *self, PyObject *args, PyObject *kwargs) {
-    static char *kw[] = {"img_size", "patch_size", "embed_dim", "depth", "num_heads", "mlp_hidden",
-                         "decoder_embed_dim", "decoder_depth", "decoder_num_heads", "decoder_mlp_hidden",
-                         "encoder_only", "learned_pos", "norm_pix_loss", "codebook_size", "belief_hidden", NULL};
-    long long v[10] = {0}, K = 0, H = 0;
-    int encoder_only = 0, learned_pos = 0, norm_pix = 1;
+/* One field of pf_vit_config, read from the config dict by its Python name. */
+typedef struct {
+    const char *name;
+    size_t offset;
+    int is_bool; /* an int (pf_vit_config's int flags) from a Python bool; else an int64 from a Python int */
+} config_field;
+
+#define INT_FIELD(py, c) {py, offsetof(pf_vit_config, c), 0}
+#define BOOL_FIELD(py, c) {py, offsetof(pf_vit_config, c), 1}
+static const config_field CONFIG_FIELDS[] = {
+    INT_FIELD("img_size", img_size), INT_FIELD("patch_size", patch_size), INT_FIELD("embed_dim", embed_dim),
+    INT_FIELD("depth", depth), INT_FIELD("num_heads", num_heads), INT_FIELD("mlp_hidden", mlp_hidden),
+    INT_FIELD("decoder_embed_dim", dec_embed_dim), INT_FIELD("decoder_depth", dec_depth),
+    INT_FIELD("decoder_num_heads", dec_num_heads), INT_FIELD("decoder_mlp_hidden", dec_mlp_hidden),
+    BOOL_FIELD("encoder_only", encoder_only), BOOL_FIELD("learned_pos", learned_pos),
+    BOOL_FIELD("norm_pix_loss", norm_pix_loss), INT_FIELD("codebook_size", codebook_size),
+    INT_FIELD("belief_hidden", belief_hidden),
+};
+#define NUM_CONFIG_FIELDS ((Py_ssize_t)(sizeof CONFIG_FIELDS / sizeof CONFIG_FIELDS[0]))
+
+/* v (a config dict's value for f) -> f's slot in c; 0 with a TypeError / OverflowError naming f. */
+static int set_config_field(pf_vit_config *c, const config_field *f, PyObject *v) {
+    char *slot = (char *)c + f->offset;
+    if (f->is_bool) {
+        if (!PyBool_Check(v)) {
+            PyErr_Format(PyExc_TypeError, "vit_create: config['%s'] must be a bool, got %s", f->name,
+                         Py_TYPE(v)->tp_name);
+            return 0;
+        }
+        *(int *)slot = v == Py_True;
+        return 1;
+    }
+    if (!PyLong_Check(v) || PyBool_Check(v)) {
+        PyErr_Format(PyExc_TypeError, "vit_create: config['%s'] must be an int, got %s", f->name, Py_TYPE(v)->tp_name);
+        return 0;
+    }
+    const long long x = PyLong_AsLongLong(v);
+    if (x == -1 && PyErr_Occurred()) {
+        PyErr_Format(PyExc_OverflowError, "vit_create: config['%s'] does not fit in 64 bits", f->name);
+        return 0;
+    }
+    *(int64_t *)slot = x;
+    return 1;
+}
+
+/* config (a dict with exactly the keys of CONFIG_FIELDS) -> *c; 0 with a TypeError naming the
+ * missing, unknown or wrongly typed field. */
+static int parse_config(PyObject *config, pf_vit_config *c) {
+    if (!PyDict_Check(config)) {
+        PyErr_Format(PyExc_TypeError, "vit_create: config must be a dict, got %s", Py_TYPE(config)->tp_name);
+        return 0;
+    }
+    memset(c, 0, sizeof *c);
+    for (Py_ssize_t i = 0; i < NUM_CONFIG_FIELDS; i++) {
+        PyObject *v = PyDict_GetItemString(config, CONFIG_FIELDS[i].name); /* borrowed */
+        if (!v) {
+            PyErr_Format(PyExc_TypeError, "vit_create: config is missing the field '%s'", CONFIG_FIELDS[i].name);
+            return 0;
+        }
+        if (!set_config_field(c, &CONFIG_FIELDS[i], v)) return 0;
+    }
+    if (PyDict_Size(config) == NUM_CONFIG_FIELDS) return 1;
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(config, &pos, &key, &value)) {
+        int known = 0;
+        for (Py_ssize_t i = 0; i < NUM_CONFIG_FIELDS && !known; i++)
+            known = PyUnicode_Check(key) && PyUnicode_CompareWithASCIIString(key, CONFIG_FIELDS[i].name) == 0;
+        if (!known) {
+            PyErr_Format(PyExc_TypeError, "vit_create: config has an unknown field %R", key);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* vit_create(config) -> handle */
+static PyObject *py_vit_create(PyObject *self, PyObject *config) {
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "LLLLLL|LLLLpppLL:vit_create", kw, &v[0], &v[1], &v[2],
-                                     &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &encoder_only,
-                                     &learned_pos, &norm_pix, &K, &H))
-        return NULL;
-    pf_vit_config c = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9],
-                       encoder_only, learned_pos, norm_pix, K, H};
+    pf_vit_config c;
+    if (!parse_config(config, &c)) return NULL;
     model_box *b = calloc(1, sizeof *b);
     if (!b) return PyErr_NoMemory();
     pf_status st;
@@ -406,11 +474,12 @@ static PyObject *py_adamw_update(PyObject *self, PyObject *args) {
 }
 
 PyMethodDef pf_model_methods[] = {
-    {"vit_create", (PyCFunction)(void (*)(void))py_vit_create, METH_VARARGS | METH_KEYWORDS,
-     "vit_create(img_size, patch_size, embed_dim, depth, num_heads, mlp_hidden, decoder_embed_dim=0,\n"
-     "           decoder_depth=0, decoder_num_heads=0, decoder_mlp_hidden=0, encoder_only=False,\n"
-     "           learned_pos=False, norm_pix_loss=True, codebook_size=0, belief_hidden=0) -> handle\n\n"
-     "A new ViT (MAE encoder-decoder, or encoder only) with zeroed parameters and gradients."},
+    {"vit_create", py_vit_create, METH_O,
+     "vit_create(config) -> handle\n\n"
+     "A new ViT (MAE encoder-decoder, or encoder only) with zeroed parameters and gradients. config: a dict\n"
+     "with exactly these fields: img_size, patch_size, embed_dim, depth, num_heads, mlp_hidden,\n"
+     "decoder_embed_dim, decoder_depth, decoder_num_heads, decoder_mlp_hidden, codebook_size, belief_hidden\n"
+     "(ints) and encoder_only, learned_pos, norm_pix_loss (bools); ViTConfig.c_kwargs() gives it."},
     {"vit_tensors", py_vit_tensors, METH_O,
      "vit_tensors(h) -> list of (name, shape, offset, numel, decay, trainable)\n\n"
      "The parameter table in MAE's state-dict order; offset and numel in floats of the flat buffers."},
