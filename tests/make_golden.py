@@ -13,7 +13,7 @@ import torch
 
 from pacofr.config import get_config
 from pacofr.posembed import sincos_2d
-from torch_ref import MAE, decay_groups, grads_numpy
+from pacofr.testing.torch_ref import MAE, decay_groups, grads_numpy
 
 HERE = Path(__file__).resolve().parent
 STEPS, LR, WD, BETAS = 10, 1e-3, 0.05, (0.9, 0.95)

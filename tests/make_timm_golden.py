@@ -7,7 +7,6 @@ The golden MAE encoder's weights, converted by pacofr.checkpoint.to_timm, loaded
 strict=True into timm's VisionTransformer; its forward_features on the golden images and its
 own state-dict key order are stored, so the suite proves the layout without timm installed.
 """
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,7 @@ import timm
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-from pacofr.checkpoint import to_timm  # noqa: E402
+from pacofr.checkpoint import to_timm
 
 
 def main():

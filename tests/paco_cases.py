@@ -1,6 +1,6 @@
 """Test cases of one whole PaCo-FR step on pacofr_test_tiny (K = 16 codes, H = 32): inputs
 built from a seed, the C engine's result (pacofr.paco.PacoFR.forward_masked and backward) and PyTorch's
-(tests/torch_paco.py). tests/make_paco_golden.py stores PyTorch's numbers for machines without
+(pacofr/testing/torch_paco.py). tests/make_paco_golden.py stores PyTorch's numbers for machines without
 torch."""
 import numpy as np
 
@@ -70,7 +70,7 @@ def run_c(case, seed=0):
 
 def run_torch(case, seed=0):
     import torch
-    from torch_paco import PacoReference
+    from pacofr.testing.torch_paco import PacoReference
     cfg, state, teacher, images, mask, ids_keep, pos, regions = inputs(case, seed)
     c = CASES[case]
     ref = PacoReference("pacofr_test_tiny", num_codes=K, belief_hidden=H)

@@ -120,7 +120,7 @@ def test_mae_round_trip(model):
 
 def test_encoder_loads_into_pytorch_vit(model, torch):
     """The timm-named encoder drives a PyTorch ViT built with timm's layout to the same tokens."""
-    from torch_ref import MAE
+    from pacofr.testing.torch_ref import MAE
     cfg = model.config.replace(encoder_only=True)
     tm = MAE(cfg)
     tm.load_state_dict({k: torch.from_numpy(v) for k, v in ck.to_timm(model.state_dict()).items()}, strict=True)

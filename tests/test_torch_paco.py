@@ -1,4 +1,4 @@
-"""The PyTorch reference of the PaCo-FR loss (tests/torch_paco.py) checked on its own, before the
+"""The PyTorch reference of the PaCo-FR loss (pacofr/testing/torch_paco.py) checked on its own, before the
 C engine is checked against it: every loss term finite and summed with its weight, gradients
 where they belong (none into the codebook during incubation, the belief's exactly L_inc's),
 tokens and substituted images as docs/method.md defines them, the teacher off the module tree, the
@@ -19,7 +19,7 @@ def case():
     """A random-weight reference (biases, tokens and position embeddings random too), a
     perturbed teacher and one batch: dict of everything the tests use."""
     torch = pytest.importorskip("torch")
-    import torch_paco as tp
+    from pacofr.testing import torch_paco as tp
     cfg = get_config("pacofr_test_tiny")
     torch.manual_seed(0)
     rng = np.random.default_rng(0)

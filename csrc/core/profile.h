@@ -1,4 +1,4 @@
-/* profile.h: opt-in wall-clock totals per layer kind (benchmarks/bench_layers.py reads them). */
+/* profile.h: opt-in wall-clock totals per layer kind (benchmarks/speed/bench_layers.py reads them). */
 #ifndef PF_PROFILE_H
 #define PF_PROFILE_H
 

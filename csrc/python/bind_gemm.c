@@ -202,7 +202,7 @@ PyMethodDef pf_gemm_methods[] = {
     {"dnnl_bare_matmul", (PyCFunction)(void (*)(void))py_dnnl_bare_matmul, METH_VARARGS | METH_KEYWORDS,
      "dnnl_bare_matmul(M, N, K, trans_b=False, dtype='fp32', dst_bf16=False, reps=7) -> float\n\n"
      "Median seconds of oneDNN's matmul (M, K) @ (K, N) created once, buffers allocated once, run reps\n"
-     "times: the bare primitive that benchmarks/bench_gemm.py sets pacofr's matmul against."},
+     "times: the bare primitive that benchmarks/speed/bench_gemm.py sets pacofr's matmul against."},
     {"set_gemm_backend", py_set_gemm_backend, METH_O,
      "set_gemm_backend(backend) -> None\n\nbackend 'dnnl' (oneDNN; RuntimeError when built without it) or 'portable'."},
     {"get_gemm_backend", py_get_gemm_backend, METH_NOARGS,

@@ -239,7 +239,7 @@ def _one_blas_thread():
     """NumPy's BLAS held to one thread while the loop runs (entered; exit it after). The
     loader's NumPy products (SynthFace geometry, alignment) otherwise wake OpenBLAS's pool,
     whose spinning threads take cores from the step's OpenMP team: the loop measured 0.89 of
-    its isolated step's speed with the pool, 0.94 without (benchmarks/bench_loop.py)."""
+    its isolated step's speed with the pool, 0.94 without (benchmarks/speed/bench_loop.py)."""
     try:
         from threadpoolctl import threadpool_limits
         return threadpool_limits(limits=1, user_api="blas")

@@ -1,7 +1,7 @@
 """Data-parallel scaling: what one allreduce of the real gradient buffer costs, what 2 ranks of
 1 thread do against 1 rank of 2 threads on this machine, and a model of many nodes.
 
-    python benchmarks/bench_distributed.py [--json benchmarks/results/bench_distributed.json]
+    python benchmarks/speed/bench_distributed.py [--json benchmarks/results/bench_distributed.json]
 
 It launches its own measurements under mpirun (2 ranks, --oversubscribe, 1 thread each):
 1. allreduce of the flat gradient buffer of the tiny, small and base presets (PaCo-FR, with

@@ -1,7 +1,7 @@
 """The training loop against its isolated step: what `pacofr pretrain` adds to a step.
 
-    python benchmarks/bench_loop.py                          # PaCo-FR, tiny, batch 64, auto dtype
-    python benchmarks/bench_loop.py --preset mae --dtype fp32 --rounds 4 --block 5
+    python benchmarks/speed/bench_loop.py                          # PaCo-FR, tiny, batch 64, auto dtype
+    python benchmarks/speed/bench_loop.py --preset mae --dtype fp32 --rounds 4 --block 5
 
 One process, one run set up as `pacofr pretrain` sets it up (SynthFace loader with its
 threads, the model, AdamW, the PaCo-FR state). Blocks of `--block` steps alternate:

@@ -13,7 +13,7 @@
    from each variant's measured step time), scored by linear probes at 1% labels.
 4. Tables (OUT/tables.md) and figures (OUT/*.png) from the rows.
 
-    python benchmarks/synthface_v1.py --run pacofr=runs/pacofr --run mae=runs/mae --ablations
+    python benchmarks/experiments/synthface_v1.py --run pacofr=runs/pacofr --run mae=runs/mae --ablations
 """
 import argparse
 import json

@@ -1,8 +1,8 @@
 """Where the time of one training step goes, by layer kind: pacofr's C profiler beside
 PyTorch's profiler (eager fp32, grouped by aten op) on the same model and batch.
 
-    python benchmarks/bench_layers.py                      # pacofr_vit_tiny_p8_112, batch 64
-    python benchmarks/bench_layers.py --model pacofr_vit_small_p16_224 --batch 32 --dtype bf16
+    python benchmarks/speed/bench_layers.py                      # pacofr_vit_tiny_p8_112, batch 64
+    python benchmarks/speed/bench_layers.py --model pacofr_vit_small_p16_224 --batch 32 --dtype bf16
 """
 import argparse
 import time

@@ -1,9 +1,9 @@
 """GEMM throughput on the ViT shapes of docs/performance.md: GFLOP/s of each pacofr back end
 and dtype at 1 and 2 threads, beside NumPy's own matmul, measured in one run.
 
-    python benchmarks/bench_gemm.py            # full table (about a minute on 2 cores)
-    python benchmarks/bench_gemm.py --quick    # a few shapes
-    python benchmarks/bench_gemm.py --json out.json
+    python benchmarks/speed/bench_gemm.py            # full table (about a minute on 2 cores)
+    python benchmarks/speed/bench_gemm.py --quick    # a few shapes
+    python benchmarks/speed/bench_gemm.py --json out.json
 
 Every variant is validated against float64 before it is timed. Variants are timed in
 alternation (A B C ... A B C ...) over several rounds after warm-up; the figure is the median.

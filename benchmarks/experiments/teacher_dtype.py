@@ -4,7 +4,7 @@ token-affinity targets' difference, the affinity loss that the bf16 targets alon
 student equal to the fp32 teacher (against the run's last training L_sc), and the forward's
 time in each dtype (median of 5).
 
-    python benchmarks/teacher_dtype.py runs/pacofr
+    python benchmarks/experiments/teacher_dtype.py runs/pacofr
 """
 import json
 import pathlib

@@ -1,6 +1,6 @@
 """Loader throughput (images/s) beside what a training step consumes, in one run.
 
-    python benchmarks/bench_loader.py [--size 112] [--batch 64] [--images 512]
+    python benchmarks/speed/bench_loader.py [--size 112] [--batch 64] [--images 512]
 
 Times, at 2 threads: SynthFace rendering alone (images/s, median of 3 passes); the Loader over
 SynthFace (render, augment, normalise, prefetch); the Loader over a folder of JPEG face-sized

@@ -5,7 +5,7 @@ thousands of times per scored encoder. PyTorch gets its natural layout, (B, L, S
 (B, K, S, S), so no unpatchify is charged to it; pacofr reads the per-patch layout its linear
 head writes. Median of --rounds, 2 threads each.
 
-    python benchmarks/bench_heads.py [--rounds 7] [--json out.json]
+    python benchmarks/speed/bench_heads.py [--rounds 7] [--json out.json]
 """
 import argparse
 import json

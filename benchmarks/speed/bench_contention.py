@@ -1,7 +1,7 @@
 """A training step beside one competing single-thread process, per OpenMP wait setting.
 
-    python benchmarks/bench_contention.py                       # MAE tiny, batch 64, auto dtype
-    python benchmarks/bench_contention.py --rounds 3 --steps 4 --json out.json
+    python benchmarks/speed/bench_contention.py                       # MAE tiny, batch 64, auto dtype
+    python benchmarks/speed/bench_contention.py --rounds 3 --steps 4 --json out.json
 
 libgomp reads its wait policy when it loads, so every setting runs in its own worker
 process. Each round, every worker times --steps steps alone, then --steps steps while a

@@ -2,7 +2,7 @@
 top-1 accuracy on the incubation targets, losses) and, on held-out SynthFace faces, how the
 final codebook is used.
 
-    python benchmarks/codebook_health.py runs/health5k [--images 256] [--png health.png]
+    python benchmarks/experiments/codebook_health.py runs/health5k [--images 256] [--png health.png]
 
 Held-out usage: the belief predictor of the latest checkpoint picks a code (top-1) for every
 patch of ``--images`` faces the run never saw (a different SynthFace seed); reported over the

@@ -3,7 +3,7 @@ optionally LP-FT fine-tuning) of given encoders at each label budget, trained fo
 counts (a cosine schedule always flattens at its end, so convergence is shown by a doubled
 budget changing the final score by little), with their validation curves.
 
-    python benchmarks/probe_budget.py --encoder mae=RUN_FOLDER --encoder scratch \
+    python benchmarks/experiments/probe_budget.py --encoder mae=RUN_FOLDER --encoder scratch \
         --labels 0.01 0.1 1.0 --probe-steps 300 600 1200 --out benchmarks/results/synthface_v2/budget
 
 Writes OUT/curves.json (one entry per encoder, budget, task, mode and labels: [[step, value],

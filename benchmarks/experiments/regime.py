@@ -10,7 +10,7 @@ pre-training diagnostics; a run whose token cosine at the last diagnostics is at
 ``--alike`` is counted in the alike regime. Runs resume where they stopped; rows go to
 OUT/regime.jsonl as they finish, and OUT/regime.md, OUT/regime.png summarise them.
 
-    python benchmarks/regime.py benchmarks/sweeps/synthface_v2.json \\
+    python benchmarks/experiments/regime.py benchmarks/experiments/sweeps/synthface_v2.json \\
         --steps-from benchmarks/results/synthface_v2 --arm mae --arm "pacofr, no consistency" \\
         --seeds 3-10 --out benchmarks/results/synthface_v2_regime
 """

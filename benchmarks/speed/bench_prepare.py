@@ -7,7 +7,7 @@
    between the crop aligned from its 5 points and the crop aligned from the true 68 points
    (mean shift of the 68 points between the crops, over the inter-ocular distance).
 
-    python benchmarks/bench_prepare.py [--copies 4] [--json benchmarks/results/prepare.json]
+    python benchmarks/speed/bench_prepare.py [--copies 4] [--json benchmarks/results/prepare.json]
 """
 import argparse
 import json

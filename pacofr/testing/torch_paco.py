@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from torch_ref import MAE, patchify
+from .torch_ref import MAE, patchify
 
 NUM_REGIONS = 13  # docs/method.md §1: the 13 facial components
 
@@ -62,7 +62,7 @@ class Belief(nn.Module):
 
 def _cfg_from(cfg, overrides):
     if cfg is None or isinstance(cfg, str) or overrides:
-        from pacofr.config import ViTConfig, get_config
+        from ..config import ViTConfig, get_config
         if cfg is None:
             return ViTConfig(**overrides)
         if isinstance(cfg, str):

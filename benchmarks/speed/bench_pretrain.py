@@ -1,10 +1,10 @@
 """Pre-training step speed: pacofr's PaCo-FR and MAE presets against the same steps written in
-PyTorch eager fp32 (tests/torch_paco.py, benchmarks/_torch_mae.py), in one run, plus where a
+PyTorch eager fp32 (pacofr/testing/torch_paco.py, pacofr/testing/torch_ref.py), in one run, plus where a
 pacofr PaCo-FR step spends its time.
 
-    python benchmarks/bench_pretrain.py                      # tiny model, batch 64, 5 steps
-    python benchmarks/bench_pretrain.py --steps 7 --json benchmarks/results/bench_pretrain.json
-    python benchmarks/bench_pretrain.py --baseline ../old   # also pacofr from another checkout
+    python benchmarks/speed/bench_pretrain.py                      # tiny model, batch 64, 5 steps
+    python benchmarks/speed/bench_pretrain.py --steps 7 --json benchmarks/results/bench_pretrain.json
+    python benchmarks/speed/bench_pretrain.py --baseline ../old   # also pacofr from another checkout
 
 One step = masks + forward + backward + AdamW (+ the EMA teacher for PaCo-FR), after
 incubation (the codebook learning end to end), on a fixed batch of SynthFace faces. Each

@@ -1,8 +1,8 @@
 """Does bf16 train as well as fp32? MAE and PaCo-FR on the tiny preset, both dtypes, same
 seed, same data order, same steps; loss curves side by side.
 
-    python benchmarks/bf16_parity.py --out runs/bf16_parity               # run (resumable)
-    python benchmarks/bf16_parity.py --out runs/bf16_parity --report      # table + figure only
+    python benchmarks/experiments/bf16_parity.py --out runs/bf16_parity               # run (resumable)
+    python benchmarks/experiments/bf16_parity.py --out runs/bf16_parity --report      # table + figure only
 
 The four arms advance in turns of --chunk steps (each turn resumes its run from its last
 checkpoint), so whatever time the session has, all arms stand at the same step count and

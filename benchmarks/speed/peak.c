@@ -2,7 +2,7 @@
  * (vdpbf16ps), on 1..T OpenMP threads, in GFLOP/s. No memory traffic: 16 independent
  * accumulators so that latency hides behind throughput. bench_peak.py builds and runs it.
  *
- *   cc -O2 -fopenmp benchmarks/peak.c -o peak && ./peak 2
+ *   cc -O2 -fopenmp benchmarks/speed/peak.c -o peak && ./peak 2
  */
 #include <immintrin.h>
 #include <omp.h>

@@ -8,7 +8,7 @@ faces stay the first 1% of train), so that the spread over head seeds for a fixe
 set beside the spread over encoders. Rows go to OUT/probe_seeds.jsonl as they finish (the
 script resumes); OUT/probe_seeds.md summarises them.
 
-    python benchmarks/probe_seeds.py benchmarks/sweeps/synthface_v2.json \\
+    python benchmarks/experiments/probe_seeds.py benchmarks/experiments/sweeps/synthface_v2.json \\
         benchmarks/results/synthface_v2/runs/mae/seed_2 \\
         benchmarks/results/synthface_v2/runs/pacofr_no_consistency/seed_1 \\
         --head-seeds 0-3 --out benchmarks/results/synthface_v2_probe_seeds
@@ -25,7 +25,7 @@ from pacofr._io import atomic_write_bytes
 from pacofr.eval.protocol import evaluate
 from pacofr.sweep.aggregate import ci95
 from pacofr.sweep.spec import load_sweep
-from regime import parse_seeds  # benchmarks/regime.py
+from regime import parse_seeds  # benchmarks/experiments/regime.py
 
 KEYS = (("NME %", "alignment/linear/1%/nme"), ("F1 %", "parsing/linear/1%/f1"))
 

@@ -1,7 +1,7 @@
 """What pacofr's matmul loses against the bare oneDNN primitive, on the ViT shapes.
 
-    python benchmarks/bench_gemm_overhead.py                 # 2 threads, 9 rounds
-    python benchmarks/bench_gemm_overhead.py --threads 1 --json out.json
+    python benchmarks/speed/bench_gemm_overhead.py                 # 2 threads, 9 rounds
+    python benchmarks/speed/bench_gemm_overhead.py --threads 1 --json out.json
 
 "bare" is oneDNN's matmul primitive created once, on buffers allocated once (bf16 inputs
 already in bf16), executed in a loop inside C (_C.dnnl_bare_matmul): the best oneDNN does

@@ -1,9 +1,9 @@
-"""In-register peak rates of this CPU (benchmarks/peak.c): fp32 FMA on AVX2 and AVX-512 and
+"""In-register peak rates of this CPU (benchmarks/speed/peak.c): fp32 FMA on AVX2 and AVX-512 and
 bf16 pair dot products (vdpbf16ps), on 1 and 2 threads. The ceiling that a bf16 speed target
 has to fit under: where vdpbf16ps peaks below fp32 FMA (Intel without AMX), bf16 matrix
 products cannot beat fp32 ones.
 
-    python benchmarks/bench_peak.py [--threads 2] [--json benchmarks/results/peak.json]
+    python benchmarks/speed/bench_peak.py [--threads 2] [--json benchmarks/results/peak.json]
 """
 import argparse
 import json
