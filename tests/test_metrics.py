@@ -15,7 +15,7 @@ from pacofr.model import create_model
 from pacofr.sweep import aggregate, compare
 from pacofr.sweep.runner import read_rows
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "experiments"
 
 
 def test_every_entry_says_what_it_is():

@@ -293,3 +293,13 @@ def test_a_sweep_started_before_protocol_fields_were_added_resumes(tmp_path):
     (tmp_path / "sweep.json").write_text(json.dumps(old))
     with pytest.raises(ValueError, match=r"holds another sweep \(differs in \['protocol'\]\)"):
         run_sweep(sweep, tmp_path, tables_only=True)
+
+
+def test_parse_seeds_reads_ranges_and_lists():
+    from pacofr.sweep.spec import parse_seeds
+    assert parse_seeds("3-6") == [3, 4, 5, 6]
+    assert parse_seeds("0,2,5") == [0, 2, 5]
+    assert parse_seeds("5,0-1") == [0, 1, 5]
+    for bad in ("", "a", "3-", "6-3", "1,,2", "-1"):
+        with pytest.raises(ValueError, match="seeds must read like"):
+            parse_seeds(bad)

@@ -4,7 +4,7 @@ counts (a cosine schedule always flattens at its end, so convergence is shown by
 budget changing the final score by little), with their validation curves.
 
     python benchmarks/experiments/probe_budget.py --encoder mae=RUN_FOLDER --encoder scratch \
-        --labels 0.01 0.1 1.0 --probe-steps 300 600 1200 --out benchmarks/results/synthface_v2/budget
+        --labels 0.01 0.1 1.0 --probe-steps 300 600 1200 --out benchmarks/results/experiments/synthface_v2/budget
 
 Writes OUT/curves.json (one entry per encoder, budget, task, mode and labels: [[step, value],
 ...]), OUT/final.md (the final scores per step count) and OUT/curves.png. A rerun skips the
@@ -50,7 +50,7 @@ def main(argv=None):
     p.add_argument("--eval-images", type=int, default=500)
     p.add_argument("--tasks", nargs="+", default=["alignment", "parsing"])
     p.add_argument("--model", default="pacofr_vit_tiny_p8_112")
-    p.add_argument("--out", default="benchmarks/results/synthface_v2/budget")
+    p.add_argument("--out", default="benchmarks/results/experiments/synthface_v2/budget")
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args(argv)
     if args.threads:

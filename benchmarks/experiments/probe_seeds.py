@@ -9,9 +9,9 @@ set beside the spread over encoders. Rows go to OUT/probe_seeds.jsonl as they fi
 script resumes); OUT/probe_seeds.md summarises them.
 
     python benchmarks/experiments/probe_seeds.py benchmarks/experiments/sweeps/synthface_v2.json \\
-        benchmarks/results/synthface_v2/runs/mae/seed_2 \\
-        benchmarks/results/synthface_v2/runs/pacofr_no_consistency/seed_1 \\
-        --head-seeds 0-3 --out benchmarks/results/synthface_v2_probe_seeds
+        benchmarks/results/experiments/synthface_v2/runs/mae/seed_2 \\
+        benchmarks/results/experiments/synthface_v2/runs/pacofr_no_consistency/seed_1 \\
+        --head-seeds 0-3 --out benchmarks/results/experiments/synthface_v2_probe_seeds
 """
 import argparse
 import dataclasses
@@ -25,7 +25,7 @@ from pacofr._io import atomic_write_bytes
 from pacofr.eval.protocol import evaluate
 from pacofr.sweep.aggregate import ci95
 from pacofr.sweep.spec import load_sweep
-from regime import parse_seeds  # benchmarks/experiments/regime.py
+from pacofr.sweep.spec import parse_seeds
 
 KEYS = (("NME %", "alignment/linear/1%/nme"), ("F1 %", "parsing/linear/1%/f1"))
 

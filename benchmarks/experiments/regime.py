@@ -11,8 +11,8 @@ pre-training diagnostics; a run whose token cosine at the last diagnostics is at
 OUT/regime.jsonl as they finish, and OUT/regime.md, OUT/regime.png summarise them.
 
     python benchmarks/experiments/regime.py benchmarks/experiments/sweeps/synthface_v2.json \\
-        --steps-from benchmarks/results/synthface_v2 --arm mae --arm "pacofr, no consistency" \\
-        --seeds 3-10 --out benchmarks/results/synthface_v2_regime
+        --steps-from benchmarks/results/experiments/synthface_v2 --arm mae --arm "pacofr, no consistency" \\
+        --seeds 3-10 --out benchmarks/results/experiments/synthface_v2_regime
 """
 import argparse
 import json
@@ -22,17 +22,8 @@ from pathlib import Path
 from pacofr import checkpoint
 from pacofr._io import atomic_write_bytes
 from pacofr.sweep.runner import step_counts
-from pacofr.sweep.spec import load_sweep, slug
+from pacofr.sweep.spec import load_sweep, parse_seeds, slug
 from pacofr.train import pretrain
-
-
-def parse_seeds(text):
-    """'3-10' or '0,2,5' -> a sorted list of seeds."""
-    seeds = set()
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        seeds.update(range(int(lo), int(hi or lo) + 1))
-    return sorted(seeds)
 
 
 def trajectory(metrics_path, stop):

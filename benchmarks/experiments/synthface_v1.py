@@ -280,7 +280,7 @@ def _figures(by, encoders, labels, out):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="benchmarks/results/synthface_v1")
+    p.add_argument("--out", default="benchmarks/results/experiments/synthface_v1")
     p.add_argument("--runs", default="runs/synthface_v1", help="where pre-training runs go")
     p.add_argument("--run", action="append", default=[], metavar="NAME=FOLDER", help="reuse a pre-training run (pacofr, mae)")
     p.add_argument("--pretrain-steps", type=int, default=5000)

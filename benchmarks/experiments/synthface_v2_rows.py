@@ -4,7 +4,7 @@
 shows each seed's row with the pre-training diagnostics beside the scores, which this prints
 as markdown from the sweep's ``rows.jsonl``:
 
-    python benchmarks/experiments/synthface_v2_rows.py benchmarks/results/synthface_v2
+    python benchmarks/experiments/synthface_v2_rows.py benchmarks/results/experiments/synthface_v2
 """
 import argparse
 import json

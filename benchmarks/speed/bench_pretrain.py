@@ -3,7 +3,7 @@ PyTorch eager fp32 (pacofr/testing/torch_paco.py, pacofr/testing/torch_ref.py), 
 pacofr PaCo-FR step spends its time.
 
     python benchmarks/speed/bench_pretrain.py                      # tiny model, batch 64, 5 steps
-    python benchmarks/speed/bench_pretrain.py --steps 7 --json benchmarks/results/bench_pretrain.json
+    python benchmarks/speed/bench_pretrain.py --steps 7 --json benchmarks/results/speed/bench_pretrain-fp32-amd-epyc-f26m2-cf21c31.json
     python benchmarks/speed/bench_pretrain.py --baseline ../old   # also pacofr from another checkout
 
 One step = masks + forward + backward + AdamW (+ the EMA teacher for PaCo-FR), after

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from ..eval.protocol import Protocol
 from ..train.config import PRESETS, make_config, read_config_file
 
-__all__ = ["Arm", "Sweep", "load_sweep", "slug"]
+__all__ = ["Arm", "Sweep", "load_sweep", "parse_seeds", "slug"]
 
 NOT_IN_ARMS = {"seed", "out", "steps"}    # the sweep sets these (an arm may fix "steps")
 PER_STEP_FIELDS = {"warmup_steps", "incubation_steps", "checkpoint_every", "preview_every", "diag_every",
@@ -67,6 +67,17 @@ def slug(name):
     """A folder name for an arm."""
     s = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")
     return s or "arm"
+
+
+def parse_seeds(text):
+    """'3-10' or '0,2,5' (or both, '0,3-5') -> the sorted seeds; ValueError on anything else."""
+    seeds = set()
+    for part in str(text).split(","):
+        lo, dash, hi = part.strip().partition("-")
+        if not lo.isdigit() or (dash and not hi.isdigit()) or (hi.isdigit() and int(hi) < int(lo)):
+            raise ValueError(f"seeds must read like '3-10' or '0,2,5', got {text!r}")
+        seeds.update(range(int(lo), int(hi or lo) + 1))
+    return sorted(seeds)
 
 
 def _need(ok, where, msg):
