@@ -38,7 +38,9 @@ def receive(conn, proc, timeout):
     try:
         return conn.recv()
     except EOFError:
-        raise WorkerLost("worker closed its pipe") from None
+        proc.join(timeout=5)
+        raise WorkerLost(f"worker died (exit code {proc.exitcode})" if proc.exitcode is not None
+                         else "worker closed its pipe") from None
 
 
 class Workers:
