@@ -139,7 +139,8 @@ def main(argv=None):
         variants = [v for v in variants if v[1] != "raw"]
     rep = bench.Report("bench_gemm", args, dtype="fp32-bf16",
                        note=f"pacofr {info['version']}, fp32={info['matmul_impl_fp32']} "
-                            f"bf16={info['matmul_impl_bf16']}, portable kernel {info['portable_kernel']}; GFLOP/s, median of {rounds} rounds")
+                            f"bf16={info['matmul_impl_bf16']}, portable kernel {info['portable_kernel']}; "
+                            f"GFLOP/s, median of {rounds} rounds")
     backend0 = pacofr.get_gemm_backend()
     names = [v[0] for v in variants]
     try:
