@@ -1,28 +1,26 @@
 """GEMM throughput on the ViT shapes of docs/performance.md: GFLOP/s of each pacofr back end
-and dtype at 1 and 2 threads, beside NumPy's own matmul, measured in one run.
+and dtype at 1 and --threads threads, beside NumPy's own matmul and oneDNN's bare dnnl_sgemm,
+measured in one run.
 
-    python benchmarks/speed/bench_gemm.py            # full table (about a minute on 2 cores)
-    python benchmarks/speed/bench_gemm.py --quick    # a few shapes
-    python benchmarks/speed/bench_gemm.py --json out.json
+    python benchmarks/speed/bench_gemm.py                  # full table, 1 and 2 threads (2-3 minutes)
+    python benchmarks/speed/bench_gemm.py --thread-counts 2 --save
+    python benchmarks/speed/bench_gemm.py --quick --json out.json   # three shapes (every
+                                                           # transpose case), 3 rounds: seconds
 
-Every variant is validated against float64 before it is timed. Variants are timed in
-alternation (A B C ... A B C ...) over several rounds after warm-up; the figure is the median.
-After each NumPy sample the run pauses briefly: OpenBLAS's worker threads keep spinning for a
-while after a call, and on 2 cores they would otherwise steal the CPU from the next variant
-(and libgomp's spinning workers from NumPy's).
+Every variant's result is checked against the float64 product (pacofr.ref.gemm, within its
+error bound for the dtype) before anything is timed. Variants are timed in alternation
+(A B C ... A B C ..., Report.alternate, ~50 ms per sample) over several rounds after a
+warm-up; the figure is the median. After each NumPy sample the run pauses briefly: OpenBLAS's
+worker threads keep spinning for a while after a call, and on 2 cores they would otherwise
+steal the CPU from the next variant (and libgomp's spinning workers from NumPy's).
 """
-import argparse
 import ctypes
-import json
-import subprocess
-import time
-from pathlib import Path
 
 import numpy as np
 
 import pacofr
 from pacofr.ref import gemm as ref
-from pacofr.runtime import cpu_name
+from pacofr.testing import bench
 
 # (name, M, K, N, trans_a, trans_b): Y = X W^T forward, dX = dY W, dW = dY^T X, as in a ViT layer
 # with timm's (out, in) weights; batch 64, 112 px, p = 8: 50 tokens (49 kept + cls) or 197.
@@ -44,29 +42,10 @@ CASES = [
     ("attn197 AV      197x197x64", 197, 197, 64, False, False),
 ]
 SETTLE_S = 0.3  # pause after a NumPy sample: see the module docstring
-QUICK = {"tiny qkv fwd    3200x192x576", "tiny fc2 dW     192x3200x768",
-         "small fc1 fwd   3200x384x1536", "attn QK^T       50x64x50"}
+QUICK = {"tiny fc1 dX     3200x768x192", "tiny fc2 dW     192x3200x768", "attn QK^T       50x64x50"}  # N N, T N, N T
 VARIANTS = [("numpy", None, "fp32"), ("raw dnnl_sgemm", "raw", "fp32"),
             ("dnnl fp32", "dnnl", "fp32"), ("dnnl bf16", "dnnl", "bf16"),
             ("portable fp32", "portable", "fp32"), ("portable bf16", "portable", "bf16")]
-
-
-def commit():
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
-
-
-def numpy_threads(n):
-    """A context limiting NumPy's BLAS to n threads (threadpoolctl), or a no-op without it."""
-    try:
-        from threadpoolctl import threadpool_limits
-        return threadpool_limits(n)
-    except ImportError:
-        import contextlib
-        return contextlib.nullcontext()
 
 
 def raw_sgemm():
@@ -108,81 +87,83 @@ def make_call(variant, a, b, out, ta, tb):
     return call
 
 
-def measure(case, threads, rounds, variants):
+def operands(case):
     name, M, K, N, ta, tb = case
     rng = np.random.default_rng(0)
     a = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
     b = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
-    flops = 2.0 * M * N * K
+    return a, b
+
+
+def check_case(rep, case, variants, threads):
+    """Every variant's product against float64, within ref.error_bound for its dtype."""
+    name, M, K, N, ta, tb = case
+    a, b = operands(case)
     exact = ref.gemm(a, b, ta, tb)
-    calls = {}
     for v in variants:
-        out = np.empty((M, N), np.float32)
-        call = make_call(v, a, b, out, ta, tb)
-        call()
-        bound = ref.error_bound(a, b, ta, tb, 1.0, v[2])
-        if not np.all(np.abs(out - exact) <= bound):
-            raise AssertionError(f"{name} {v[0]}: wrong result, not timed")
-        t = time.perf_counter()
-        call()
-        once = time.perf_counter() - t
-        calls[v[0]] = (call, max(1, int(0.01 / max(once, 1e-7))))  # ~10 ms per sample
-    times = {v[0]: [] for v in variants}
-    for _ in range(rounds):
-        for v in variants:
-            call, reps = calls[v[0]]
-            t = time.perf_counter()
-            for _ in range(reps):
-                call()
-            times[v[0]].append((time.perf_counter() - t) / reps)
-            if v[1] is None:
-                time.sleep(SETTLE_S)
-    return {k: flops / np.median(t) / 1e9 for k, t in times.items()}
+        out = np.full((M, N), np.nan, np.float32)
+        make_call(v, a, b, out, ta, tb)()
+        ratio = np.abs(out - exact) / ref.error_bound(a, b, ta, tb, 1.0, v[2])
+        worst = float(np.max(ratio)) if np.all(np.isfinite(out)) else float("inf")
+        rep.require(f"{' '.join(name.split())} {v[0]}, {threads} thread(s)", worst <= 1.0,
+                    f"max |error| / error bound {worst:.3g}")
+
+
+def measure(rep, case, rounds, variants):
+    """-> ({variant: GFLOP/s (median)}, {variant: [seconds per call, per round]})."""
+    name, M, K, N, ta, tb = case
+    a, b = operands(case)
+    calls = {v[0]: make_call(v, a, b, np.empty((M, N), np.float32), ta, tb) for v in variants}
+    times = rep.alternate(calls, rounds, settle={v[0]: SETTLE_S for v in variants if v[1] is None})
+    return {k: 2.0 * M * N * K / bench.median(t) / 1e9 for k, t in times.items()}, times
+
+
+def ratios(g):
+    if "dnnl fp32" not in g:
+        return ["-", "-", "-"]
+    return [f"{g['dnnl fp32'] / g['raw dnnl_sgemm']:.2f}x" if "raw dnnl_sgemm" in g else "-",
+            f"{g['dnnl bf16'] / g['dnnl fp32']:.2f}x", f"{g['portable fp32'] / g['dnnl fp32']:.2f}x"]
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="four shapes, fewer rounds")
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p = bench.parser(__doc__)
+    p.add_argument("--thread-counts", type=int, nargs="+", help="thread counts to time (default 1 and --threads)")
     p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--json", help="also write the figures to this file")
     args = p.parse_args(argv)
-
+    counts = args.thread_counts or sorted({1, args.threads})
     info = pacofr.build_info()
     cases = [c for c in CASES if not args.quick or c[0] in QUICK]
     rounds = 3 if args.quick else args.rounds
     variants = [v for v in VARIANTS if v[1] not in ("dnnl", "raw") or info["onednn"]]
     if raw_sgemm() is None:
         variants = [v for v in variants if v[1] != "raw"]
+    rep = bench.Report("bench_gemm", args, dtype="fp32-bf16",
+                       note=f"pacofr {info['version']}, fp32={info['matmul_impl_fp32']} "
+                            f"bf16={info['matmul_impl_bf16']}, portable kernel {info['portable_kernel']}; "
+                            f"GFLOP/s, median of {rounds} rounds")
     backend0 = pacofr.get_gemm_backend()
-    print(f"# bench_gemm: {cpu_name()}, pacofr {info['version']} ({commit()}), oneDNN "
-          f"{info['onednn']} isa={info['isa']} fp32={info['matmul_impl_fp32']} "
-          f"bf16={info['matmul_impl_bf16']}, portable kernel {info['portable_kernel']}; "
-          f"GFLOP/s, median of {rounds} rounds")
-    results = []
-    for threads in args.threads:
-        pacofr.set_num_threads(threads)
-        print(f"\n## {threads} thread{'s' if threads > 1 else ''}\n")
-        names = [v[0] for v in variants]
-        print("| shape (M x K x N) | " + " | ".join(names)
-              + " | dnnl fp32 / raw sgemm | bf16 / fp32 (dnnl) | portable / dnnl fp32 |")
-        print("|---" * (len(names) + 4) + "|")
-        with numpy_threads(threads):
-            for case in cases:
-                g = measure(case, threads, rounds, variants)
-                results.append({"case": case[0], "threads": threads, **g})
-                ratios = ["-", "-", "-"]
-                if "dnnl fp32" in g:
-                    ratios = [f"{g['dnnl fp32'] / g['raw dnnl_sgemm']:.2f}x" if "raw dnnl_sgemm" in g else "-",
-                              f"{g['dnnl bf16'] / g['dnnl fp32']:.2f}x",
-                              f"{g['portable fp32'] / g['dnnl fp32']:.2f}x"]
-                print(f"| {case[0]} | " + " | ".join(f"{g[n]:.1f}" for n in names) + " | "
-                      + " | ".join(ratios) + " |", flush=True)
-    pacofr.set_gemm_backend(backend0)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"cpu": cpu_name(), "commit": commit(), "build_info": info,
-                       "results": results}, f, indent=1)
+    names = [v[0] for v in variants]
+    try:
+        for threads in counts:
+            pacofr.set_num_threads(threads)
+            with bench.numpy_threads(threads):
+                for case in cases:
+                    check_case(rep, case, variants, threads)
+        for threads in counts:
+            pacofr.set_num_threads(threads)
+            rep.print(f"\n## {threads} thread{'s' if threads > 1 else ''}\n")
+            cells = []
+            with bench.numpy_threads(threads):
+                for case in cases:
+                    g, times = measure(rep, case, rounds, variants)
+                    rep.row(case=case[0], threads=threads, **g, seconds=times)
+                    cells.append([case[0], *(f"{g[n]:.1f}" for n in names), *ratios(g)])
+            rep.table(["shape (M x K x N)", *names, "dnnl fp32 / raw sgemm", "bf16 / fp32 (dnnl)",
+                       "portable / dnnl fp32"], cells)
+    finally:
+        pacofr.set_gemm_backend(backend0)
+        pacofr.set_num_threads(args.threads)
+    rep.finish()
 
 
 if __name__ == "__main__":

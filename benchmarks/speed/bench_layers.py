@@ -2,29 +2,56 @@
 PyTorch's profiler (eager fp32, grouped by aten op) on the same model and batch.
 
     python benchmarks/speed/bench_layers.py                      # pacofr_vit_tiny_p8_112, batch 64
-    python benchmarks/speed/bench_layers.py --model pacofr_vit_small_p16_224 --batch 32 --dtype bf16
+    python benchmarks/speed/bench_layers.py --model pacofr_vit_small_p16_224 --batch 32 --dtype bf16 --save
+    python benchmarks/speed/bench_layers.py --quick --json out.json   # pacofr_test_tiny, batch 8, 1 step
+
+Before anything is profiled, pacofr's loss and gradients on the model are checked against
+PyTorch autograd on the same weights (``pacofr.testing.torch_ref``; fp32, and for --dtype bf16
+also the bf16 loss, loosely). The figures are means over --steps steps after a warm-up step,
+timed around each profiler (not Report.alternate: one variant at a time, under its profiler);
+the header, checks, rows and files go through the Report.
 """
-import argparse
 import time
+
+import numpy as np
 
 import pacofr
 from pacofr import _C
 from pacofr.config import get_config
+from pacofr.testing import bench
+from pacofr.testing.steps import batch, keep, pacofr_step, step_flops, torch_step
 
-from bench_step import batch, keep, step_flops
+BF16_LOSS_RTOL = 3e-2  # bf16 products: the loss within a few per cent of fp32 PyTorch's
+
+
+def check_against_torch(rep, name, dtype, B):
+    """pacofr's loss and gradients against PyTorch autograd on the same weights and batch."""
+    import torch
+    from pacofr.testing.torch_ref import MAE, from_numpy_state
+    cfg = get_config(name)
+    images, ids = batch(cfg, B, keep(cfg), seed=1)
+    model = pacofr.create_model(name, dtype="fp32")
+    ref = MAE(cfg)
+    from_numpy_state(ref, model.state_dict())
+    want = ref(torch.from_numpy(images), torch.from_numpy(ids))
+    want.backward()
+    rep.check(f"{name} fp32 loss", model.forward(images, ids), want.item(), rtol=1e-4)
+    model.backward()
+    grads = model.grads()
+    expect = {k: q.grad.numpy() for k, q in ref.named_parameters() if q.grad is not None}
+    rep.require(f"{name} gradient names", set(grads) == set(expect), f"{len(grads)} of {len(expect)}")
+    for key, g in expect.items():
+        rep.check(f"{name} grad {key}", grads[key], g, rtol=0.0, atol=1e-3 * float(np.abs(g).max()) + 1e-7)
+    if dtype == "bf16":
+        m16 = pacofr.create_model(name, dtype="bf16")
+        m16.load_state_dict(model.state_dict())
+        rep.check(f"{name} bf16 loss", m16.forward(images, ids), want.item(), rtol=BF16_LOSS_RTOL)
 
 
 def pacofr_profile(name, B, dtype, steps):
     cfg = get_config(name)
     images, ids = batch(cfg, B, keep(cfg))
-    model = pacofr.create_model(name, dtype=dtype)
-    opt = pacofr.AdamW(model, lr=1e-4)
-
-    def step():
-        model.zero_grad()
-        model.forward(images, ids)
-        model.backward()
-        opt.step()
+    step = pacofr_step(name, dtype, images, ids)
     step()
     _C.profile_reset()
     _C.profile(True)
@@ -39,7 +66,6 @@ def pacofr_profile(name, B, dtype, steps):
 
 def torch_profile(name, B, steps):
     from torch.profiler import ProfilerActivity, profile
-    from bench_step import torch_step
     cfg = get_config(name)
     images, ids = batch(cfg, B, keep(cfg))
     step = torch_step(name, "eager", images, ids)
@@ -56,39 +82,55 @@ def torch_profile(name, B, steps):
     return total, rows
 
 
+def report_pacofr(rep, args, flops):
+    total, rows = pacofr_profile(args.model, args.batch, args.dtype, args.steps)
+    rep.require("pacofr profiler: layer times within the step", 0 < sum(rows.values()) <= 1.05 * total,
+                f"{sum(rows.values()):.3f} of {total:.3f} s")
+    rep.print(f"\n## pacofr: {total:.3f} s/step, {flops / total / 1e9:.1f} GFLOP/s effective\n")
+    rest = total - sum(rows.values())
+    cells = [[k, f"{s:.3f}", f"{100 * s / total:.1f}%"] for k, s in sorted(rows.items(), key=lambda kv: -kv[1])]
+    cells.append(["(outside the layers: Python, zeroing, buffers)", f"{rest:.3f}", f"{100 * rest / total:.1f}%"])
+    rep.table(["layer kind", "s/step", "% of step"], cells)
+    rep.row(profile="pacofr", kind="(step)", seconds=total, gflops=flops / total / 1e9)
+    for k, s in rows.items():
+        rep.row(profile="pacofr", kind=k, seconds=s, share=s / total)
+    rep.row(profile="pacofr", kind="(outside the layers)", seconds=rest, share=rest / total)
+
+
+def report_torch(rep, args, torch):
+    ttotal, trows = torch_profile(args.model, args.batch, args.steps)
+    rep.print(f"\n## PyTorch {torch.__version__} eager fp32 (under its profiler): {ttotal:.3f} s/step\n")
+    top = sorted(trows.items(), key=lambda kv: -kv[1])
+    rest = sum(s for _, s in top[15:])
+    cells = [[k, f"{s:.3f}", f"{100 * s / ttotal:.1f}%"] for k, s in top[:15]]
+    cells.append(["(other aten ops)", f"{rest:.3f}", f"{100 * rest / ttotal:.1f}%"])
+    rep.table(["aten op (self time)", "s/step", "% of step"], cells)
+    rep.row(profile="torch", kind="(step)", seconds=ttotal)
+    for k, s in top:
+        rep.row(profile="torch", kind=k, seconds=s, share=s / ttotal)
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = bench.parser(__doc__)
     p.add_argument("--model", default="pacofr_vit_tiny_p8_112")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--no-torch", action="store_true", help="profile pacofr only (PyTorch still checks it)")
     args = p.parse_args(argv)
-    pacofr.set_num_threads(args.threads)
-    cfg = get_config(args.model)
-    flops = step_flops(cfg, args.batch, keep(cfg))
-    total, rows = pacofr_profile(args.model, args.batch, args.dtype, args.steps)
-    print(f"# bench_layers: {args.model}, batch {args.batch}, {args.dtype}, {args.threads} threads, "
-          f"mean of {args.steps} steps")
-    print(f"\n## pacofr: {total:.3f} s/step, {flops / total / 1e9:.1f} GFLOP/s effective\n")
-    print("| layer kind | s/step | % of step |\n|---|---|---|")
-    for k, s in sorted(rows.items(), key=lambda kv: -kv[1]):
-        print(f"| {k} | {s:.3f} | {100 * s / total:.1f}% |")
-    rest = total - sum(rows.values())
-    print(f"| (outside the layers: Python, zeroing, buffers) | {rest:.3f} | {100 * rest / total:.1f}% |")
-    if args.no_torch:
-        return
+    if args.quick:
+        args.model, args.batch, args.steps = "pacofr_test_tiny", 8, 1
     import torch
     torch.set_num_threads(args.threads)
-    ttotal, trows = torch_profile(args.model, args.batch, args.steps)
-    print(f"\n## PyTorch {torch.__version__} eager fp32 (under its profiler): {ttotal:.3f} s/step\n")
-    print("| aten op (self time) | s/step | % of step |\n|---|---|---|")
-    top = sorted(trows.items(), key=lambda kv: -kv[1])
-    for k, s in top[:15]:
-        print(f"| {k} | {s:.3f} | {100 * s / ttotal:.1f}% |")
-    rest = sum(s for _, s in top[15:])
-    print(f"| (other aten ops) | {rest:.3f} | {100 * rest / ttotal:.1f}% |")
+    cfg = get_config(args.model)
+    flops = step_flops(cfg, args.batch, keep(cfg))
+    rep = bench.Report("bench_layers", args, dtype=args.dtype,
+                       note=f"{args.model}, batch {args.batch}, {args.dtype}, mean of {args.steps} steps")
+    check_against_torch(rep, args.model, args.dtype, min(4, args.batch))
+    report_pacofr(rep, args, flops)
+    if not args.no_torch:
+        report_torch(rep, args, torch)
+    rep.finish()
 
 
 if __name__ == "__main__":
