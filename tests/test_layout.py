@@ -1,7 +1,7 @@
 """The house rules of docs/style.md that a machine can check: imports run one way (each layer
 imports with every layer above it blocked, and the module graph has no cycle), no file over 600
-lines and no function over 60 in pacofr/, csrc/, tests/ and benchmarks/, and only csrc/python/
-includes Python.h."""
+lines and no function over 60 in pacofr/, csrc/, tests/ and benchmarks/, no line over 120
+characters in their Python and C sources and setup.py, and only csrc/python/ includes Python.h."""
 import ast
 import re
 import subprocess
@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "pacofr"
 CSRC = ROOT / "csrc"
-MAX_FILE, MAX_FUNCTION = 600, 60
+MAX_FILE, MAX_FUNCTION, MAX_WIDTH = 600, 60, 120
 
 # bottom to top: a module may import its own layer and the layers below it, never one above
 LAYERS = [
@@ -232,6 +232,47 @@ def test_no_file_or_function_too_long():
         funcs = _python_functions(path) if path.suffix == ".py" else c_functions(text)
         too_long += [f"{rel}:{line} {name}: {n} lines" for name, line, n in funcs if n > MAX_FUNCTION]
     assert too_long == [], "\n".join(too_long)
+
+
+# the sources the width rule covers; git lists them, so build/ and other ignored outputs stay out
+WIDTH_SOURCES = ["pacofr/**/*.py", "tests/**/*.py", "benchmarks/**/*.py", "csrc/**/*.[ch]", "csrc/**/*.inc",
+                 "benchmarks/**/*.[ch]", "setup.py"]
+
+
+def _width_sources():
+    r = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z", "--"]
+                       + [f":(glob){g}" for g in WIDTH_SOURCES], cwd=ROOT, capture_output=True, text=True)
+    if r.returncode == 0:
+        return sorted({ROOT / name for name in r.stdout.split("\0") if name and (ROOT / name).is_file()})
+    found = {p for g in WIDTH_SOURCES for p in ROOT.glob(g) if p.is_file()}   # no git: glob, build/ left out
+    return sorted(p for p in found if p.relative_to(ROOT).parts[0] != "build")
+
+
+def too_wide(paths, root):
+    """"path:line (N chars)" for each line of ``paths`` longer than MAX_WIDTH characters, paths
+    written relative to ``root``."""
+    out = []
+    for path in paths:
+        for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+            if len(line) > MAX_WIDTH:
+                out.append(f"{Path(path).relative_to(root)}:{i} ({len(line)} chars)")
+    return out
+
+
+def test_no_line_too_wide():
+    paths = _width_sources()
+    assert len(paths) > 100 and ROOT / "setup.py" in paths and ROOT / "csrc" / "gemm" / "gemm_ukernel.inc" in paths
+    wide = too_wide(paths, ROOT)
+    assert wide == [], "\n".join(wide)
+
+
+def test_the_width_check_catches_a_121_character_line(tmp_path):
+    ok, bad = tmp_path / "ok.py", tmp_path / "sub" / "bad.c"
+    bad.parent.mkdir()
+    ok.write_text("x = 1\n" + "#" * 120 + "\n")
+    bad.write_text("int x;\n\n" + "/" * 121 + "\n" + "é" * 120 + "\n")   # width counts characters, not bytes
+    assert too_wide([ok], tmp_path) == []
+    assert too_wide([ok, bad], tmp_path) == [f"{Path('sub', 'bad.c')}:3 (121 chars)"]
 
 
 def test_only_csrc_python_includes_python_h():

@@ -59,7 +59,8 @@ def test_resume_after_kill_is_bit_identical(tmp_path):
     args = ["--model", "pacofr_test_tiny", "--steps", "40", "--batch-size", "8", "--no-progress",
             "--checkpoint-every", "3", "--log-every", "1", "--preview-every", "0", "--threads", "2",
             "--set", "synth_images=64", "--set", "codebook_size=32", "--set", "belief_hidden=16",
-            "--set", "incubation_steps=5", "--dtype", "fp32", "--set", "teacher_dtype=model"]  # auto times: runs may differ
+            "--set", "incubation_steps=5", "--dtype", "fp32",
+            "--set", "teacher_dtype=model"]  # auto times: runs may differ
     base = [sys.executable, "-m", "pacofr.cli", "pretrain"]
     killed = tmp_path / "killed"
     start_and_kill(base + args + ["--out", str(killed)], lambda: ck.checkpoint_dirs(killed))

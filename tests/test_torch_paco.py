@@ -94,8 +94,8 @@ def test_tokens_and_substituted_image(case, hard):
     inS.scatter_(1, subst, True)
     assert torch.equal(P[~inS], Psub[~inS])
     _, mu, sigma = tp.patch_norm(P)
-    got = ((torch.gather(Psub, 1, subst[..., None].expand(-1, -1, cfg.patch_dim)) - torch.gather(mu, 1, subst[..., None]))
-           / torch.gather(sigma, 1, subst[..., None]))
+    got = ((torch.gather(Psub, 1, subst[..., None].expand(-1, -1, cfg.patch_dim))
+            - torch.gather(mu, 1, subst[..., None])) / torch.gather(sigma, 1, subst[..., None]))
     assert torch.allclose(got, t, atol=1e-4)
 
 
@@ -122,7 +122,8 @@ def test_teacher_stays_off_the_module_tree(case):
 def test_region_loss_matches_a_loop(case):
     torch, tp = case["torch"], case["tp"]
     g = torch.Generator().manual_seed(3)
-    ys, yt = torch.randn(3, 9, 8, dtype=torch.float64, generator=g), torch.randn(3, 9, 8, dtype=torch.float64, generator=g)
+    ys = torch.randn(3, 9, 8, dtype=torch.float64, generator=g)
+    yt = torch.randn(3, 9, 8, dtype=torch.float64, generator=g)
     comp = torch.randint(0, 5, (3, 9), generator=g)
     per = []
     for b in range(3):

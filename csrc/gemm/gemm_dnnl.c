@@ -367,7 +367,8 @@ pf_status pf_dnnl_bare_matmul(int64_t M, int64_t N, int64_t K, int trans_b, pf_d
     void *src = pf_malloc((size_t)(M * K * es)), *wei = pf_malloc((size_t)(K * N * es));
     void *dst = pf_malloc((size_t)(M * N * (dst_bf16 ? 2 : 4)));
     double *t = malloc((size_t)reps * sizeof(double));
-    pf_status st = stream && src && wei && dst && t ? entry_build(&e) : pf_fail(PF_ENOMEM, "bare_matmul: out of memory");
+    pf_status st = stream && src && wei && dst && t ? entry_build(&e)
+                                                    : pf_fail(PF_ENOMEM, "bare_matmul: out of memory");
     if (st == PF_OK && !e.prim) st = pf_fail(PF_EUNSUPPORTED, "oneDNN has only its reference matmul here");
     if (st == PF_OK) {
         bare_fill(src, M * K, bf), bare_fill(wei, K * N, bf);
