@@ -25,7 +25,8 @@ from pacofr.data.loader import Loader
 def usage(ids, K):
     counts = np.bincount(ids, minlength=K)
     p = counts[counts > 0] / ids.size
-    return float((counts > 0).mean()), float(np.exp(-(p * np.log(p)).sum())), float(np.sort(counts)[::-1][:10].sum() / ids.size)
+    top10 = float(np.sort(counts)[::-1][:10].sum() / ids.size)
+    return float((counts > 0).mean()), float(np.exp(-(p * np.log(p)).sum())), top10
 
 
 def main(argv=None):
@@ -55,16 +56,21 @@ def main(argv=None):
     unear, ppnear, top10near = usage(nearest, K)
     print(f"run {run}: {rows[-1]['step']} steps, K = {K}, {len(choice)} held-out patches")
     print("\n| measure | value |\n|---|---|")
-    print(f"| belief top-1 usage, 1,000 choices (docs/method.md window) | {100 * u1000:.1f}% (perplexity {pp1000:.0f}) |")
-    print(f"| belief top-1 usage, all {len(choice)} choices | {100 * uall:.1f}% (perplexity {ppall:.0f}; top 10 codes take {100 * top10:.1f}%) |")
-    print(f"| nearest-code usage, all patches | {100 * unear:.1f}% (perplexity {ppnear:.0f}; top 10 codes take {100 * top10near:.1f}%) |")
+    print(f"| belief top-1 usage, 1,000 choices (docs/method.md window) | {100 * u1000:.1f}% (perplexity {pp1000:.0f}) "
+          "|")
+    print(f"| belief top-1 usage, all {len(choice)} choices | {100 * uall:.1f}% (perplexity {ppall:.0f}; top 10 codes "
+          f"take {100 * top10:.1f}%) |")
+    print(f"| nearest-code usage, all patches | {100 * unear:.1f}% (perplexity {ppnear:.0f}; top 10 codes take "
+          f"{100 * top10near:.1f}%) |")
     print(f"| belief top-1 accuracy vs nearest code (held out) | {100 * float((choice == nearest).mean()):.1f}% |")
-    print(f"| mean squared distance to the nearest code (normalised patches, d = {cfg.patch_dim}) | {float(dist.mean() / cfg.patch_dim):.3f} per value |")
+    print(f"| mean squared distance to the nearest code (normalised patches, d = {cfg.patch_dim}) | "
+          f"{float(dist.mean() / cfg.patch_dim):.3f} per value |")
     print("\n| step | loss | rec | belief acc | usage (last 1,000) | perplexity |\n|---|---|---|---|---|---|")
     marks = sorted({min(len(rows) - 1, int(round(f * (len(rows) - 1)))) for f in np.linspace(0, 1, 11)})
     for i in marks:
         r = rows[i]
-        print(f"| {r['step']} | {r['loss']:.3f} | {r['rec']:.3f} | {r['belief_acc']:.3f} | {r['usage']:.3f} | {r['perplexity']:.0f} |")
+        print(f"| {r['step']} | {r['loss']:.3f} | {r['rec']:.3f} | {r['belief_acc']:.3f} | {r['usage']:.3f} | "
+              f"{r['perplexity']:.0f} |")
     if args.png:
         import matplotlib
         matplotlib.use("Agg")
@@ -74,7 +80,9 @@ def main(argv=None):
         ax[0].plot(steps, [r["usage"] for r in rows], label="code usage (last 1,000 choices)")
         ax[0].plot(steps, [r["belief_acc"] for r in rows], label="belief top-1 accuracy")
         ax[0].set_xlabel("step"); ax[0].legend(); ax[0].set_ylim(0, 1)
-        ax[1].plot(steps, [r["perplexity"] for r in rows]); ax[1].set_xlabel("step"); ax[1].set_title("perplexity of the choices")
+        ax[1].plot(steps, [r["perplexity"] for r in rows])
+        ax[1].set_xlabel("step")
+        ax[1].set_title("perplexity of the choices")
         for k in ("rec", "inc", "align", "sc"):
             xs = [r["step"] for r in rows if k in r]
             ax[2].plot(xs, [r[k] for r in rows if k in r], label=k)

@@ -66,10 +66,12 @@ def main(argv=None):
             for labels in args.labels:
                 ft = [labels] if labels in args.finetune_labels else []
                 proto = P.Protocol(split="val", labels=(labels,), finetune_labels=tuple(ft), tasks=tuple(args.tasks),
-                                   probe_steps=steps, parsing_probe_steps=steps, probe_lr=args.probe_lr, finetune_steps=args.finetune_steps, curve_every=args.curve_every,
+                                   probe_steps=steps, parsing_probe_steps=steps, probe_lr=args.probe_lr,
+                                   finetune_steps=args.finetune_steps, curve_every=args.curve_every,
                                    batch_size=args.batch_size, eval_images=args.eval_images)
                 tag = f"{name} {steps} steps" + (f" lr {args.probe_lr:g}" if args.probe_lr else "")
-                want = [f"{tag} | {t}/{m}/{100 * labels:g}%" for t in args.tasks for m in ["linear"] + ["finetune"] * bool(ft)]
+                modes = ["linear"] + ["finetune"] * bool(ft)
+                want = [f"{tag} | {t}/{m}/{100 * labels:g}%" for t in args.tasks for m in modes]
                 if all(w in curves for w in want):
                     continue
                 t0 = time.time()
@@ -81,7 +83,8 @@ def main(argv=None):
                       + ", ".join(f"{k} {100 * c[-1][1]:.2f}%" for k, c in res["curves"].items())
                       + f" ({time.time() - t0:.0f} s)", flush=True)
     lines = ["| encoder, head steps | head | final val % |", "|---|---|---|"]
-    lines += [f"| {k.split(' | ')[0]} | {k.split(' | ')[1]} | {100 * c[-1][1]:.2f} |" for k, c in sorted(curves.items())]
+    lines += [f"| {k.split(' | ')[0]} | {k.split(' | ')[1]} | {100 * c[-1][1]:.2f} |"
+              for k, c in sorted(curves.items())]
     (out / "final.md").write_text("\n".join(lines) + "\n")
     try:
         plot(curves, out / "curves.png")

@@ -121,11 +121,12 @@ def evaluate_encoder(name, model, train, test, args, rows_path, done):
                 log(f"{name} {task} linear labels {labels}: {summary(task, res)} ({time.time() - t0:.0f} s)")
             if want_ft:
                 t0 = time.time()
-                cfg = FitConfig(task=task, head=head, mode="finetune", steps=args.ft_steps, batch_size=args.batch_size_down,
+                cfg = FitConfig(task=task, head=head, mode="finetune", steps=args.ft_steps,
+                                batch_size=args.batch_size_down,
                                 seed=args.seed)
                 res, _ = run(model, train, test, cfg, labels, tokens=tokens, probe=probe)
-                add_row(rows_path, (name, task, "finetune", labels), {**trim(res), "seconds": time.time() - t0,
-                                                                        "steps": args.ft_steps, "lp_steps": args.lp_steps})
+                add_row(rows_path, (name, task, "finetune", labels),
+                        {**trim(res), "seconds": time.time() - t0, "steps": args.ft_steps, "lp_steps": args.lp_steps})
                 log(f"{name} {task} finetune labels {labels}: {summary(task, res)} ({time.time() - t0:.0f} s)")
     key = (name, "identity", "frozen", 1.0)
     if key not in done:
@@ -167,7 +168,8 @@ def ablations(args, train, test, rows_path, done):
                             resume=(run / "checkpoints").is_dir())
         model = pacofr.load_model(run)
         enc = encoder_of(model)
-        tokens = (encode(enc, train["images"][:tasks.label_budget(len(train["images"]), 0.01)]), encode(enc, test["images"]))
+        few = train["images"][:tasks.label_budget(len(train["images"]), 0.01)]
+        tokens = (encode(enc, few), encode(enc, test["images"]))
         cfg_a = FitConfig(task="alignment", head="heatmap", steps=args.lp_steps, batch_size=args.batch_size_down)
         cfg_p = FitConfig(task="parsing", head="linear", steps=args.lp_steps, batch_size=args.batch_size_down)
         ra, _ = tasks.run_alignment(model, train, test, cfg_a, 0.01, tokens=tokens)
@@ -219,7 +221,8 @@ def _task_tables(by, encoders, labels):
                 if a:
                     t.append({"encoder": e, **{f"{s} NME %": 100 * v["nme"] for s, v in a["subsets"].items()}})
             if t:
-                md.append(f"\n### NME per subset ({mode}, {100 * lab:g}% labels)\n\n" + report.markdown_table(t, list(t[0])))
+                md.append(f"\n### NME per subset ({mode}, {100 * lab:g}% "
+                          "labels)\n\n" + report.markdown_table(t, list(t[0])))
     return md
 
 
@@ -235,10 +238,12 @@ def _identity_tables(by, encoders):
                           "± std": 100 * v["verification"]["std"],
                           "TAR@FAR1e-2 %": 100 * v["verification"]["tar_at_far"]["0.01"],
                           "kNN top-1 %": 100 * v["knn_top1"], "id probe top-1 %": 100 * v["linear_probe_top1"],
-                          "consistency %": 100 * q["consistency"], "norm. eff. rank %": 100 * q["normalized_effective_rank"],
+                          "consistency %": 100 * q["consistency"],
+                          "norm. eff. rank %": 100 * q["normalized_effective_rank"],
                           "IQ %": 100 * q["iq"]})
     if t:
-        md.append("\n### Identity and representation quality (frozen encoder)\n\n" + report.markdown_table(t, list(t[0])))
+        md.append("\n### Identity and representation quality (frozen "
+                  "encoder)\n\n" + report.markdown_table(t, list(t[0])))
     t = [{"variant": r["variant"], "pre-train steps": r["pretrain_steps"], "s/step": r["step_seconds"],
           "NME % @1% (linear)": 100 * r["nme"], "parsing F1 % @1% (linear)": 100 * r["mean_f1"], "IQ %": 100 * r["iq"]}
          for k, r in by.items() if k[0].startswith("ablation")]
@@ -282,7 +287,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="benchmarks/results/experiments/synthface_v1")
     p.add_argument("--runs", default="runs/synthface_v1", help="where pre-training runs go")
-    p.add_argument("--run", action="append", default=[], metavar="NAME=FOLDER", help="reuse a pre-training run (pacofr, mae)")
+    p.add_argument("--run", action="append", default=[], metavar="NAME=FOLDER",
+                   help="reuse a pre-training run (pacofr, mae)")
     p.add_argument("--pretrain-steps", type=int, default=5000)
     p.add_argument("--mae-step-ratio", type=float, default=0.0, help="PaCo-FR / MAE step time; 0: measure")
     p.add_argument("--batch-size", type=int, default=32)
@@ -293,7 +299,8 @@ def main(argv=None):
     p.add_argument("--labels", type=float, nargs="+", default=[0.01, 0.1, 1.0])
     p.add_argument("--lp-steps", type=int, default=200, help="linear-probe steps")
     p.add_argument("--ft-steps", type=int, default=100, help="fine-tuning steps (after the linear probe: LP-FT)")
-    p.add_argument("--ft-labels", type=float, nargs="+", default=[0.01], help="label fractions that are also fine-tuned")
+    p.add_argument("--ft-labels", type=float, nargs="+", default=[0.01],
+                   help="label fractions that are also fine-tuned")
     p.add_argument("--batch-size-down", type=int, default=32, help="downstream batch size")
     p.add_argument("--encoders", nargs="+", default=["scratch", "pacofr", "mae"])
     p.add_argument("--ablations", action="store_true")
@@ -312,7 +319,8 @@ def main(argv=None):
         name, _, folder = item.partition("=")
         runs[name] = folder
     meta = {"train_images": args.train_images, "test_images": args.test_images, "lp_steps": args.lp_steps,
-            "ft_steps": args.ft_steps, "ft_labels": args.ft_labels, "cpu": pacofr.build_info()["isa"], "threads": pacofr.get_num_threads()}
+            "ft_steps": args.ft_steps, "ft_labels": args.ft_labels, "cpu": pacofr.build_info()["isa"],
+            "threads": pacofr.get_num_threads()}
     if not args.tables_only:
         if {"pacofr", "mae"} & set(args.encoders):
             meta.update(pretrain_main(args, runs))

@@ -103,12 +103,14 @@ def main(argv=None):
     for r in result["speed"]:
         s = r.pop("summary")
         rep.require(f"{r['workers']} worker(s): every photo a face or a named skip",
-                    s["faces"] + s["skipped"] >= r["photos"] == s["photos"], f"{s['faces']} faces, {s['skipped']} skipped")
+                    s["faces"] + s["skipped"] >= r["photos"] == s["photos"],
+                    f"{s['faces']} faces, {s['skipped']} skipped")
     rep.print("\n| workers | photos | faces | s | photos/s | faces/s |\n|---|---|---|---|---|---|")
     for r in result["speed"]:
         rep.print(f"| {r['workers']} | {r['photos']} | {r['faces']} | {r['seconds']} | {r['photos_per_s']} | "
                   f"{r['faces_per_s']} |")
-    rep.print("\n| photo | size | found (score) | detect ms | 5-point error / IOD | gap, detected | gap, true 5 points |")
+    rep.print("\n| photo | size | found (score) | detect ms | 5-point error / IOD | gap, detected | gap, true 5 points "
+              "|")
     rep.print("|---|---|---|---|---|---|---|")
     for r in result["alignment"]:
         rep.print(f"| {r['photo']} | {r['size']} | {'yes' if r['found'] else 'NO'} ({r['score']}) | {r['detect_ms']} | "
