@@ -5,7 +5,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import runtime
+from . import masking, runtime
 from ._io import atomic_write_bytes
 from .data import SynthFace
 from .data.datasets import LandmarkFaces
@@ -237,7 +237,7 @@ def _add_pretrain(sub):
     pt.add_argument("--batch-size", dest="batch_size", type=int)
     pt.add_argument("--accum-steps", dest="accum_steps", type=int, help="micro-batches per optimizer step")
     pt.add_argument("--lr", type=float, help="peak learning rate (default 4e-3 * batch / 256: 5e-4 at batch 32)")
-    pt.add_argument("--masking", choices=["random", "block", "structured", "facial"])
+    pt.add_argument("--masking", choices=masking.KINDS)
     pt.add_argument("--seed", type=int)
     pt.add_argument("--data", help="'synthface' (default), a folder of face images (with iBUG .pts beside them: "
                     "aligned, landmark region maps), a COCO keypoint .json or an HRNet .csv")

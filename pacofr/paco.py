@@ -104,7 +104,8 @@ class PacoFR:
                              f"with {src} (SynthFace has both)")
         if src == "landmarks":
             if landmarks.shape[1] != 68:
-                raise ValueError(f"region_source='landmarks' needs 68-point landmarks, the data has {landmarks.shape[1]}")
+                raise ValueError("region_source='landmarks' needs 68-point landmarks, the data has "
+                                 f"{landmarks.shape[1]}")
             return regions.region_map_from_landmarks(landmarks, self.model.config.img_size, self.G)
         if src == "parsing":
             return regions.region_map_from_parsing(parsing, self.G)
@@ -119,7 +120,7 @@ class PacoFR:
         maps = self.region_maps(B, landmarks, parsing)
         mask, ids_keep, ids_restore = masking.make_masks(
             cfg.masking, B, self.G, cfg.mask_ratio, cfg.seed, key_step,
-            regions=maps if cfg.masking in ("structured", "facial") else None, indices=indices,
+            regions=maps if masking.needs_regions(cfg.masking) else None, indices=indices,
             region_ratio=cfg.mask_region_ratio)
         pos = None
         if self.n_subst:

@@ -1,5 +1,6 @@
 """PaCo-FR masking (docs/method.md section 1): the random / block / structured / facial masks, the C
-core against its NumPy twin (pacofr/ref/masking.py), and every bad-argument path. The region
+core against its NumPy twin (pacofr/ref/masking.py), the kind registry (pacofr/masking.py) against
+the C kind table and the twin, and every bad-argument path. The region
 maps they follow: test_regions.py; substitution positions: test_subst_positions.py."""
 import numpy as np
 import pytest
@@ -237,7 +238,7 @@ def test_facial_masks_take_whole_facial_components_then_random_patches(synth):
     with pytest.raises(ValueError, match=r"region_ratio must be in \[0, 1\]"):
         M.make_masks("facial", 2, G, ratio, 0, 0, region_ratio=1.5)
     with pytest.raises(ValueError, match="n_region"):
-        _C.mask_facial(np.arange(2), G, n_mask, 0, 0, R.region_map(G), n_mask + 1)
+        _C.mask_sample("facial", np.arange(2), G, n_mask, 0, 0, R.region_map(G), n_mask + 1)
 
 
 def test_structured_top_up_follows_the_rule():
@@ -369,7 +370,8 @@ def test_twin_and_invariants_property(kind, G, ratio, seed, step, B, data):
     (dict(batch_size=2.0), TypeError, "batch_size must be an integer"),
     (dict(seed=1.5), TypeError, "seed must be an integer"),
     (dict(step=None), TypeError, "step must be an integer"),
-    (dict(regions=np.zeros(197, np.int64)), ValueError, r"regions must have shape \(196,\) .* or \(2, 196\) .*got \(197,\)"),
+    (dict(regions=np.zeros(197, np.int64)), ValueError,
+     r"regions must have shape \(196,\) .* or \(2, 196\) .*got \(197,\)"),
     (dict(regions=np.zeros((3, 196), np.int64)), ValueError, r"got \(3, 196\)"),
     (dict(regions=np.zeros((2, 196, 1), np.int64)), ValueError, r"got \(2, 196, 1\)"),
     (dict(regions=np.full(196, 13)), ValueError, r"component ids in \[0, 13\), got 13"),
@@ -390,29 +392,87 @@ def test_c_bindings_check_their_arguments():
     idx = np.arange(2, dtype=np.int64)
     reg = np.zeros(16, np.int64)
     with pytest.raises(TypeError, match="indices must have dtype int64, got int32"):
-        _C.mask_random(idx.astype(np.int32), 4, 3, 0, 0)
+        _C.mask_sample("random", idx.astype(np.int32), 4, 3, 0, 0)
     with pytest.raises(TypeError, match="indices must be a numpy.ndarray of int64, got list"):
-        _C.mask_block([0, 1], 4, 3, 0, 0)
+        _C.mask_sample("block", [0, 1], 4, 3, 0, 0)
     with pytest.raises(ValueError, match=r"indices must be 1-D, got 2-D"):
-        _C.mask_random(idx.reshape(1, 2), 4, 3, 0, 0)
+        _C.mask_sample("random", idx.reshape(1, 2), 4, 3, 0, 0)
     with pytest.raises(ValueError, match="indices must be C-contiguous"):
-        _C.mask_random(np.arange(4, dtype=np.int64)[::2], 4, 3, 0, 0)
+        _C.mask_sample("random", np.arange(4, dtype=np.int64)[::2], 4, 3, 0, 0)
     with pytest.raises(ValueError, match=r"grid must be in \[1, 4096\], got 0"):
-        _C.mask_block(idx, 0, 0, 0, 0)
+        _C.mask_sample("block", idx, 0, 0, 0, 0)
     with pytest.raises(ValueError, match=r"n_mask must be in \[0, N = 16\], got 17"):
-        _C.mask_random(idx, 4, 17, 0, 0)
+        _C.mask_sample("random", idx, 4, 17, 0, 0)
     with pytest.raises(ValueError, match=r"n_mask must be in \[0, N = 16\], got -1"):
-        _C.mask_structured(idx, 4, -1, 0, 0, reg)
+        _C.mask_sample("structured", idx, 4, -1, 0, 0, reg)
     with pytest.raises(ValueError, match=r"regions must have shape \(16,\) or \(2, 16\), got \(15,\)"):
-        _C.mask_structured(idx, 4, 3, 0, 0, reg[:15])
+        _C.mask_sample("structured", idx, 4, 3, 0, 0, reg[:15])
     with pytest.raises(TypeError, match="regions must have dtype int64"):
-        _C.mask_structured(idx, 4, 3, 0, 0, reg.astype(np.uint8))
+        _C.mask_sample("structured", idx, 4, 3, 0, 0, reg.astype(np.uint8))
     bad = reg.copy()
     bad[7] = 13
     with pytest.raises(ValueError, match=r"regions \(flat index 7\) holds 13, outside the component ids \[0, 13\)"):
-        _C.mask_structured(idx, 4, 3, 0, 0, bad)
-    with pytest.raises(TypeError):
-        _C.mask_structured(idx, 4, 3, 0, 0)   # regions missing
+        _C.mask_sample("structured", idx, 4, 3, 0, 0, bad)
+    with pytest.raises(ValueError, match=r"mask_sample\(structured\): this kind needs a region map, got none"):
+        _C.mask_sample("structured", idx, 4, 3, 0, 0)   # regions missing
+
+
+# ---------------------------------------------------------------- the kind registry
+
+def test_registry_c_kinds_and_twin_kinds_agree():
+    """pacofr/masking.py's registry is the one list in Python; the C kind table (its enum order)
+    and the twin's rows name exactly the same kinds, in the same order."""
+    assert M.KINDS == tuple(k.name for k in M.REGISTRY) == _C.mask_kinds() == ref.KINDS == tuple(ref.ROWS)
+    assert set(ref.SALTS) == set(M.KINDS) | {"subst"}
+    assert M.NEEDS_REGIONS == {k.name for k in M.REGISTRY if k.needs_regions} == {"structured", "facial"}
+    assert [M.needs_regions(k) for k in M.KINDS] == [k in M.NEEDS_REGIONS for k in M.KINDS]
+    from pacofr.cli import build_parser
+    from pacofr.train.config import MASKINGS
+    assert MASKINGS is M.KINDS
+    pre = build_parser()._subparsers._group_actions[0].choices["pretrain"]
+    assert tuple(next(a for a in pre._actions if a.dest == "masking").choices) == M.KINDS
+
+
+@pytest.mark.parametrize("kind", M.KINDS)
+def test_c_needs_regions_as_the_registry_says_and_takes_ids(kind):
+    """The C kind table's "reads a region map" agrees with the registry's: without regions the
+    kinds of NEEDS_REGIONS are a ValueError at _C.mask_sample, the others draw (and ignore any
+    regions given). A kind's id (its place in mask_kinds()) draws what its name draws."""
+    idx, reg = np.arange(3, dtype=np.int64), R.region_map(4)
+    if M.needs_regions(kind):
+        with pytest.raises(ValueError, match=rf"mask_sample\({kind}\): this kind needs a region map, got none"):
+            _C.mask_sample(kind, idx, 4, 5, 1, 2)
+    else:
+        for x, y in zip(_C.mask_sample(kind, idx, 4, 5, 1, 2), _C.mask_sample(kind, idx, 4, 5, 1, 2, reg)):
+            np.testing.assert_array_equal(x, y)
+    by_name = _C.mask_sample(kind, idx, 4, 5, 1, 2, reg, 2)
+    by_id = _C.mask_sample(_C.mask_kinds().index(kind), idx, 4, 5, 1, 2, reg, 2)
+    for x, y in zip(by_name, by_id):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(by_name[0], ref.make_masks(kind, 3, 4, 5 / 16, 1, 2, regions=reg,
+                                                             region_ratio=0.4)[0])
+    with pytest.raises(ValueError, match=r"n_region must be in \[0, n_mask = 5\], got 6"):
+        _C.mask_sample(kind, idx, 4, 5, 1, 2, reg, 6)
+
+
+@pytest.mark.parametrize("kind", ["grid", "Random", "", 3, None, b"random"])
+def test_unknown_kind_is_a_value_error_at_make_masks(kind):
+    with pytest.raises(ValueError, match="kind must be one of 'random', 'block', 'structured', 'facial', got"):
+        M.make_masks(kind, 2, 4, 0.5, 0, 0)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        M.needs_regions(kind)
+
+
+def test_unknown_kind_is_a_value_error_at_the_c_entry_point():
+    idx = np.arange(2, dtype=np.int64)
+    with pytest.raises(ValueError, match="kind must be one of 'random', 'block', 'structured', 'facial', got 'grid'"):
+        _C.mask_sample("grid", idx, 4, 3, 0, 0)
+    for bad in (len(_C.mask_kinds()), -1, 2 ** 31, -2 ** 70):   # ids: pf_mask_sample's own check
+        with pytest.raises(ValueError, match=rf"mask_sample: unknown masking kind -?\d+ \(kinds are 0\.\.3\)"):
+            _C.mask_sample(bad, idx, 4, 3, 0, 0)
+    for bad in (None, 1.0, True, b"random"):
+        with pytest.raises(TypeError, match="kind must be a kind name"):
+            _C.mask_sample(bad, idx, 4, 3, 0, 0)
 
 
 def test_inputs_untouched_and_memory_flat():

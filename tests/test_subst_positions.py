@@ -36,7 +36,7 @@ def test_subst_positions_pure_function_of_seed_step_index():
     for other in (_subst(5, 10, idx, 147, 20), _subst(6, 9, idx, 147, 20)):
         assert all(not np.array_equal(x, y) for x, y in zip(a, other))
     # its own stream: not the removed patches of the random mask of the same (seed, step, index)
-    mask = _C.mask_random(idx, 14, 147, 5, 9)[0]
+    mask = _C.mask_sample("random", idx, 14, 147, 5, 9)[0]
     removed = np.stack([np.flatnonzero(row) for row in mask])
     assert not np.array_equal(_subst(5, 9, idx, 196, 147), removed)
 

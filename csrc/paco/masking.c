@@ -1,4 +1,6 @@
-/* masking.c: PaCo-FR patch masks (docs/method.md section 1), one function per kind over a batch.
+/* masking.c: PaCo-FR patch masks (docs/method.md section 1): one row function per kind, a kind
+ * table (name, salt, whether it reads a region map, row function) and one batch driver behind
+ * pf_mask_sample. A new kind is a pf_mask_kind entry (masking.h), a row function and a table row.
  *
  * Randomness is counter-based: image b draws from a splitmix64 stream keyed by a hash of
  * (kind, seed, step, indices[b]), so a row never depends on its batch neighbours or on the
@@ -16,7 +18,7 @@
 #include "paco/masking.h"
 
 #define GOLDEN 0x9E3779B97F4A7C15ull
-/* kind salts, so that the three kinds draw different streams from one (seed, step, index) */
+/* kind salts, so that the kinds draw different streams from one (seed, step, index) */
 #define SALT_RANDOM 0x52414E444F4D4D4Bull
 #define SALT_BLOCK 0x424C4F434B4D534Bull
 #define SALT_STRUCTURED 0x5354525543544D4Bull
@@ -69,7 +71,8 @@ static void row_ids(const uint8_t *mask, int64_t N, int64_t n_mask, int64_t *ids
 /* Masked 4-neighbours of patch i = (y, x) on the G x G grid. */
 static inline int masked_neighbours(const uint8_t *mask, int64_t G, int64_t y, int64_t x) {
     const int64_t i = y * G + x;
-    return (y > 0 && mask[i - G]) + (y + 1 < G && mask[i + G]) + (x > 0 && mask[i - 1]) + (x + 1 < G && mask[i + 1]);
+    return (y > 0 && mask[i - G]) + (y + 1 < G && mask[i + G]) + (x > 0 && mask[i - 1]) +
+           (x + 1 < G && mask[i + 1]);
 }
 
 /* mask (G, G) holding `count` ones -> exactly n_mask ones, one patch at a time: among the
@@ -175,100 +178,123 @@ static void facial_row(uint8_t *mask, const int64_t *regions, int64_t N, int64_t
     }
 }
 
-/* ---------------------------------------------------------------- batch drivers */
+/* ---------------------------------------------------------------- the kinds */
 
-enum { KIND_RANDOM, KIND_BLOCK, KIND_STRUCTURED, KIND_FACIAL };
+/* One row's inputs: the G x G grid (N = G * G), the budgets and the row's region map (N), or NULL
+ * for a kind that reads none. */
+typedef struct {
+    int64_t G, N, n_mask, n_region;
+    const int64_t *regions;
+} row_args;
 
-/* B >= 0, grid G in [1, PF_MASK_MAX_GRID], n_mask in [0, G*G]. */
-static pf_status check_sizes(const char *who, int64_t B, int64_t G, int64_t n_mask) {
-    if (B < 0) return pf_fail(PF_EINVAL, "%s: batch size must be >= 0, got %lld", who, (long long)B);
-    if (G < 1 || G > PF_MASK_MAX_GRID)
-        return pf_fail(PF_EINVAL, "%s: grid must be in [1, %d], got %lld", who, PF_MASK_MAX_GRID, (long long)G);
-    if (n_mask < 0 || n_mask > G * G)
-        return pf_fail(PF_EINVAL, "%s: n_mask must be in [0, N = %lld], got %lld", who, (long long)(G * G),
-                       (long long)n_mask);
+/* mask (N) zeroed -> exactly n_mask ones, drawn from s; tmp: scratch of N int64. */
+typedef void (*row_fn)(uint8_t *mask, const row_args *a, stream *s, int64_t *tmp);
+
+/* MAE: a uniform random subset. */
+static void random_mask(uint8_t *mask, const row_args *a, stream *s, int64_t *tmp) {
+    random_row(mask, a->N, a->n_mask, s, tmp);
+}
+
+/* BEiT's rectangles, then the top-up. */
+static void block_mask(uint8_t *mask, const row_args *a, stream *s, int64_t *tmp) {
+    top_up(mask, a->G, block_rects(mask, a->G, a->n_mask, s), a->n_mask, s, tmp);
+}
+
+/* Whole components of the region map, then the top-up. */
+static void structured_mask(uint8_t *mask, const row_args *a, stream *s, int64_t *tmp) {
+    const int64_t count = structured_components(mask, a->regions, a->N, a->n_mask, s, -1);
+    top_up(mask, a->G, count, a->n_mask, s, tmp);
+}
+
+/* Whole facial components up to n_region patches, then random ones. */
+static void facial_mask(uint8_t *mask, const row_args *a, stream *s, int64_t *tmp) {
+    facial_row(mask, a->regions, a->N, a->n_region, a->n_mask, s, tmp);
+}
+
+/* The kind table, indexed by pf_mask_kind: its names are pacofr.masking.KINDS in order. */
+static const struct {
+    const char *name;
+    uint64_t salt;
+    int needs_regions;
+    row_fn row;
+} KINDS[PF_MASK_NUM_KINDS] = {
+    [PF_MASK_RANDOM] = {"random", SALT_RANDOM, 0, random_mask},
+    [PF_MASK_BLOCK] = {"block", SALT_BLOCK, 0, block_mask},
+    [PF_MASK_STRUCTURED] = {"structured", SALT_STRUCTURED, 1, structured_mask},
+    [PF_MASK_FACIAL] = {"facial", SALT_FACIAL, 1, facial_mask},
+};
+
+/* 1 when kind is the id of a filled row of KINDS. */
+static int known_kind(int kind) { return kind >= 0 && kind < PF_MASK_NUM_KINDS && KINDS[kind].row; }
+
+/* kind -> its name, or NULL (masking.h). */
+const char *pf_get_mask_kind_name(int kind) { return known_kind(kind) ? KINDS[kind].name : NULL; }
+
+/* name -> its kind, or -1 (masking.h). */
+int pf_get_mask_kind(const char *name) {
+    for (int k = 0; name && k < PF_MASK_NUM_KINDS; k++)
+        if (known_kind(k) && strcmp(KINDS[k].name, name) == 0) return k;
+    return -1;
+}
+
+/* ---------------------------------------------------------------- the batch driver */
+
+/* regions (n): every id a component id, or PF_EINVAL naming the first that is not. */
+static pf_status check_regions(const int64_t *regions, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (regions[i] < 0 || regions[i] >= PF_NUM_COMPONENTS)
+            return pf_fail(PF_EINVAL, "mask_sample: regions (flat index %lld) holds %lld, outside the component "
+                           "ids [0, %d)", (long long)i, (long long)regions[i], PF_NUM_COMPONENTS);
     return PF_OK;
 }
 
-/* Rows b in [0, B) of one kind; regions (N,) or (B, N) for KIND_STRUCTURED and KIND_FACIAL
- * (else NULL); n_region: KIND_FACIAL's budget of whole components. */
-static pf_status mask_batch(int kind, uint8_t *mask, int64_t *ids_keep, int64_t *ids_restore, int64_t B,
-                            int64_t G, int64_t n_mask, int64_t n_region, uint64_t seed, uint64_t step,
-                            const int64_t *indices, const int64_t *regions, int regions_per_image) {
-    static const uint64_t salts[] = {SALT_RANDOM, SALT_BLOCK, SALT_STRUCTURED, SALT_FACIAL};
-    const int64_t N = G * G, n_keep = N - n_mask;
+/* The kind and the request (masking.h), or PF_EINVAL naming what is out of range. */
+static pf_status check_request(int kind, const pf_mask_request *r) {
+    if (!known_kind(kind))
+        return pf_fail(PF_EINVAL, "mask_sample: unknown masking kind %d (kinds are 0..%d)", kind,
+                       PF_MASK_NUM_KINDS - 1);
+    const char *who = KINDS[kind].name;
+    if (r->B < 0) return pf_fail(PF_EINVAL, "mask_sample(%s): batch size must be >= 0, got %lld", who, (long long)r->B);
+    if (r->G < 1 || r->G > PF_MASK_MAX_GRID)
+        return pf_fail(PF_EINVAL, "mask_sample(%s): grid must be in [1, %d], got %lld", who, PF_MASK_MAX_GRID,
+                       (long long)r->G);
+    const int64_t N = r->G * r->G;
+    if (r->n_mask < 0 || r->n_mask > N)
+        return pf_fail(PF_EINVAL, "mask_sample(%s): n_mask must be in [0, N = %lld], got %lld", who, (long long)N,
+                       (long long)r->n_mask);
+    if (r->n_region < 0 || r->n_region > r->n_mask)
+        return pf_fail(PF_EINVAL, "mask_sample(%s): n_region must be in [0, n_mask = %lld], got %lld", who,
+                       (long long)r->n_mask, (long long)r->n_region);
+    if (!KINDS[kind].needs_regions) return PF_OK;
+    if (!r->regions) return pf_fail(PF_EINVAL, "mask_sample(%s): this kind needs a region map, got none", who);
+    return check_regions(r->regions, (r->regions_per_image ? r->B : 1) * N);
+}
+
+/* mask (B, N), ids_keep (B, N - n_mask), ids_restore (B, N) <- rows b in [0, B) of one kind (masking.h). */
+pf_status pf_mask_sample(int kind, const pf_mask_request *req, uint8_t *mask, int64_t *ids_keep,
+                         int64_t *ids_restore) {
+    TRY(check_request(kind, req));
+    const int64_t B = req->B, N = req->G * req->G, n_keep = N - req->n_mask;
+    const int reads_regions = KINDS[kind].needs_regions;
     const int nt = pf_get_num_threads();
     int64_t *scratch = pf_malloc((size_t)nt * (size_t)N * sizeof(int64_t));
     if (!scratch) return pf_fail(PF_ENOMEM, "masking: out of memory for %d x %lld scratch indices", nt, (long long)N);
 #pragma omp parallel num_threads(nt) if (B > 1 && B * N >= 4096)
     {
         int64_t *tmp = scratch + (size_t)pf_thread_num() * (size_t)N;
+        row_args a = {req->G, N, req->n_mask, req->n_region, NULL};
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < B; b++) {
             uint8_t *m = mask + b * N;
-            stream s = stream_for(salts[kind], seed, step, indices[b]);
-            const int64_t *reg = regions ? regions + (regions_per_image ? b * N : 0) : NULL;
+            stream s = stream_for(KINDS[kind].salt, req->seed, req->step, req->indices[b]);
+            a.regions = reads_regions ? req->regions + (req->regions_per_image ? b * N : 0) : NULL;
             memset(m, 0, (size_t)N);
-            if (kind == KIND_RANDOM) {
-                random_row(m, N, n_mask, &s, tmp);
-            } else if (kind == KIND_FACIAL) {
-                facial_row(m, reg, N, n_region, n_mask, &s, tmp);
-            } else {
-                const int64_t count = kind == KIND_BLOCK ? block_rects(m, G, n_mask, &s)
-                                                         : structured_components(m, reg, N, n_mask, &s, -1);
-                top_up(m, G, count, n_mask, &s, tmp);
-            }
-            row_ids(m, N, n_mask, ids_keep + b * n_keep, ids_restore + b * N);
+            KINDS[kind].row(m, &a, &s, tmp);
+            row_ids(m, N, req->n_mask, ids_keep + b * n_keep, ids_restore + b * N);
         }
     }
     free(scratch);
     return PF_OK;
-}
-
-/* mask (B, N), ids_keep (B, N - n_mask), ids_restore (B, N): MAE's random masks (masking.h). */
-pf_status pf_mask_random(uint8_t *mask, int64_t *ids_keep, int64_t *ids_restore, int64_t B, int64_t G,
-                         int64_t n_mask, uint64_t seed, uint64_t step, const int64_t *indices) {
-    TRY(check_sizes("mask_random", B, G, n_mask));
-    return mask_batch(KIND_RANDOM, mask, ids_keep, ids_restore, B, G, n_mask, 0, seed, step, indices, NULL, 0);
-}
-
-/* The same outputs: BEiT's rectangles, then the top-up. */
-pf_status pf_mask_block(uint8_t *mask, int64_t *ids_keep, int64_t *ids_restore, int64_t B, int64_t G,
-                        int64_t n_mask, uint64_t seed, uint64_t step, const int64_t *indices) {
-    TRY(check_sizes("mask_block", B, G, n_mask));
-    return mask_batch(KIND_BLOCK, mask, ids_keep, ids_restore, B, G, n_mask, 0, seed, step, indices, NULL, 0);
-}
-
-/* regions (N) or (B, N): every id a component id, or PF_EINVAL naming the first that is not. */
-static pf_status check_regions(const char *who, const int64_t *regions, int64_t n) {
-    for (int64_t i = 0; i < n; i++)
-        if (regions[i] < 0 || regions[i] >= PF_NUM_COMPONENTS)
-            return pf_fail(PF_EINVAL, "%s: regions (flat index %lld) holds %lld, outside the component ids "
-                           "[0, %d)", who, (long long)i, (long long)regions[i], PF_NUM_COMPONENTS);
-    return PF_OK;
-}
-
-/* The same outputs: whole components of regions (N) or (B, N), then the top-up. */
-pf_status pf_mask_structured(uint8_t *mask, int64_t *ids_keep, int64_t *ids_restore, int64_t B, int64_t G,
-                             int64_t n_mask, uint64_t seed, uint64_t step, const int64_t *indices,
-                             const int64_t *regions, int regions_per_image) {
-    TRY(check_sizes("mask_structured", B, G, n_mask));
-    TRY(check_regions("mask_structured", regions, (regions_per_image ? B : 1) * G * G));
-    return mask_batch(KIND_STRUCTURED, mask, ids_keep, ids_restore, B, G, n_mask, 0, seed, step, indices, regions,
-                      regions_per_image);
-}
-
-/* The same outputs: whole facial components up to n_region patches, then random ones. */
-pf_status pf_mask_facial(uint8_t *mask, int64_t *ids_keep, int64_t *ids_restore, int64_t B, int64_t G,
-                         int64_t n_mask, int64_t n_region, uint64_t seed, uint64_t step, const int64_t *indices,
-                         const int64_t *regions, int regions_per_image) {
-    TRY(check_sizes("mask_facial", B, G, n_mask));
-    if (n_region < 0 || n_region > n_mask)
-        return pf_fail(PF_EINVAL, "mask_facial: n_region must be in [0, n_mask = %lld], got %lld", (long long)n_mask,
-                       (long long)n_region);
-    TRY(check_regions("mask_facial", regions, (regions_per_image ? B : 1) * G * G));
-    return mask_batch(KIND_FACIAL, mask, ids_keep, ids_restore, B, G, n_mask, n_region, seed, step, indices, regions,
-                      regions_per_image);
 }
 
 /* ---------------------------------------------------------------- substitution positions */

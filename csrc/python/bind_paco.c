@@ -1,5 +1,6 @@
 /* bind_paco.c: csrc/paco for Python: masks, patch statistics and substitution, the codebook,
  * the spatial consistency loss and the EMA teacher update. */
+#include <limits.h>
 #include <math.h>
 #include "python/args.h"
 #include "paco/codebook.h"
@@ -9,14 +10,13 @@
 
 /* ---------------------------------------------------------------- masking (docs/method.md section 1) */
 
-enum { MASK_RANDOM, MASK_BLOCK, MASK_STRUCTURED, MASK_FACIAL };
-
-/* regions of mask_structured: int64 (N,) shared by the batch, or (B, N); NULL with an exception. */
+/* regions of mask_sample: int64 (N,) shared by the batch, or (B, N); NULL with an exception. */
 static PyArrayObject *mask_regions(PyObject *obj, npy_intp B, npy_intp N) {
     PyArrayObject *reg = I64(obj, "regions", -1, NULL);
     if (!reg) return NULL;
     const int nd = PyArray_NDIM(reg);
-    if (!((nd == 1 && PyArray_DIM(reg, 0) == N) || (nd == 2 && PyArray_DIM(reg, 0) == B && PyArray_DIM(reg, 1) == N))) {
+    if (!((nd == 1 && PyArray_DIM(reg, 0) == N) ||
+          (nd == 2 && PyArray_DIM(reg, 0) == B && PyArray_DIM(reg, 1) == N))) {
         PyErr_Format(PyExc_ValueError, "regions must have shape (%lld,) or (%lld, %lld), got %s", (long long)N,
                      (long long)B, (long long)N, shape_str(reg));
         return NULL;
@@ -24,16 +24,45 @@ static PyArrayObject *mask_regions(PyObject *obj, npy_intp B, npy_intp N) {
     return reg;
 }
 
-/* mask_<kind>(indices (B,) int64, grid, n_mask, seed, step[, regions (N,) | (B, N) int64[, n_region]])
+/* A kind argument: a name of the kind table (ValueError naming the kinds when it is none) or an
+ * int id, passed on as is for pf_mask_sample to check (-1 when it does not fit an int).
+ * Returns 0 with *kind set, or -1 with an exception. */
+static int mask_kind_arg(PyObject *obj, int *kind) {
+    if (PyUnicode_Check(obj)) {
+        const char *name = PyUnicode_AsUTF8(obj);
+        if (!name) return -1;
+        if ((*kind = pf_get_mask_kind(name)) >= 0) return 0;
+        char known[256] = "";
+        for (int k = 0, n = 0; k < PF_MASK_NUM_KINDS && n < (int)sizeof known; k++) {
+            const char *s = pf_get_mask_kind_name(k);
+            n += snprintf(known + n, sizeof known - (size_t)n, "%s'%s'", k ? ", " : "", s ? s : "?");
+        }
+        PyErr_Format(PyExc_ValueError, "kind must be one of %s, got %R", known, obj);
+        return -1;
+    }
+    if (!PyLong_Check(obj) || PyBool_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "kind must be a kind name (str) or id (int), got %s", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    int overflow = 0;
+    const long long id = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (id == -1 && PyErr_Occurred()) return -1;
+    *kind = overflow || id < INT_MIN || id > INT_MAX ? -1 : (int)id;
+    return 0;
+}
+
+/* mask_sample(kind, indices (B,) int64, grid, n_mask, seed, step[, regions (N,) | (B, N) int64 | None[, n_region]])
  *   -> (mask (B, N) uint8, ids_keep (B, N - n_mask) int64, ids_restore (B, N) int64).
- * seed and step are taken modulo 2^64; regions for structured and facial, n_region for facial. */
-static PyObject *mask_kind(PyObject *args, int kind) {
-    static const char *fmts[] = {"OLLKK:mask_random", "OLLKK:mask_block", "OLLKKO:mask_structured",
-                                 "OLLKKOL:mask_facial"};
-    PyObject *i_obj, *r_obj = NULL;
+ * seed and step are taken modulo 2^64; whether the kind needs regions, pf_mask_sample decides. */
+static PyObject *py_mask_sample(PyObject *self, PyObject *args) {
+    PyObject *k_obj, *i_obj, *r_obj = Py_None;
     long long grid, n_mask, n_region = 0;
     unsigned long long seed, step;
-    if (!PyArg_ParseTuple(args, fmts[kind], &i_obj, &grid, &n_mask, &seed, &step, &r_obj, &n_region)) return NULL;
+    int kind;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOLLKK|OL:mask_sample", &k_obj, &i_obj, &grid, &n_mask, &seed, &step, &r_obj,
+                          &n_region) || mask_kind_arg(k_obj, &kind) < 0)
+        return NULL;
     PyArrayObject *idx = I64(i_obj, "indices", 1, NULL);
     if (!idx) return NULL;
     if (grid < 1 || grid > PF_MASK_MAX_GRID)
@@ -42,7 +71,7 @@ static PyObject *mask_kind(PyObject *args, int kind) {
     if (n_mask < 0 || n_mask > N)
         return PyErr_Format(PyExc_ValueError, "n_mask must be in [0, N = %lld], got %lld", (long long)N, n_mask);
     PyArrayObject *reg = NULL;
-    if ((kind == MASK_STRUCTURED || kind == MASK_FACIAL) && !(reg = mask_regions(r_obj, B, N))) return NULL;
+    if (r_obj != Py_None && !(reg = mask_regions(r_obj, B, N))) return NULL;
     PyArrayObject *mask = (PyArrayObject *)PyArray_EMPTY(2, (npy_intp *)SHP(B, N), NPY_UINT8, 0);
     PyArrayObject *keep = (PyArrayObject *)PyArray_EMPTY(2, (npy_intp *)SHP(B, N - n_mask), NPY_INT64, 0);
     PyArrayObject *restore = (PyArrayObject *)PyArray_EMPTY(2, (npy_intp *)SHP(B, N), NPY_INT64, 0);
@@ -50,16 +79,12 @@ static PyObject *mask_kind(PyObject *args, int kind) {
         Py_XDECREF(mask), Py_XDECREF(keep), Py_XDECREF(restore);
         return NULL;
     }
+    const pf_mask_request req = {B, grid, n_mask, n_region, seed, step, PyArray_DATA(idx),
+                                 reg ? PyArray_DATA(reg) : NULL, reg && PyArray_NDIM(reg) == 2};
     uint8_t *pm = PyArray_DATA(mask);
     int64_t *pk = PyArray_DATA(keep), *pr = PyArray_DATA(restore);
-    const int64_t *pi = PyArray_DATA(idx), *pg = reg ? PyArray_DATA(reg) : NULL;
-    const int per_image = reg && PyArray_NDIM(reg) == 2;
     pf_status st;
-    PF_NOGIL(st = kind == MASK_RANDOM ? pf_mask_random(pm, pk, pr, B, grid, n_mask, seed, step, pi)
-                : kind == MASK_BLOCK  ? pf_mask_block(pm, pk, pr, B, grid, n_mask, seed, step, pi)
-                : kind == MASK_FACIAL ? pf_mask_facial(pm, pk, pr, B, grid, n_mask, n_region, seed, step, pi, pg,
-                                                       per_image)
-                                      : pf_mask_structured(pm, pk, pr, B, grid, n_mask, seed, step, pi, pg, per_image));
+    PF_NOGIL(st = pf_mask_sample(kind, &req, pm, pk, pr));
     if (st != PF_OK) {
         Py_DECREF(mask), Py_DECREF(keep), Py_DECREF(restore);
         return raise_status(st);
@@ -67,11 +92,21 @@ static PyObject *mask_kind(PyObject *args, int kind) {
     return Py_BuildValue("(NNN)", mask, keep, restore);
 }
 
-/* mask_random / mask_block / mask_structured: mask_kind for each kind. */
-static PyObject *py_mask_random(PyObject *self, PyObject *args) { (void)self; return mask_kind(args, MASK_RANDOM); }
-static PyObject *py_mask_block(PyObject *self, PyObject *args) { (void)self; return mask_kind(args, MASK_BLOCK); }
-static PyObject *py_mask_structured(PyObject *self, PyObject *args) { (void)self; return mask_kind(args, MASK_STRUCTURED); }
-static PyObject *py_mask_facial(PyObject *self, PyObject *args) { (void)self; return mask_kind(args, MASK_FACIAL); }
+/* mask_kinds() -> tuple of str: the kind names of pf_mask_kind, in enum order (id = position). */
+static PyObject *py_mask_kinds(PyObject *self, PyObject *unused) {
+    (void)self, (void)unused;
+    PyObject *names = PyTuple_New(PF_MASK_NUM_KINDS);
+    for (int k = 0; names && k < PF_MASK_NUM_KINDS; k++) {
+        const char *s = pf_get_mask_kind_name(k);
+        PyObject *name = s ? PyUnicode_FromString(s) : PyErr_Format(PyExc_SystemError, "mask kind %d has no name", k);
+        if (!name) {
+            Py_DECREF(names);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(names, k, name);
+    }
+    return names;
+}
 
 /* subst_positions(seed, step, indices (B,) int64, n_keep, s) -> (B, s) int64: s distinct places in
  * [0, n_keep) per row, ascending; seed and step are taken modulo 2^64. */
@@ -139,7 +174,8 @@ static PyObject *py_substitute(PyObject *self, PyObject *args) {
     if (!sd || !check_finite(t, "t") || !check_finite(mu, "mu") || !check_finite(sd, "sigma") ||
         !check_index(g, "subst", G * G))
         return NULL;
-    PF_NOGIL(pf_substitute(PyArray_DATA(im), PyArray_DATA(t), PyArray_DATA(mu), PyArray_DATA(sd), PyArray_DATA(g), B, s, S, p));
+    PF_NOGIL(pf_substitute(PyArray_DATA(im), PyArray_DATA(t), PyArray_DATA(mu), PyArray_DATA(sd), PyArray_DATA(g), B, s,
+                           S, p));
     Py_RETURN_NONE;
 }
 
@@ -158,7 +194,8 @@ static PyObject *py_substitute_backward(PyObject *self, PyObject *args) {
     PyArrayObject *pos = sd ? I64(pos_obj, "pos", 2, SHP(B, s)) : NULL;
     if (!pos || !check_index(pos, "pos", PyArray_DIM(dc, 1))) return NULL;
     const npy_intp n = PyArray_DIM(dc, 1);
-    PF_NOGIL(pf_substitute_backward(PyArray_DATA(dt), PyArray_DATA(dc), PyArray_DATA(sd), PyArray_DATA(pos), B, s, n, p));
+    PF_NOGIL(pf_substitute_backward(PyArray_DATA(dt), PyArray_DATA(dc), PyArray_DATA(sd), PyArray_DATA(pos), B, s, n,
+                                    p));
     Py_RETURN_NONE;
 }
 
@@ -232,8 +269,8 @@ static PyObject *py_topk_mixture_forward(PyObject *self, PyObject *args) {
         Py_XDECREF(t), Py_XDECREF(w), Py_XDECREF(idx);
         return NULL;
     }
-    PF_NOGIL(pf_topk_mixture_forward(PyArray_DATA(t), PyArray_DATA(idx), PyArray_DATA(w), PyArray_DATA(l), PyArray_DATA(C),
-                                     rows, K, d, k, tau, hard));
+    PF_NOGIL(pf_topk_mixture_forward(PyArray_DATA(t), PyArray_DATA(idx), PyArray_DATA(w), PyArray_DATA(l),
+                                     PyArray_DATA(C), rows, K, d, k, tau, hard));
     return Py_BuildValue("(NNN)", t, idx, w);
 }
 
@@ -250,12 +287,12 @@ static PyObject *py_topk_mixture_backward(PyObject *self, PyObject *args) {
     if (!idx) return NULL;
     const npy_intp rows = PyArray_DIM(dt, 0), d = PyArray_DIM(dt, 1), K = PyArray_DIM(C, 0), k = PyArray_DIM(idx, 1);
     PyArrayObject *w = F32(w_obj, "w", 2, SHP(rows, k), 0), *dl, *dc;
-    if (!w || !check_topk(k, K, tau) || !check_index(idx, "idx", K) || !opt_f32(dl_obj, "dlogits", 2, SHP(rows, K), &dl) ||
-        !opt_f32(dc_obj, "dcodebook", 2, SHP(K, d), &dc))
+    if (!w || !check_topk(k, K, tau) || !check_index(idx, "idx", K) ||
+        !opt_f32(dl_obj, "dlogits", 2, SHP(rows, K), &dl) || !opt_f32(dc_obj, "dcodebook", 2, SHP(K, d), &dc))
         return NULL;
     float *pdl = data_or_null(dl), *pdc = data_or_null(dc);
-    PF_NOGIL(pf_topk_mixture_backward(pdl, pdc, PyArray_DATA(dt), PyArray_DATA(idx), PyArray_DATA(w), PyArray_DATA(C), rows, K, d,
-                                      k, tau));
+    PF_NOGIL(pf_topk_mixture_backward(pdl, pdc, PyArray_DATA(dt), PyArray_DATA(idx), PyArray_DATA(w), PyArray_DATA(C),
+                                      rows, K, d, k, tau));
     Py_RETURN_NONE;
 }
 
@@ -283,8 +320,8 @@ static PyObject *py_codebook_ema(PyObject *self, PyObject *args) {
         return PyErr_Format(PyExc_ValueError, "decay must be in (0, 1) and eps positive, got %g, %g", (double)decay,
                             (double)eps);
     const npy_intp rows = PyArray_DIM(x, 0), K = PyArray_DIM(C, 0), d = PyArray_DIM(x, 1);
-    PF_NOGIL(pf_codebook_ema(PyArray_DATA(C), PyArray_DATA(cnt), PyArray_DATA(sum), PyArray_DATA(x), PyArray_DATA(a), rows, K, d,
-                             decay, eps));
+    PF_NOGIL(pf_codebook_ema(PyArray_DATA(C), PyArray_DATA(cnt), PyArray_DATA(sum), PyArray_DATA(x), PyArray_DATA(a),
+                             rows, K, d, decay, eps));
     Py_RETURN_NONE;
 }
 
@@ -301,8 +338,8 @@ static PyObject *py_codebook_reseed(PyObject *self, PyObject *args) {
     if (PyArray_DIM(x, 0) < 1) return PyErr_Format(PyExc_ValueError, "x must have at least one row");
     const npy_intp rows = PyArray_DIM(x, 0), K = PyArray_DIM(C, 0), d = PyArray_DIM(x, 1);
     int64_t n;
-    PF_NOGIL(n = pf_codebook_reseed(PyArray_DATA(C), PyArray_DATA(cnt), PyArray_DATA(sum), PyArray_DATA(x), rows, K, d, threshold,
-                                    key));
+    PF_NOGIL(n = pf_codebook_reseed(PyArray_DATA(C), PyArray_DATA(cnt), PyArray_DATA(sum), PyArray_DATA(x), rows, K, d,
+                                    threshold, key));
     return PyLong_FromLongLong(n);
 }
 
@@ -344,7 +381,8 @@ static PyObject *py_affinity_loss_forward(PyObject *self, PyObject *args) {
     const npy_intp B = PyArray_DIM(ys, 0), T = PyArray_DIM(ys, 1), C = PyArray_DIM(ys, 2);
     PyArrayObject *yt = F32(t_obj, "yt", 3, SHP(B, T, C), 0), *valid;
     if (!yt || !check_finite(yt, "yt") || !opt_valid(v_obj, B, T, &valid)) return NULL;
-    PyArrayObject *diff = new_f32(3, SHP(B, T, T), 0), *zs = new_f32(3, SHP(B, T, C), 0), *norms = new_f32(2, SHP(B, T), 0);
+    PyArrayObject *diff = new_f32(3, SHP(B, T, T), 0), *zs = new_f32(3, SHP(B, T, C), 0);
+    PyArrayObject *norms = new_f32(2, SHP(B, T), 0);
     if (!diff || !zs || !norms) {
         Py_XDECREF(diff), Py_XDECREF(zs), Py_XDECREF(norms);
         return NULL;
@@ -404,7 +442,8 @@ static PyObject *py_region_pool_forward(PyObject *self, PyObject *args) {
         Py_XDECREF(out), Py_XDECREF(cnt);
         return NULL;
     }
-    PF_NOGIL(pf_region_pool_forward(PyArray_DATA(out), PyArray_DATA(cnt), PyArray_DATA(y), PyArray_DATA(r), B, T, C, R));
+    PF_NOGIL(pf_region_pool_forward(PyArray_DATA(out), PyArray_DATA(cnt), PyArray_DATA(y), PyArray_DATA(r), B, T, C,
+                                    R));
     return Py_BuildValue("(NN)", out, cnt);
 }
 
@@ -439,7 +478,8 @@ static PyObject *py_ema_update(PyObject *self, PyObject *args) {
     PyArrayObject *dst = F32(d_obj, "dst", 1, NULL, 1);
     PyArrayObject *src = dst ? F32(s_obj, "src", 1, SHP(PyArray_DIM(dst, 0)), 0) : NULL;
     if (!src || !check_finite(src, "src")) return NULL;
-    if (!(m >= 0.0f && m <= 1.0f)) return PyErr_Format(PyExc_ValueError, "momentum must be in [0, 1], got %g", (double)m);
+    if (!(m >= 0.0f && m <= 1.0f))
+        return PyErr_Format(PyExc_ValueError, "momentum must be in [0, 1], got %g", (double)m);
     if (overlaps(dst, src)) return PyErr_Format(PyExc_ValueError, "dst and src must not overlap");
     const npy_intp n = PyArray_DIM(dst, 0);
     PF_NOGIL(pf_ema_update(PyArray_DATA(dst), PyArray_DATA(src), n, m));
@@ -447,23 +487,17 @@ static PyObject *py_ema_update(PyObject *self, PyObject *args) {
 }
 
 PyMethodDef pf_paco_methods[] = {
-    {"mask_random", py_mask_random, METH_VARARGS,
-     "mask_random(indices, grid, n_mask, seed, step) -> (mask (B, N) uint8, ids_keep (B, N - n_mask) int64,\n"
-     "ids_restore (B, N) int64)\n\n"
-     "indices (B,) int64 sample indices, N = grid * grid: MAE's uniform random masks, n_mask removed per row\n"
-     "(mask 1 = removed; ids_keep ascending; ids_restore MAE's inverse permutation). Row b is a pure\n"
-     "function of (seed, step, indices[b]); seed and step are taken modulo 2^64."},
-    {"mask_block", py_mask_block, METH_VARARGS,
-     "mask_block(indices, grid, n_mask, seed, step) -> (mask, ids_keep, ids_restore)\n\n"
-     "As mask_random, with BEiT's block-wise rectangles and a spatially coherent top-up."},
-    {"mask_structured", py_mask_structured, METH_VARARGS,
-     "mask_structured(indices, grid, n_mask, seed, step, regions) -> (mask, ids_keep, ids_restore)\n\n"
-     "As mask_random, masking whole facial components of regions ((N,) shared or (B, N) int64 component\n"
-     "ids in [0, 13)), then a spatially coherent top-up."},
-    {"mask_facial", py_mask_facial, METH_VARARGS,
-     "mask_facial(indices, grid, n_mask, seed, step, regions, n_region) -> (mask, ids_keep, ids_restore)\n\n"
-     "As mask_structured, masking whole facial components (all but hair/background, id 12) while the count\n"
-     "stays <= n_region, then uniformly random patches up to n_mask."},
+    {"mask_sample", py_mask_sample, METH_VARARGS,
+     "mask_sample(kind, indices, grid, n_mask, seed, step, regions=None, n_region=0)\n"
+     "    -> (mask (B, N) uint8, ids_keep (B, N - n_mask) int64, ids_restore (B, N) int64)\n\n"
+     "kind: a name of mask_kinds() or its id; indices (B,) int64 sample indices, N = grid * grid:\n"
+     "n_mask patches removed per row (mask 1 = removed; ids_keep ascending; ids_restore MAE's inverse\n"
+     "permutation). regions ((N,) shared or (B, N) int64 component ids in [0, 13)) for the kinds that\n"
+     "read a region map (ValueError without), ignored by the others; n_region in [0, n_mask], the\n"
+     "budget of whole components of 'facial'. Row b is a pure function of (kind, seed, step,\n"
+     "indices[b]) and its region map; seed and step are taken modulo 2^64. An unknown kind: ValueError."},
+    {"mask_kinds", py_mask_kinds, METH_NOARGS,
+     "mask_kinds() -> tuple of str\n\nThe masking kinds of the C core (csrc/paco/masking.h), in id order."},
     {"subst_positions", py_subst_positions, METH_VARARGS,
      "subst_positions(seed, step, indices, n_keep, s) -> (B, s) int64\n\n"
      "indices (B,) int64 sample indices: for each, s distinct places in [0, n_keep) (within that image's\n"

@@ -129,34 +129,55 @@ def facial_row(regions, n_region, n_mask, s):
     return mask
 
 
-def mask_row(kind, G, n_mask, seed, step, index, regions=None, n_region=0):
-    """One image's mask (G * G,) uint8."""
-    s = Stream(kind, seed, step, index)
-    if kind == "random":
-        return random_row(G * G, n_mask, s)
-    if kind == "facial":
-        return facial_row(regions, n_region, n_mask, s)
-    if kind == "block":
-        mask = block_rects(G, n_mask, s)[0].ravel()
-    else:
-        mask = structured_components(regions, n_mask, s)[0]
+# ---- one row per kind: (G, n_mask, stream, regions (N,) or None, n_region) -> (G * G,) uint8, as
+# the row functions of csrc/paco/masking.c's kind table
+
+def random_mask(G, n_mask, s, regions, n_region):
+    """MAE: a uniform random subset."""
+    return random_row(G * G, n_mask, s)
+
+
+def block_mask(G, n_mask, s, regions, n_region):
+    """BEiT's rectangles, then the top-up."""
+    mask = block_rects(G, n_mask, s)[0].ravel()
     top_up(mask, G, n_mask, s)
     return mask
 
 
+def structured_mask(G, n_mask, s, regions, n_region):
+    """Whole components of the region map, then the top-up."""
+    mask = structured_components(regions, n_mask, s)[0]
+    top_up(mask, G, n_mask, s)
+    return mask
+
+
+def facial_mask(G, n_mask, s, regions, n_region):
+    """Whole facial components up to n_region patches, then random ones."""
+    return facial_row(regions, n_region, n_mask, s)
+
+
+# the kinds, in the C core's order (tests/test_masking.py pins the agreement); their salts: SALTS
+ROWS = {"random": random_mask, "block": block_mask, "structured": structured_mask, "facial": facial_mask}
+KINDS = tuple(ROWS)
+
+
+def mask_row(kind, G, n_mask, seed, step, index, regions=None, n_region=0):
+    """One image's mask (G * G,) uint8."""
+    return ROWS[kind](G, n_mask, Stream(kind, seed, step, index), regions, n_region)
+
+
 def make_masks(kind, batch_size, grid, ratio, seed, step, regions=None, indices=None, region_ratio=0.5):
-    """pacofr.masking.make_masks in NumPy (``regions`` must be given for ``structured`` and
-    ``facial``)."""
+    """pacofr.masking.make_masks in NumPy (``regions`` must be given for the kinds that read a
+    region map, ``structured`` and ``facial``; the others ignore it)."""
     N = grid * grid
     n_mask = int(round(float(ratio) * N))
     n_region = int(round(float(region_ratio) * n_mask))
     indices = np.arange(batch_size) if indices is None else np.asarray(indices)
-    with_regions = kind in ("structured", "facial")
-    if with_regions:
+    if regions is not None:
         regions = np.broadcast_to(np.asarray(regions, np.int64), (batch_size, N))
     mask = np.zeros((batch_size, N), np.uint8)
     for b in range(batch_size):
-        mask[b] = mask_row(kind, grid, n_mask, seed, step, int(indices[b]), regions[b] if with_regions else None,
+        mask[b] = mask_row(kind, grid, n_mask, seed, step, int(indices[b]), None if regions is None else regions[b],
                            n_region)
     ids_shuffle = np.argsort(mask, axis=1, kind="stable")   # kept ascending, then removed ascending
     ids_restore = np.argsort(ids_shuffle, axis=1)

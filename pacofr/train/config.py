@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import check_fields
-
-MASKINGS = ("random", "block", "structured", "facial")
+from ..masking import KINDS as MASKINGS   # the masking registry (pacofr/masking.py); the old name kept
 BASE_LR = 4e-3                         # lr per 256 images of batch (MAE's convention; MAE's own is 1.5e-4)
 # fields added after run folders were first written, with the value a run without them had
 LEGACY_FIELDS = {"sc_center": False, "mask_region_ratio": 0.15, "diag_every": 250}
@@ -107,17 +106,22 @@ class PretrainConfig:
              f"betas must be two numbers in [0, 1), got {self.betas!r}")
         for name in ("log_every", "checkpoint_every", "usage_window", "synth_images", "shuffle_buffer"):
             need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("preview_every", "eval_every", "diag_every", "data_seed", "threads", "seed", "synth_identities", "belief_hidden"):
+        for name in ("preview_every", "eval_every", "diag_every", "data_seed", "threads", "seed", "synth_identities",
+                     "belief_hidden"):
             need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         need(self.codebook_eps > 0, f"codebook_eps must be positive, got {self.codebook_eps}")
-        need(self.warmup_steps >= -1 and self.incubation_steps >= -1, "warmup_steps and incubation_steps must be >= -1")
-        need(self.preset in ("pacofr", "mae", "custom"), f"preset must be 'pacofr', 'mae' or 'custom', got {self.preset!r}")
+        need(self.warmup_steps >= -1 and self.incubation_steps >= -1,
+             "warmup_steps and incubation_steps must be >= -1")
+        need(self.preset in ("pacofr", "mae", "custom"),
+             f"preset must be 'pacofr', 'mae' or 'custom', got {self.preset!r}")
         need(self.masking in MASKINGS, f"masking must be one of {MASKINGS}, got {self.masking!r}")
-        need(self.region_source in REGION_SOURCES, f"region_source must be one of {REGION_SOURCES}, got {self.region_source!r}")
+        need(self.region_source in REGION_SOURCES,
+             f"region_source must be one of {REGION_SOURCES}, got {self.region_source!r}")
         need(self.sc_mode in SC_MODES, f"sc_mode must be one of {SC_MODES}, got {self.sc_mode!r}")
         need(not (self.sc_center and self.sc_mode != "token"),
              "sc_center applies to sc_mode 'token' only: set sc_center false with sc_mode 'region'")
-        need(self.codebook_init in CODEBOOK_INITS, f"codebook_init must be one of {CODEBOOK_INITS}, got {self.codebook_init!r}")
+        need(self.codebook_init in CODEBOOK_INITS,
+             f"codebook_init must be one of {CODEBOOK_INITS}, got {self.codebook_init!r}")
         need(self.dtype in ("auto", "fp32", "bf16"), f"dtype must be 'auto', 'fp32' or 'bf16', got {self.dtype!r}")
         need(self.teacher_dtype in ("auto", "model", "fp32", "bf16"),
              f"teacher_dtype must be 'auto', 'model', 'fp32' or 'bf16', got {self.teacher_dtype!r}")
