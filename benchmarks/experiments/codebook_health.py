@@ -81,8 +81,7 @@ def main(argv=None):
         ax[0].plot(steps, [r["belief_acc"] for r in rows], label="belief top-1 accuracy")
         ax[0].set_xlabel("step"); ax[0].legend(); ax[0].set_ylim(0, 1)
         ax[1].plot(steps, [r["perplexity"] for r in rows])
-        ax[1].set_xlabel("step")
-        ax[1].set_title("perplexity of the choices")
+        ax[1].set(xlabel="step", title="perplexity of the choices")
         for k in ("rec", "inc", "align", "sc"):
             xs = [r["step"] for r in rows if k in r]
             ax[2].plot(xs, [r[k] for r in rows if k in r], label=k)
