@@ -6,7 +6,7 @@ import os
 
 # libgomp's threads spin ~300,000 iterations at a barrier before they sleep. When another
 # process holds a core, a thread whose partner is descheduled spins away its own time slice
-# at every barrier, and a step runs 2.3-2.7x slower (benchmarks/README.md, "A step beside one
+# at every barrier, and a step runs 2.3-2.7x slower (docs/results.md, "A step beside one
 # competing single-thread process"). 3,000 spins keep the idle machine's speed within noise of
 # the default and the slow-down under 2x; 1,000 cost 10-25% on the idle machine.
 SPIN_COUNT = "3000"

@@ -28,7 +28,7 @@ TASKS = ("alignment", "parsing", "identity", "recognition", "quality")    # iden
 @dataclass(frozen=True)
 class Protocol:
     """What ``evaluate`` runs. Steps and learning rates are the heads' budgets (chosen on
-    ``val``: benchmarks/README.md, "synthface-v2"); ``finetune_labels``: the label fractions
+    ``val``: docs/results.md, "synthface-v2"); ``finetune_labels``: the label fractions
     that are also fine-tuned end to end (LP-FT, from the linear probe)."""
     split: str = "val"
     labels: tuple = (0.01,)
