@@ -1,7 +1,8 @@
 """The training loop against its isolated step: what `pacofr pretrain` adds to a step.
 
     python benchmarks/speed/bench_loop.py                          # PaCo-FR, tiny, batch 64, auto dtype
-    python benchmarks/speed/bench_loop.py --preset mae --dtype fp32 --rounds 4 --block 5
+    python benchmarks/speed/bench_loop.py --preset mae --dtype fp32 --rounds 4 --block 5 --save
+    python benchmarks/speed/bench_loop.py --quick                  # pacofr_test_tiny, batch 8, 1 x 2 steps
 
 One process, one run set up as `pacofr pretrain` sets it up (SynthFace loader with its
 threads, the model, AdamW, the PaCo-FR state). Blocks of `--block` steps alternate:
@@ -14,16 +15,20 @@ Both run with NumPy's BLAS held to one thread, as pretrain's loop holds it.
 Figures are medians over the blocks' steps; the loop's extra time is split into waiting
 for the loader, the snapshot and what follows the step; one checkpoint is timed after the
 blocks and shown per step at checkpoint_every.
+
+Before timing, the loop's first step is checked: its batch must be the loader's first batch
+(read again, directly), and its loss terms finite and equal to those of the isolated step on
+that batch in a second run set up alike (same weights, same step).
 """
-import argparse
 import importlib
 import itertools
-import json
-import statistics
 import tempfile
 import time
 
-import pacofr
+import numpy as np
+
+from pacofr.distributed import World
+from pacofr.testing import bench
 from pacofr.train import log, make_config
 from pacofr.train.engine import batches, train_one_step
 
@@ -46,17 +51,39 @@ class _Timed:
         return b
 
 
-def run(args):
-    out = tempfile.mkdtemp(prefix="bench_loop_")
-    cfg = make_config(args.preset, model=args.model, batch_size=args.batch, steps=10 ** 6, out=out,
-                      dtype=args.dtype, preview_every=0, log_every=args.log_every,
-                      checkpoint_every=args.checkpoint_every)
-    r = driver._setup(cfg)
+def _config(args):
+    return make_config(args.preset, model=args.model, batch_size=args.batch, steps=10 ** 6,
+                       out=tempfile.mkdtemp(prefix="bench_loop_"), dtype=args.dtype, preview_every=0,
+                       log_every=args.log_every, checkpoint_every=args.checkpoint_every)
+
+
+def check_first_step(rep, args, r, loop_step, last):
+    """The loop's first step (taken here) against the loader read directly and against the
+    isolated step on the same batch in a second run set up alike."""
+    direct = next(iter(r.loader.iterate(0, 0)))
+    loop_step()
+    got = last["batch"]
+    rep.require("loop batch shape and dtype", got["images"].shape == direct["images"].shape
+                and got["images"].dtype == direct["images"].dtype, f"{got['images'].shape} {got['images'].dtype}")
+    for k in ("indices", "images"):
+        rep.require(f"loop batch {k} = loader's", np.array_equal(got[k], direct[k]), f"{got[k].shape}")
+    twin = driver._setup(_config(args), World())
+    terms = train_one_step(twin.paco, twin.optimizer, itertools.repeat(direct), twin.pos, twin.cfg)[0]
+    for k in sorted(terms):
+        if isinstance(terms[k], float) and k in last["terms"]:
+            rep.check(f"loop step {k} = isolated step's", last["terms"][k], terms[k], rtol=1e-6, atol=1e-7)
+    rep.require("loop step loss finite", bool(np.isfinite(last["terms"]["loss"])), f"{last['terms']['loss']:.6g}")
+
+
+def run(rep, args):
+    cfg = _config(args)
+    r = driver._setup(cfg, World())
+    cfg = r.cfg
     metrics, throughput = log.Metrics(r.out, 0), log.Throughput()
     it = _Timed(batches(r.loader, r.pos))
-    fixed = itertools.repeat(next(it))
     times = {"loop": [], "isolated": []}
     parts = {"loader wait": 0.0, "snapshot": 0.0, "after step": 0.0}
+    last = {}
 
     def loop_step():
         t0 = time.perf_counter()
@@ -71,14 +98,18 @@ def run(args):
         parts["snapshot"] += t1 - t0
         parts["loader wait"] += it.wait - wait0
         parts["after step"] += t3 - t2
+        last.update(terms=terms, batch=batch)
         return t3 - t0
+
+    blas = driver._one_blas_thread()  # as pretrain's loop does
+    check_first_step(rep, args, r, loop_step, last)
+    fixed = itertools.repeat(next(it))
 
     def isolated_step():
         t0 = time.perf_counter()
         train_one_step(r.paco, r.optimizer, fixed, r.pos, cfg)
         return time.perf_counter() - t0
 
-    blas = driver._one_blas_thread()  # as pretrain's loop does
     isolated_step(), loop_step()  # warm-up
     parts.update({k: 0.0 for k in parts})
     for _ in range(args.rounds):
@@ -91,38 +122,38 @@ def run(args):
     it.it.close()
     metrics.close()
     n = len(times["loop"])
-    return {"loop s/step": statistics.median(times["loop"]), "isolated s/step": statistics.median(times["isolated"]),
-            "loop mean s/step": sum(times["loop"]) / n, "isolated mean s/step": sum(times["isolated"]) / n,
-            **{f"{k} s/step": v / n for k, v in parts.items()}, "dtype": r.model.dtype}
+    res = {"loop s/step": bench.median(times["loop"]), "isolated s/step": bench.median(times["isolated"]),
+           "loop mean s/step": sum(times["loop"]) / n, "isolated mean s/step": sum(times["isolated"]) / n,
+           **{f"{k} s/step": v / n for k, v in parts.items()}}
+    return res, times, r.model.dtype
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv=None):
+    p = bench.parser(__doc__)
     p.add_argument("--preset", default="pacofr", choices=["pacofr", "mae"])
     p.add_argument("--model", default="pacofr_vit_tiny_p8_112")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--dtype", default="auto")
-    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--block", type=int, default=5)
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--checkpoint-every", type=int, default=200)
-    p.add_argument("--json")
-    args = p.parse_args()
-    pacofr.set_num_threads(args.threads)
-    res = run(args)
-    info = pacofr.build_info()
-    print(f"# bench_loop: {args.preset}, {args.model}, batch {args.batch}, {res['dtype']}, {args.threads} threads, "
-          f"oneDNN {info['onednn']} ({info['isa']}), {args.rounds} x {args.block} steps each\n")
-    print("| measure | value |\n|---|---|")
-    for k, v in res.items():
-        if k != "dtype":
-            print(f"| {k} | {v:.4f} |")
-    print(f"| loop images/s / isolated images/s (medians) | {res['isolated s/step'] / res['loop s/step']:.3f} |")
-    print(f"| same, means | {res['isolated mean s/step'] / res['loop mean s/step']:.3f} |")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "results": res, "build_info": info}, f, indent=1)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.model, args.batch, args.rounds, args.block, args.log_every = "pacofr_test_tiny", 8, 1, 2, 2
+    rep = bench.Report("bench_loop", args, dtype=args.dtype)
+    res, times, dtype = run(rep, args)
+    rep.print(f"\n{args.preset}, {args.model}, batch {args.batch}, {dtype}, {args.threads} threads, "
+              f"{args.rounds} x {args.block} steps each\n")
+    cells = [[k, f"{v:.4f}"] for k, v in res.items()]
+    ratios = {"loop images/s / isolated images/s (medians)": res["isolated s/step"] / res["loop s/step"],
+              "same, means": res["isolated mean s/step"] / res["loop mean s/step"]}
+    cells += [[k, f"{v:.3f}"] for k, v in ratios.items()]
+    rep.table(["measure", "value"], cells)
+    for k, v in {**res, **ratios}.items():
+        rep.row(preset=args.preset, model=args.model, batch=args.batch, dtype=dtype, measure=k, value=v)
+    rep.row(preset=args.preset, model=args.model, batch=args.batch, dtype=dtype, measure="all s/step", value=times)
+    rep.finish()
 
 
 if __name__ == "__main__":
