@@ -123,3 +123,26 @@ def test_a_dead_or_hung_worker_is_reported_and_the_run_goes_on():
     assert isinstance(answers["fine"], float)
     assert answers["dies in a step"] is None and "exit code 4" in pool.notes["dies in a step"]
     assert answers["hangs"] is None and "no answer in 3 s" in pool.notes["hangs"]
+
+
+def script_problems(paths):
+    """"path: why" for each script that edits sys.path or imports another script of the tree."""
+    import ast
+    scripts = {p.stem for p in paths}
+    out = []
+    for p in paths:
+        tree = ast.parse(p.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr == "path" and getattr(node.value, "id", "") == "sys":
+                out.append(f"{p.name}:{node.lineno}: sys.path")
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
+            out += [f"{p.name}:{node.lineno}: imports {n}" for n in names if n.split(".")[0] in scripts]
+    return out
+
+
+def test_no_script_edits_sys_path_or_imports_another(tmp_path):
+    assert script_problems(sorted((ROOT / "benchmarks").rglob("*.py"))) == []
+    (tmp_path / "a.py").write_text("import sys\nsys.path.insert(0, '.')\n")
+    (tmp_path / "b.py").write_text("from a import x\n")
+    assert script_problems([tmp_path / "a.py", tmp_path / "b.py"]) == ["a.py:2: sys.path", "b.py:1: imports a"]
