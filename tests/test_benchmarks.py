@@ -80,11 +80,14 @@ def test_a_wrong_result_stops_the_run():
         rep.check("product", np.ones(3), np.ones(4))
     with pytest.raises(bench.CheckFailed):
         rep.check("nan", np.array([np.nan]), np.array([np.nan]))
+    with pytest.raises(bench.CheckFailed):
+        rep.check("exact", np.array([1.0, 2.0]), np.array([1.0, 2.5]), rtol=0.0, atol=0.0)
     with pytest.raises(bench.CheckFailed, match="count failed: 3 of 4"):
         rep.require("count", False, "3 of 4")
     assert rep.checks == []
     rep.check("close", np.ones(4) * 1.0001, np.ones(4), rtol=1e-3)
-    assert len(rep.checks) == 1
+    rep.check("exact", np.array([0.0, 2.0]), np.array([0.0, 2.0]), rtol=0.0, atol=0.0)
+    assert len(rep.checks) == 2
 
 
 def test_result_files_are_named_by_what_they_measured(tmp_path):
