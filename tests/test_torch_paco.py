@@ -181,3 +181,26 @@ def test_gradcheck_float64(case, names, sc_mode):
                 mod._parameters[attr] = v
     leaves = tuple(ref.get_parameter(nm).detach().clone().requires_grad_(True) for nm in names)
     assert torch.autograd.gradcheck(loss, leaves, eps=1e-6, atol=1e-6, rtol=1e-4, fast_mode=True)
+
+
+def test_the_fused_attention_peer_computes_the_reference_step(torch):
+    """The benchmarks' best PyTorch path (scaled_dot_product_attention, fused AdamW) is the same
+    MAE step as the written-out reference: same loss and gradients on the same weights."""
+    from pacofr.config import get_config
+    from pacofr.testing.steps import batch, keep
+    from pacofr.testing.torch_ref import MAE, grads_numpy, use_sdpa
+    cfg = get_config("pacofr_test_tiny")
+    images, ids = batch(cfg, 3, keep(cfg), seed=2)
+    ref = MAE(cfg)
+    fused = use_sdpa(MAE(cfg))
+    fused.load_state_dict(ref.state_dict())
+    x, i = torch.from_numpy(images), torch.from_numpy(ids)
+    want, got = ref(x, i), fused(x, i)
+    want.backward()
+    got.backward()
+    assert abs(got.item() - want.item()) < 1e-5 * abs(want.item())
+    gw, gg = grads_numpy(ref), grads_numpy(fused)
+    assert set(gw) == set(gg)
+    for k in gw:
+        np.testing.assert_allclose(gg[k], gw[k], rtol=1e-3, atol=1e-6 * float(np.abs(gw[k]).max()) + 1e-7)
+    assert not use_sdpa(fused, False).blocks[0].attn.fused

@@ -29,6 +29,9 @@ VARIANTS = {
     "torch eager fp32": lambda n, im, ids: torch_step(n, "eager", im, ids),
     "torch bf16 autocast": lambda n, im, ids: torch_step(n, "autocast", im, ids),
     "torch.compile fp32": lambda n, im, ids: torch_step(n, "compile", im, ids),
+    "torch eager fp32, SDPA + fused AdamW": lambda n, im, ids: torch_step(n, "eager", im, ids, best=True),
+    "torch bf16 autocast, SDPA + fused AdamW": lambda n, im, ids: torch_step(n, "autocast", im, ids, best=True),
+    "torch.compile fp32, SDPA + fused AdamW": lambda n, im, ids: torch_step(n, "compile", im, ids, best=True),
 }
 
 
@@ -98,6 +101,13 @@ def run_model(rep, args, name):
         rep.row(model=name, variant=v, seconds=s, all=times[v], gflops=gf, rss_mib=r)
     rep.table(["variant", "s/step", "images/s", "pacofr fp32 speed-up", "pacofr bf16 speed-up", "GFLOP/s",
                "% of docs/performance.md peak", "peak RSS MiB"], cells)
+    for dt in ("fp32", "bf16"):
+        peers = {v: s for v, s in med.items() if v.startswith("torch") and (("bf16" in v) == (dt == "bf16"))}
+        mine = med.get(f"pacofr {dt}")
+        if peers and mine:
+            best = min(peers, key=peers.get)
+            rep.print(f"\npacofr {dt} against PyTorch's best {dt} ({best}): {peers[best] / mine:.2f}x")
+            rep.row(model=name, dtype=dt, best_peer=best, speedup_vs_best=peers[best] / mine)
     for v, why in pool.notes.items():
         rep.print(f"\n{v}: not run here ({why})")
         rep.row(model=name, variant=v, error=why)

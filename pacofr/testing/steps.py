@@ -53,15 +53,19 @@ def pacofr_step(name, dtype, images, ids, lr=1e-4):
     return step
 
 
-def torch_step(name, mode, images, ids, lr=1e-4):
+def torch_step(name, mode, images, ids, lr=1e-4, best=False):
     """-> step() running the PyTorch MAE step: mode "eager" (fp32), "autocast" (bf16 autocast)
-    or "compile" (torch.compile, fp32); returns the loss."""
+    or "compile" (torch.compile, fp32); returns the loss. best: PyTorch's fastest path where it
+    has one, fused attention (``scaled_dot_product_attention``) and ``AdamW(fused=True)``."""
     import torch
-    from .torch_ref import MAE, decay_groups
-    model = MAE(get_config(name))
+    from .torch_ref import MAE, decay_groups, use_sdpa
+    model = use_sdpa(MAE(get_config(name)), best)
     decay, no_decay = decay_groups(model)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=lr, betas=(0.9, 0.95))
+    groups = [{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}]
+    try:
+        opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), **({"fused": True} if best else {}))
+    except (RuntimeError, TypeError, ValueError):      # no fused AdamW for this device or build
+        opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
     x, i = torch.from_numpy(images), torch.from_numpy(ids)
     fwd = torch.compile(model) if mode == "compile" else model
 

@@ -6,6 +6,11 @@ import torch.nn as nn
 
 
 class Attention(nn.Module):
+    """Multi-head self-attention. ``fused`` False (the default): the products and softmax written
+    out, the reference the C engine is checked against; True: PyTorch's fused
+    ``scaled_dot_product_attention``, its fastest CPU path (``use_sdpa``)."""
+    fused = False
+
     def __init__(self, dim, num_heads):
         super().__init__()
         self.num_heads = num_heads
@@ -17,6 +22,9 @@ class Attention(nn.Module):
         hs = C // self.num_heads
         qkv = self.qkv(x).reshape(B, T, 3, self.num_heads, hs).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
+        if self.fused:
+            out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+            return self.proj(out.transpose(1, 2).reshape(B, T, C))
         att = (q @ k.transpose(-2, -1)) * hs ** -0.5
         att = att.softmax(dim=-1)
         return self.proj((att @ v).transpose(1, 2).reshape(B, T, C))
@@ -144,3 +152,11 @@ def from_numpy_state(model, state):
 def grads_numpy(model):
     return {n: p.grad.detach().numpy().copy() for n, p in model.named_parameters()
             if p.requires_grad and p.grad is not None}
+
+
+def use_sdpa(model, on=True):
+    """Switch every Attention of model to PyTorch's fused attention (on) or the written-out one."""
+    for m in model.modules():
+        if isinstance(m, Attention):
+            m.fused = bool(on)
+    return model
