@@ -15,7 +15,6 @@ to the per-patch layout); then pacofr and PyTorch alternate call by call (Report
 """
 import numpy as np
 
-import pacofr
 from pacofr import _C
 from pacofr.ref import heads as ref
 from pacofr.testing import bench

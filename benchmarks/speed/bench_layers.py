@@ -13,39 +13,24 @@ the header, checks, rows and files go through the Report.
 """
 import time
 
-import numpy as np
 
 import pacofr
 from pacofr import _C
 from pacofr.config import get_config
 from pacofr.testing import bench
-from pacofr.testing.steps import batch, keep, pacofr_step, step_flops, torch_step
+from pacofr.testing.steps import batch, check_mae_against_torch, keep, pacofr_step, step_flops, torch_step
 
 BF16_LOSS_RTOL = 3e-2  # bf16 products: the loss within a few per cent of fp32 PyTorch's
 
 
 def check_against_torch(rep, name, dtype, B):
-    """pacofr's loss and gradients against PyTorch autograd on the same weights and batch."""
-    import torch
-    from pacofr.testing.torch_ref import MAE, from_numpy_state
-    cfg = get_config(name)
-    images, ids = batch(cfg, B, keep(cfg), seed=1)
-    model = pacofr.create_model(name, dtype="fp32")
-    ref = MAE(cfg)
-    from_numpy_state(ref, model.state_dict())
-    want = ref(torch.from_numpy(images), torch.from_numpy(ids))
-    want.backward()
-    rep.check(f"{name} fp32 loss", model.forward(images, ids), want.item(), rtol=1e-4)
-    model.backward()
-    grads = model.grads()
-    expect = {k: q.grad.numpy() for k, q in ref.named_parameters() if q.grad is not None}
-    rep.require(f"{name} gradient names", set(grads) == set(expect), f"{len(grads)} of {len(expect)}")
-    for key, g in expect.items():
-        rep.check(f"{name} grad {key}", grads[key], g, rtol=0.0, atol=1e-3 * float(np.abs(g).max()) + 1e-7)
+    """pacofr's fp32 loss and gradients against PyTorch autograd on the same weights and batch;
+    for bf16 also the bf16 loss."""
+    model, images, ids, want = check_mae_against_torch(rep, name, B)
     if dtype == "bf16":
         m16 = pacofr.create_model(name, dtype="bf16")
         m16.load_state_dict(model.state_dict())
-        rep.check(f"{name} bf16 loss", m16.forward(images, ids), want.item(), rtol=BF16_LOSS_RTOL)
+        rep.check(f"{name} bf16 loss", m16.forward(images, ids), want, rtol=BF16_LOSS_RTOL)
 
 
 def pacofr_profile(name, B, dtype, steps):

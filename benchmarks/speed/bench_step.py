@@ -14,11 +14,10 @@ the step. A worker that dies or hangs is reported and the run goes on.
 """
 import sys
 
-import numpy as np
 
 from pacofr.config import get_config
 from pacofr.testing import bench
-from pacofr.testing.steps import BATCH, batch, keep, pacofr_step, step_flops, torch_step
+from pacofr.testing.steps import BATCH, batch, check_mae_against_torch, keep, pacofr_step, step_flops, torch_step
 from pacofr.testing.workers import Workers, ready_or_error, serve
 
 PEAK = {"fp32": 427.0, "bf16": 6100.0}  # docs/performance.md, 2 threads: AVX-512 FMA and AMX-bf16 peaks
@@ -33,30 +32,6 @@ VARIANTS = {
     "torch bf16 autocast, SDPA + fused AdamW": lambda n, im, ids: torch_step(n, "autocast", im, ids, best=True),
     "torch.compile fp32, SDPA + fused AdamW": lambda n, im, ids: torch_step(n, "compile", im, ids, best=True),
 }
-
-
-def check_against_torch(rep, name):
-    """pacofr's fp32 loss and gradients against PyTorch autograd on the same weights and batch."""
-    import torch
-    from pacofr.model import create_model
-    from pacofr.testing.torch_ref import MAE, from_numpy_state
-    cfg = get_config(name)
-    B = min(4, BATCH.get(name, 32))
-    images, ids = batch(cfg, B, keep(cfg), seed=1)
-    model = create_model(name, dtype="fp32")
-    ref = MAE(cfg)
-    from_numpy_state(ref, model.state_dict())
-    loss = model.forward(images, ids)
-    model.backward()
-    want = ref(torch.from_numpy(images), torch.from_numpy(ids))
-    want.backward()
-    rep.check(f"{name} fp32 loss", loss, want.item(), rtol=1e-4)
-    grads = model.grads()
-    rep.require(f"{name} gradient names", set(grads) == {k for k, q in ref.named_parameters() if q.grad is not None})
-    for key, q in ref.named_parameters():
-        if key in grads:
-            want = q.grad.numpy()
-            rep.check(f"{name} grad {key}", grads[key], want, rtol=0.0, atol=1e-3 * float(np.abs(want).max()) + 1e-7)
 
 
 def worker(conn, variant, name, threads):
@@ -129,7 +104,7 @@ def main(argv=None):
     rep = bench.Report("bench_step", args, dtype="fp32-bf16",
                        note=f"torch {torch.__version__}, median of {args.steps} steps")
     for name in args.models:
-        check_against_torch(rep, name)
+        check_mae_against_torch(rep, name, min(4, BATCH.get(name, 32)))
     for name in args.models:
         run_model(rep, args, name)
     rep.finish()

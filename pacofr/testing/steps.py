@@ -78,3 +78,26 @@ def torch_step(name, mode, images, ids, lr=1e-4, best=False):
         return loss.item()
     step.model = model
     return step
+
+
+def check_mae_against_torch(rep, name, B, seed=1):
+    """On ``rep`` (a ``bench.Report``): pacofr's fp32 MAE loss and every gradient against PyTorch
+    autograd (``torch_ref.MAE``) on the same weights and batch. -> (the fp32 model, images, ids,
+    PyTorch's loss) for further checks."""
+    import torch
+    from ..model import create_model
+    from .torch_ref import MAE, from_numpy_state
+    cfg = get_config(name)
+    images, ids = batch(cfg, B, keep(cfg), seed=seed)
+    model = create_model(name, dtype="fp32")
+    ref = from_numpy_state(MAE(cfg), model.state_dict())
+    want = ref(torch.from_numpy(images), torch.from_numpy(ids))
+    want.backward()
+    rep.check(f"{name} fp32 loss", model.forward(images, ids), want.item(), rtol=1e-4)
+    model.backward()
+    grads = model.grads()
+    expect = {k: q.grad.numpy() for k, q in ref.named_parameters() if q.grad is not None}
+    rep.require(f"{name} gradient names", set(grads) == set(expect), f"{len(grads)} of {len(expect)}")
+    for key, g in expect.items():
+        rep.check(f"{name} grad {key}", grads[key], g, rtol=0.0, atol=1e-3 * float(np.abs(g).max()) + 1e-7)
+    return model, images, ids, want.item()
